@@ -1,0 +1,1 @@
+"""Command-line front end of tfcyclegan (installed as `tfcyclegan_cli`)."""

@@ -1,0 +1,7 @@
+"""Errors a user can act on: the CLI prints their message as one line, no traceback."""
+
+
+class UserError(Exception):
+    """A problem with the user's input, files or options; the message says what to do."""
+
+    exit_code = 1

@@ -1,0 +1,163 @@
+"""The two networks of CycleGAN (Zhu et al. 2017, appendix 7.2).
+
+ResNet generator: c7s1-ngf, d(2ngf), d(4ngf), R(4ngf) x n_blocks, u(2ngf),
+u(ngf), c7s1-3, tanh. 70x70 PatchGAN discriminator: C64-C128-C256-C512 then a
+one-channel convolution. Both follow the official PyTorch implementation
+(instance norm without affine parameters, biases on every convolution), so the
+parameter counts match it exactly.
+"""
+
+import keras
+from keras import layers, ops
+
+
+def _init():
+    # A fresh initializer per layer: a single seeded Keras 3 initializer object
+    # reused across layers hands every layer the same weights.
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+class InstanceNormalization(layers.Layer):
+    """Instance norm (Ulyanov et al. 2016): normalise each image and channel over H, W.
+
+    No affine parameters, as in the official CycleGAN. Statistics are computed in
+    float32 so that mixed-precision training stays stable.
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, x):
+        x32 = ops.cast(x, "float32")
+        mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
+        y = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
+        return ops.cast(y, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+class ReflectionPadding2D(layers.Layer):
+    """Reflection padding, which the paper uses to reduce border artifacts."""
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+
+    def call(self, x):
+        p = self.padding
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+class ResidualBlock(layers.Layer):
+    """R-k: two reflection-padded 3x3 convolutions with instance norm, plus the input."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.body = [
+            ReflectionPadding2D(1),
+            layers.Conv2D(filters, 3, kernel_initializer=_init()),
+            InstanceNormalization(),
+            layers.ReLU(),
+            ReflectionPadding2D(1),
+            layers.Conv2D(filters, 3, kernel_initializer=_init()),
+            InstanceNormalization(),
+        ]
+
+    def call(self, x):
+        y = x
+        for layer in self.body:
+            y = layer(y)
+        return x + y
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+class ResnetGenerator(keras.Model):
+    """Generator G: X -> Y (or F: Y -> X), fully convolutional.
+
+    Any input whose height and width are multiples of 4 gives an output of the
+    same size; values are in [-1, 1].
+    """
+
+    def __init__(self, ngf=64, n_blocks=6, **kwargs):
+        super().__init__(**kwargs)
+        self.ngf = ngf
+        self.n_blocks = n_blocks
+        stack = [
+            ReflectionPadding2D(3),
+            layers.Conv2D(ngf, 7, kernel_initializer=_init()),
+            InstanceNormalization(),
+            layers.ReLU(),
+        ]
+        for mult in (2, 4):  # d128, d256
+            stack += [
+                layers.Conv2D(ngf * mult, 3, strides=2, padding="same", kernel_initializer=_init()),
+                InstanceNormalization(),
+                layers.ReLU(),
+            ]
+        stack += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
+        for mult in (2, 1):  # u128, u64
+            stack += [
+                layers.Conv2DTranspose(ngf * mult, 3, strides=2, padding="same", kernel_initializer=_init()),
+                InstanceNormalization(),
+                layers.ReLU(),
+            ]
+        stack += [
+            ReflectionPadding2D(3),
+            layers.Conv2D(3, 7, kernel_initializer=_init()),
+            # tanh in float32: under mixed precision the output image keeps full range.
+            layers.Activation("tanh", dtype="float32"),
+        ]
+        self.stack = stack
+
+    def call(self, x):
+        for layer in self.stack:
+            x = layer(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "ngf": self.ngf, "n_blocks": self.n_blocks}
+
+
+class PatchDiscriminator(keras.Model):
+    """70x70 PatchGAN D_X or D_Y: one real/fake score per overlapping image patch.
+
+    C64 (no norm) - C128 - C256 with stride 2, then C512 at stride 1 and a
+    1-channel convolution; 4x4 kernels, padding 1, LeakyReLU 0.2. A 256x256
+    input gives a 30x30x1 map. Outputs are raw scores (LSGAN needs no sigmoid).
+    """
+
+    def __init__(self, ndf=64, n_layers=3, **kwargs):
+        super().__init__(**kwargs)
+        self.ndf = ndf
+        self.n_layers = n_layers
+        stack = []
+        for i in range(n_layers + 1):
+            last = i == n_layers
+            stack += [
+                layers.ZeroPadding2D(1),
+                layers.Conv2D(ndf * min(2**i, 8), 4, strides=1 if last else 2, kernel_initializer=_init()),
+            ]
+            if i > 0:
+                stack.append(InstanceNormalization())
+            stack.append(layers.LeakyReLU(0.2))
+        stack += [
+            layers.ZeroPadding2D(1),
+            layers.Conv2D(1, 4, kernel_initializer=_init(), dtype="float32"),
+        ]
+        self.stack = stack
+
+    def call(self, x):
+        for layer in self.stack:
+            x = layer(x)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "ndf": self.ndf, "n_layers": self.n_layers}
