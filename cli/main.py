@@ -7,5 +7,27 @@ from tfcyclegan.version import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tfcyclegan")
-def main():
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def main(debug):
     """CycleGAN unpaired image-to-image translation in TensorFlow / Keras 3."""
+
+
+from tfcyclegan_cli.fit import fit  # noqa: E402  (commands register after the group exists)
+
+main.add_command(fit)
+
+from tfcyclegan_cli.download import download  # noqa: E402
+
+main.add_command(download)
+
+from tfcyclegan_cli.check_data import check_data  # noqa: E402
+
+main.add_command(check_data)
+
+from tfcyclegan_cli.translate import translate  # noqa: E402
+
+main.add_command(translate)
+
+from tfcyclegan_cli.export import export  # noqa: E402
+
+main.add_command(export)

@@ -1,16 +1,27 @@
-"""tfcyclegan: CycleGAN (Zhu et al. 2017) in TensorFlow / Keras 3."""
+"""tfcyclegan: CycleGAN (Zhu et al. 2017) in TensorFlow / Keras 3.
 
-from tfcyclegan.losses import (
-    cycle_loss,
-    discriminator_loss,
-    discriminator_x_loss,
-    discriminator_y_loss,
-    gan_loss,
-    generator_total_loss,
-    identity_loss,
-)
-from tfcyclegan.model import CycleGAN
-from tfcyclegan.networks import InstanceNormalization, PatchDiscriminator, ResnetGenerator
-from tfcyclegan.pool import ImagePool
-from tfcyclegan.schedules import LinearDecay
+Names are imported on first use, so light tools (`tfcyclegan --help`, config
+handling) do not pay for loading TensorFlow.
+"""
+
+import importlib
+
 from tfcyclegan.version import __version__
+
+_EXPORTS = {
+    "CycleGAN": "tfcyclegan.model",
+    "ResnetGenerator": "tfcyclegan.networks",
+    "PatchDiscriminator": "tfcyclegan.networks",
+    "InstanceNormalization": "tfcyclegan.networks",
+    "ImagePool": "tfcyclegan.pool",
+    "LinearDecay": "tfcyclegan.schedules",
+    "TrainConfig": "tfcyclegan.config",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tfcyclegan' has no attribute {name!r}")

@@ -45,6 +45,7 @@ class CycleGAN(keras.Model):
         probe = tf.zeros((1, h, w, 3))
         for net in (generator_g, generator_f, discriminator_x, discriminator_y):
             net(probe)
+        self.built = True
 
     def compile(
         self,

@@ -1,0 +1,116 @@
+"""How much of a CycleGAN training step the input pipeline costs.
+
+Trains the same small-but-real CycleGAN (ResNet-6 generators, ngf 64, PatchGAN
+discriminators) on ukiyoe2photo at 128 px, batch 1, fed once by
+`data.make_train_dataset` and once by one in-memory batch repeated
+(`Dataset.from_tensors(...).repeat()`). The two feeds alternate, one epoch each per
+round after a warm-up round, so load from other processes hits both alike. The
+pipeline's share of a step is 1 - t_memory / t_pipeline, t being the median seconds
+per step over the rounds; the goal is < 5 %. Also reports the pipeline's raw
+throughput without a model.
+
+    .venv/bin/python benchmarks/input_pipeline.py [--datasets DIR] [--steps 8] [--rounds 3]
+"""
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfcyclegan import data  # noqa: E402
+from tfcyclegan.model import CycleGAN  # noqa: E402
+from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator  # noqa: E402
+
+DEFAULT_DATASETS = os.environ.get(
+    "TFCYCLEGAN_SHARED_DATASETS", str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
+)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def seconds_per_step(model, dataset, steps):
+    """Seconds per step of one epoch of `steps` steps."""
+    timer = EpochTimer()
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, callbacks=[timer], verbose=0)
+    return timer.seconds[0] / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=DEFAULT_DATASETS, help="folder holding ukiyoe2photo/")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--load-size", type=int, default=143)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=8, help="steps per timed epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up round")
+    parser.add_argument("--raw-batches", type=int, default=500, help="batches for the throughput without a model")
+    args = parser.parse_args()
+
+    root = Path(args.datasets) / "ukiyoe2photo"
+    files_a, files_b = data.list_images(root / "trainA"), data.list_images(root / "trainB")
+
+    def pipeline(steps, epochs):
+        return data.make_train_dataset(
+            files_a,
+            files_b,
+            image_size=args.image_size,
+            load_size=args.load_size,
+            batch_size=args.batch_size,
+            steps_per_epoch=steps,
+            epochs=epochs,
+        )
+
+    raw = pipeline(args.raw_batches, 1)
+    start = time.perf_counter()
+    for _ in raw:
+        pass
+    raw_seconds = time.perf_counter() - start
+    images = 2 * args.raw_batches * args.batch_size
+    print(f"pipeline alone: {images / raw_seconds:.0f} images/s ({1000 * raw_seconds / args.raw_batches:.1f} ms per batch of A+B)")
+
+    keras.utils.set_random_seed(0)
+    model = CycleGAN(
+        ResnetGenerator(ngf=64, n_blocks=6),
+        ResnetGenerator(ngf=64, n_blocks=6),
+        PatchDiscriminator(),
+        PatchDiscriminator(),
+        image_size=args.image_size,
+        pool_size=50,
+    )
+    model.compile()
+    in_memory = tf.data.Dataset.from_tensors(next(iter(pipeline(1, 1)))).repeat()
+    times = {"memory": [], "pipeline": []}
+    for round_ in range(args.rounds + 1):
+        for feed, dataset in (("memory", in_memory), ("pipeline", pipeline(args.steps, 1))):
+            seconds = seconds_per_step(model, dataset, args.steps)
+            if round_:
+                times[feed].append(seconds)
+    t_memory, t_pipeline = statistics.median(times["memory"]), statistics.median(times["pipeline"])
+    share = 1 - t_memory / t_pipeline
+    rounds = ", ".join(f"{1000 * m:.0f}/{1000 * p:.0f}" for m, p in zip(times["memory"], times["pipeline"]))
+    print(f"ms/step per round (memory/pipeline): {rounds}")
+    print(f"in-memory feed: {1 / t_memory:.3f} steps/s ({1000 * t_memory:.0f} ms/step)")
+    print(f"pipeline feed:  {1 / t_pipeline:.3f} steps/s ({1000 * t_pipeline:.0f} ms/step)")
+    print(f"ratio pipeline/in-memory steps/s: {t_memory / t_pipeline:.3f}")
+    print(f"pipeline share of step time: {100 * share:.1f} % (goal < 5 %)")
+    print(f"pipeline alone per batch: {100 * raw_seconds / args.raw_batches / t_pipeline:.1f} % of a training step")
+
+
+if __name__ == "__main__":
+    main()

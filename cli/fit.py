@@ -1,0 +1,73 @@
+"""`tfcyclegan fit`: train a translator between two domains."""
+
+import dataclasses
+
+import click
+
+from tfcyclegan_cli.common import user_errors
+
+# (option, help) for every TrainConfig field; the default and type come from TrainConfig.
+HELP = {
+    "domain_a": "Domain X: a folder of images, a named Berkeley domain (photos, ukiyoe, vangogh, monet, "
+    "cezanne, horses, zebras, apples, oranges, summer, winter) or demo:flat / demo:striped.",
+    "domain_b": "Domain Y, given like --domain-a.",
+    "data_root": "Where named datasets live or are downloaded to [default: $TFCYCLEGAN_DATA, else the Keras cache].",
+    "run_dir": "Run directory for checkpoints, logs and figures [default: runs/<a>2<b>].",
+    "epochs": "Total epochs.",
+    "decay_epoch": "Epoch E0 after which the learning rate decays linearly to 0.",
+    "lr": "Initial Adam learning rate.",
+    "beta1": "Adam beta_1.",
+    "lambda_gan": "Weight l1 of L_GAN in L_G (eq. 6).",
+    "lambda_identity": "Weight l2 of L_identity in L_G (eq. 6).",
+    "lambda_cycle": "Weight l3 of L_cyc in L_G (eq. 6).",
+    "blocks": "Residual blocks in each generator (6 as the paper, 9 for 256px in the official code).",
+    "ngf": "Filters of the generators' first layer.",
+    "ndf": "Filters of the discriminators' first layer.",
+    "disc_layers": "Stride-2 layers of the PatchGAN discriminators (3 gives 70x70 patches).",
+    "image_size": "Training crop size (multiple of 4).",
+    "load_size": "Images are resized to this before the random crop.",
+    "batch_size": "Global batch size.",
+    "pool_size": "Past fakes kept per domain for the discriminators (0 disables the pool).",
+    "steps_per_epoch": "Steps per epoch [default: max(|A|, |B|) / batch size].",
+    "seed": "Random seed for weights, shuffling, crops and the pool.",
+    "flip": "Random horizontal flips.",
+    "sample_count": "Images per sample grid.",
+    "log_every": "Steps between TensorBoard scalar points.",
+}
+
+
+def _options(command):
+    from tfcyclegan.config import TrainConfig
+
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        if field.type is bool or isinstance(default, bool):
+            command = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=default, show_default=True,
+                                   help=HELP[field.name])(command)
+            continue
+        kind = {"int": int, "float": float}.get(type(default).__name__, str)
+        if field.name == "steps_per_epoch":
+            kind = int
+        command = click.option(flag, field.name, type=kind, default=default, show_default=default is not None,
+                               help=HELP[field.name])(command)
+    return command
+
+
+@click.command("fit")
+@_options
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir (re-running a run dir also resumes).")
+@click.pass_context
+@user_errors
+def fit(ctx, resume, **options):
+    """Train CycleGAN: tfcyclegan fit --domain-a photos --domain-b ukiyoe"""
+    from tfcyclegan import train
+    from tfcyclegan.config import TrainConfig
+    from tfcyclegan.errors import UserError
+
+    config = TrainConfig(**options)
+    explicit = {name for name in options if ctx.get_parameter_source(name).name != "DEFAULT"}
+    config.run_dir = config.run_dir or train.default_run_dir(config)
+    if resume and not train.has_checkpoint(config.run_dir):
+        raise UserError(f"--resume: {config.run_dir} has no checkpoint to resume from")
+    train.fit(config, explicit=explicit)

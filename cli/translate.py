@@ -1,0 +1,57 @@
+"""`tfcyclegan translate`: translate image files and folders with a trained model."""
+
+import contextlib
+import sys
+
+import click
+
+from tfcyclegan_cli.common import user_errors
+
+
+@click.command("translate")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--model", required=True, help="Run directory, exported SavedModel, or .tflite file.")
+@click.option("--direction", required=True, type=click.Choice(["a2b", "b2a"]),
+              help="a2b translates domain A to B with G; b2a translates B to A with F.")
+@click.option("--output", "-o", required=True, help="Folder for the translated images (created if needed).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Images of the same size translated together.")
+@click.option("--max-size", type=click.IntRange(min=8), default=None,
+              help="Downscale images whose longer side exceeds this many pixels (noted per image).")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
+              help="Output image format; each output keeps its input's name with this extension.")
+@user_errors
+def translate(inputs, model, direction, output, batch_size, max_size, fmt):
+    """Translate images (files or folders, recursively) of any size.
+
+    \b
+    tfcyclegan translate --model runs/horse2zebra --direction a2b photos/ --output zebras/
+    """
+    from tfcyclegan import inference
+    from tfcyclegan.errors import UserError
+
+    translator = inference.load_translator(model, direction)
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def progress(done, total):
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(click.progressbar(length=total, label="translating", file=sys.stderr))
+            bar.update(done - bar.pos)
+
+        report = inference.translate_files(
+            translator, inputs, output, batch_size=batch_size, max_size=max_size, fmt=fmt, progress=progress,
+            # A drawn bar owns the current line: start messages on a fresh one.
+            log=lambda message: click.echo(("\n" if bar is not None and sys.stderr.isatty() else "") + message, err=True),
+        )
+    written, skipped = len(report.written), len(report.skipped)
+    if skipped and not written:
+        raise UserError(f"none of the {skipped} inputs could be read (listed above); nothing was written")
+    if skipped:
+        raise UserError(
+            f"{skipped} of {written + skipped} inputs could not be read (listed above); "
+            f"the other {written} were written to {output}"
+        )
+    note = f" ({len(report.downscaled)} downscaled by --max-size)" if report.downscaled else ""
+    click.echo(f"translated {written} images into {output}{note}")

@@ -1,0 +1,150 @@
+"""Side work during `fit`, as Keras callbacks: checkpoints, logs, figures, samples."""
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from tfcyclegan.data import to_uint8
+from tfcyclegan.figures import image_grid, save_loss_figure
+from tfcyclegan.model import LOSS_NAMES
+
+
+class CheckpointSaver(keras.callbacks.Callback):
+    """Save models, optimizer state and pools after every epoch, numbered by global step.
+
+    tf.train.CheckpointManager writes the data files first and the index last
+    (atomically), so the newest listed checkpoint is always complete.
+    """
+
+    def __init__(self, manager, step_variable):
+        super().__init__()
+        self.manager = manager
+        self.step_variable = step_variable
+
+    def on_epoch_end(self, epoch, logs=None):
+        # An epoch with a non-finite mean loss ruined the weights: keep the last good checkpoint.
+        if all(np.isfinite(float(logs[name])) for name in LOSS_NAMES):
+            self.manager.save(checkpoint_number=int(self.step_variable.numpy()))
+
+
+class Throughput(keras.callbacks.Callback):
+    """Add images/s (both domains count) to the epoch logs, so the progress line shows it."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.steps = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.steps:
+            logs["images_per_sec"] = 2 * self.batch_size * self.steps / (time.perf_counter() - self.start)
+
+
+class LossLog(keras.callbacks.Callback):
+    """Append each epoch's mean losses to losses.csv and redraw losses.png (paper Figure 9)."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.csv_path = Path(run_dir) / "losses.csv"
+        self.png_path = Path(run_dir) / "losses.png"
+
+    def rows(self):
+        if not self.csv_path.exists():
+            return []
+        with open(self.csv_path, newline="") as f:
+            return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        # A resumed run may repeat an epoch that was interrupted: keep only its newest row.
+        rows = [row for row in self.rows() if row["epoch"] < epoch + 1]
+        rows.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in LOSS_NAMES}})
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["epoch", *LOSS_NAMES])
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.csv_path)
+        save_loss_figure(rows, self.png_path)
+
+
+class TensorBoardLog(keras.callbacks.Callback):
+    """Scalars for TensorBoard: the seven losses and the learning rate.
+
+    Every `log_every` steps the running epoch means go under their plain names
+    (`loss_G`, ...) at the global step; each epoch's means go under `epoch/`.
+    """
+
+    def __init__(self, writer, optimizer, log_every):
+        super().__init__()
+        self.writer = writer
+        self.optimizer = optimizer
+        self.log_every = log_every
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.optimizer.iterations.numpy())
+        if step % self.log_every == 0:
+            with self.writer.as_default(step=step):
+                for name in LOSS_NAMES:
+                    tf.summary.scalar(name, logs[name])
+                # Keras 3 evaluates the schedule at the optimizer's step when read.
+                tf.summary.scalar("learning_rate", self.optimizer.learning_rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default(step=epoch + 1):
+            for name in (*LOSS_NAMES, "images_per_sec"):
+                if name in logs:
+                    tf.summary.scalar(f"epoch/{name}", logs[name])
+        self.writer.flush()
+
+
+class Samples(keras.callbacks.Callback):
+    """Each epoch: samples/epoch_NNN.png (real left, translated right, as the paper's
+    Figures 6-8) and TensorBoard strips real | translated | reconstructed per direction."""
+
+    def __init__(self, run_dir, writer, real_a, real_b):
+        super().__init__()
+        self.folder = Path(run_dir) / "samples"
+        self.writer = writer
+        self.real_a, self.real_b = real_a, real_b
+
+    def on_epoch_end(self, epoch, logs=None):
+        g, f = self.model.generator_g, self.model.generator_f
+        fake_b = g(self.real_a, training=False)
+        fake_a = f(self.real_b, training=False)
+        cycled_a = f(fake_b, training=False)
+        cycled_b = g(fake_a, training=False)
+        self.folder.mkdir(exist_ok=True)
+        grid = image_grid([to_uint8(x) for x in (self.real_a, fake_b, self.real_b, fake_a)])
+        Image.fromarray(grid).save(self.folder / f"epoch_{epoch + 1:03d}.png")
+        with self.writer.as_default(step=epoch + 1):
+            for tag, batch in (("a2b", (self.real_a, fake_b, cycled_a)), ("b2a", (self.real_b, fake_a, cycled_b))):
+                strips = image_grid([to_uint8(x) for x in batch])
+                tf.summary.image(f"{tag} real|translated|reconstructed", strips[None], step=epoch + 1)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stop at the first non-finite loss instead of saving a ruined model."""
+
+    def __init__(self, step_variable):
+        super().__init__()
+        self.step_variable = step_variable
+        self.bad = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in LOSS_NAMES:
+            if not np.isfinite(float(logs[name])):
+                self.bad = (int(self.step_variable.numpy()), name, float(logs[name]))
+                self.model.stop_training = True
+                print(f"\nnon-finite {name} at step {self.bad[0]}", file=sys.stderr)
+                return

@@ -1,0 +1,147 @@
+"""A built-in offline domain pair with exact ground truth: flat shapes <-> striped shapes.
+
+`demo:flat` (A) shows 1-3 large flat-coloured circles, rectangles and triangles on a
+plain greyish background. `demo:striped` (B) is the very same scene with every
+shape's visible area filled with vertical stripes of period STRIPE_PERIOD px (a zebra
+analogue): a blackish stripe 0.2 * c and a whitish stripe 0.6 + 0.4 * c, c being the
+shape's flat colour, so each direction is a deterministic function of the other.
+Stripes are anchored to the image origin (light where x mod 4 is 1 or 2), which makes
+the pattern invariant under a horizontal flip of an image whose width is a multiple of 4.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tfcyclegan.errors import UserError
+
+STRIPE_PERIOD = 4
+SPLITS = ("trainA", "trainB", "testA", "testB")
+# Seed ranges per split: trainA and trainB are disjoint (genuinely unpaired training),
+# testA and testB share seeds, so testB/<name> is the exact translation of testA/<name>.
+SEED_OFFSETS = {"trainA": 1_000_000, "trainB": 2_000_000, "testA": 3_000_000, "testB": 3_000_000}
+DEMO_DOMAINS = {"demo:flat": "A", "demo:striped": "B"}
+
+_PALETTE = np.array(
+    [
+        (0.90, 0.10, 0.10),
+        (0.10, 0.70, 0.20),
+        (0.15, 0.30, 0.95),
+        (0.95, 0.80, 0.10),
+        (0.10, 0.80, 0.85),
+        (0.85, 0.20, 0.80),
+        (0.95, 0.50, 0.05),
+        (0.50, 0.20, 0.80),
+    ],
+    np.float32,
+)
+
+
+def _shape_masks(rng, size):
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    masks = []
+    for _ in range(rng.integers(1, 4)):
+        cx, cy = rng.uniform(0.2, 0.8, 2) * size
+        kind = rng.integers(3)
+        if kind == 0:
+            r = rng.uniform(0.12, 0.25) * size
+            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        elif kind == 1:
+            w, h = rng.uniform(0.125, 0.25, 2) * size
+            mask = (np.abs(xx - cx) <= w) & (np.abs(yy - cy) <= h)
+        else:
+            # Three vertices at well-spread angles, so the triangle is never a sliver.
+            angles = rng.uniform(0, 2 * np.pi) + np.array([0, 2, 4]) * np.pi / 3 + rng.uniform(-0.4, 0.4, 3)
+            radius = rng.uniform(0.2, 0.35) * size
+            vx, vy = cx + radius * np.cos(angles), cy + radius * np.sin(angles)
+            # Inside when on the same side of all three edges.
+            sides = [(vx[j] - vx[i]) * (yy - vy[i]) - (vy[j] - vy[i]) * (xx - vx[i]) for i, j in ((0, 1), (1, 2), (2, 0))]
+            mask = ((sides[0] >= 0) & (sides[1] >= 0) & (sides[2] >= 0)) | (
+                (sides[0] <= 0) & (sides[1] <= 0) & (sides[2] <= 0)
+            )
+        masks.append((mask, _PALETTE[rng.integers(len(_PALETTE))]))
+    return masks
+
+
+def _scene(seed, size):
+    rng = np.random.default_rng(seed)
+    background = rng.uniform(0.3, 0.7) + rng.uniform(-0.05, 0.05, 3).astype(np.float32)
+    return background, _shape_masks(rng, size)
+
+
+def shape_mask(seed, size):
+    """Boolean HxW mask of the pixels covered by a shape in scene `seed`."""
+    _, shapes = _scene(seed, size)
+    return np.logical_or.reduce([mask for mask, _ in shapes])
+
+
+def render(seed, size, striped):
+    """Scene `seed` as uint8 size x size x 3: flat-coloured shapes, or striped ones if `striped`."""
+    background, shapes = _scene(seed, size)
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = background
+    light = (np.arange(size) % STRIPE_PERIOD >= 1) & (np.arange(size) % STRIPE_PERIOD <= 2)
+    light = np.broadcast_to(light[None, :, None], (size, size, 1))
+    for mask, colour in shapes:  # later shapes cover earlier ones
+        fill = np.where(light, 0.6 + 0.4 * colour, 0.2 * colour) if striped else np.broadcast_to(colour, image.shape)
+        image[mask] = fill[mask]
+    return np.round(image * 255).astype(np.uint8)
+
+
+def _marker(size, n_train, n_test):
+    return f"tfcyclegan demo v1 size={size} n_train={n_train} n_test={n_test}\n"
+
+
+def ensure_demo_data(root, size=64, n_train=200, n_test=50):
+    """Write the demo PNGs once under <root>/demo/{trainA,trainB,testA,testB}; return that folder.
+
+    File names are the scene seeds, `<seed>.png`. The set is built in a temporary
+    folder and renamed into place, so it is never seen half-made.
+    """
+    root = Path(root).expanduser()
+    target = root / "demo"
+    marker = _marker(size, n_train, n_test)
+    if (target / "COMPLETE").is_file() and (target / "COMPLETE").read_text() == marker:
+        return str(target)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
+    except OSError as e:
+        raise UserError(
+            f"cannot write the demo data into {root}: {e.strerror}; set TFCYCLEGAN_DATA or --data-root to a writable folder"
+        ) from None
+    counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test}
+    for split in SPLITS:
+        (staging / split).mkdir()
+        for i in range(counts[split]):
+            seed = SEED_OFFSETS[split] + i
+            Image.fromarray(render(seed, size, striped=split.endswith("B"))).save(staging / split / f"{seed}.png")
+    (staging / "COMPLETE").write_text(marker)
+    # A set made with other parameters is replaced; losing a race to a concurrent
+    # writer of the same set is fine, theirs is as good as ours.
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=".demo-old-", dir=root))
+        os.rename(target, old / "demo")
+    try:
+        os.rename(staging, target)
+    except OSError:
+        shutil.rmtree(staging)
+        if not ((target / "COMPLETE").is_file() and (target / "COMPLETE").read_text() == marker):
+            raise
+    if old is not None:
+        shutil.rmtree(old)
+    return str(target)
+
+
+def ground_truth_path(path):
+    """The exact translation of a demo test image: testA/<name> <-> testB/<name>."""
+    path = Path(path)
+    other = {"testA": "testB", "testB": "testA"}.get(path.parent.name)
+    if other is None or not (path.parent.parent / "COMPLETE").is_file():
+        raise UserError(f"{path} is not in a demo test split (testA/testB); ground truth exists only for demo: domains")
+    return str(path.parent.parent / other / path.name)

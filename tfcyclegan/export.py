@@ -1,0 +1,369 @@
+"""Export a run's generators as a SavedModel or as TFLite files, each export verified
+against the Keras generators before it is kept.
+
+An export is written into a hidden temporary folder beside its target, checked for
+parity, and only then renamed into place: a failed export leaves nothing behind and an
+earlier export at the same place intact.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfcyclegan import data, inference, train
+from tfcyclegan.errors import UserError
+from tfcyclegan.version import __version__
+
+FORMATS = ("savedmodel", "tflite")
+QUANTIZE = ("none", "float16", "dynamic", "int8")
+SAVEDMODEL_DIR = "savedmodel"
+UINT8_SPEC = tf.TensorSpec((None, None, None, 3), tf.uint8)
+CALIBRATION_COUNT = 32
+VERIFY_COUNT = 4
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Parity an export must reach against Keras: max abs error (in [-1, 1] units) and/or PSNR."""
+
+    max_abs: float | None = None
+    min_psnr: float | None = None
+
+    def passes(self, max_abs, psnr):
+        return (self.max_abs is None or max_abs <= self.max_abs) and (self.min_psnr is None or psnr >= self.min_psnr)
+
+    def __str__(self):
+        parts = ([f"max abs <= {self.max_abs:g}"] if self.max_abs is not None else []) + (
+            [f"PSNR >= {self.min_psnr:g} dB"] if self.min_psnr is not None else []
+        )
+        return " and ".join(parts)
+
+
+# Limits per export, from measured errors with a safety margin (docs/export.md has the
+# measurements): float exports differ from Keras by kernel rounding only; quantized
+# ones by their quantization noise.
+PARITY = {
+    "savedmodel": Limit(max_abs=1e-4),
+    "none": Limit(max_abs=1e-3),
+    "float16": Limit(min_psnr=40.0),
+    "dynamic": Limit(min_psnr=30.0),
+    "int8": Limit(min_psnr=25.0),
+}
+
+ENDPOINTS = {
+    "a2b": "G: float32 [-1, 1] (N, H, W, 3) in and out, any H, W >= 8",
+    "b2a": "F: float32 [-1, 1] (N, H, W, 3) in and out, any H, W >= 8",
+    "a2b_uint8": "G: uint8 [0, 255] (N, H, W, 3) in and out, any H, W >= 8",
+    "b2a_uint8": "F: uint8 [0, 255] (N, H, W, 3) in and out, any H, W >= 8",
+}
+
+
+@dataclass
+class ExportResult:
+    """Where an export landed, its size in bytes, and per direction (max abs error, PSNR dB)."""
+
+    path: Path
+    format: str
+    quantize: str
+    size: int
+    parity: dict = field(default_factory=dict)
+
+
+def _any_size(generator):
+    """`generator` on any H, W: reflection-pad to a multiple of 4 (centred, as the
+    Translator does), translate, crop back."""
+
+    def translate(images):
+        h, w = tf.shape(images)[1], tf.shape(images)[2]
+        ph, pw = -h % inference.MULTIPLE, -w % inference.MULTIPLE
+        top, left = ph // 2, pw // 2
+        x = tf.pad(images, [[0, 0], [top, ph - top], [left, pw - left], [0, 0]], mode="REFLECT")
+        # A pad with computed amounts loses the static channel count, which the TFLite
+        # converter needs for the first convolution; a reshape restores it.
+        x = tf.reshape(x, tf.stack([tf.shape(images)[0], h + ph, w + pw, 3]))
+        return generator(x, training=False)[:, top : top + h, left : left + w, :]
+
+    return translate
+
+
+def _uint8(translate):
+    def translate_uint8(images):
+        return data.to_uint8(translate(data.to_float(images)))
+
+    return translate_uint8
+
+
+def write_savedmodel(generator_g, generator_f, path):
+    """Write both generators as one SavedModel with the endpoints in ENDPOINTS."""
+    archive = keras.export.ExportArchive()
+    archive.track(generator_g)
+    archive.track(generator_f)
+    fns = {}
+    # a2b first: Keras makes the first endpoint `serving_default`.
+    for direction, generator in (("a2b", generator_g), ("b2a", generator_f)):
+        fns[direction] = archive.add_endpoint(
+            direction, _any_size(generator), input_signature=[inference.IMAGE_SPEC]
+        )
+    for direction in inference.DIRECTIONS:
+        archive.add_endpoint(f"{direction}_uint8", _uint8(fns[direction]), input_signature=[UINT8_SPEC])
+    archive.write_out(str(path), verbose=False)
+
+
+def convert_tflite(savedmodel_dir, direction, quantize="none", calibration=None):
+    """The .tflite bytes of one endpoint of a SavedModel from write_savedmodel.
+
+    Height and width stay dynamic. int8 quantizes weights and activations, calibrated on
+    `calibration` (float32 [-1, 1] images of the source domain), and keeps float32
+    input and output so callers feed the same arrays as to every other export.
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel_dir), signature_keys=[direction])
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def psnr(reference, candidate):
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2, the same as 8-bit PSNR)."""
+    mse = float(np.mean((np.asarray(reference, np.float64) - np.asarray(candidate, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(4.0 / mse)
+
+
+def _synthetic(count, size, seed):
+    """Deterministic smooth colour fields with sharp edges, in [-1, 1], for when no domain images are at hand."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    images = []
+    for _ in range(count):
+        image = np.zeros((size, size, 3), np.float32)
+        for c in range(3):
+            fx, fy, phase = rng.uniform(0.5, 4, 2).tolist() + [rng.uniform(0, 6.3)]
+            image[..., c] = np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
+        mask = (xx - rng.uniform(0.2, 0.8)) ** 2 + (yy - rng.uniform(0.2, 0.8)) ** 2 < rng.uniform(0.02, 0.1)
+        image[mask] = rng.uniform(-1, 1, 3)
+        images.append(0.8 * image)
+    return np.stack(images)
+
+
+def _spread(files, count, offset=0.0):
+    """`count` files spread evenly over the list, starting `offset` of a step in."""
+    if len(files) <= count:
+        return list(files)
+    step = len(files) / count
+    return [files[int(i * step + offset * step)] for i in range(count)]
+
+
+def _domain_files(config, calibration_dirs):
+    """{direction: (calibration files, verification files, label)} from the source domains, or None if unavailable."""
+    if len(calibration_dirs) == 2:
+        a, b = (data.list_images(d) for d in calibration_dirs)
+        return {"a2b": (a, a, str(calibration_dirs[0])), "b2a": (b, b, str(calibration_dirs[1]))}
+    if len(calibration_dirs) == 1:
+        root = Path(calibration_dirs[0]).expanduser()
+        for a, b in (("trainA", "trainB"), ("testA", "testB"), ("A", "B")):
+            if (root / a).is_dir() and (root / b).is_dir():
+                fa, fb = data.list_images(root / a), data.list_images(root / b)
+                return {"a2b": (fa, fa, str(root / a)), "b2a": (fb, fb, str(root / b))}
+        raise UserError(
+            f"--calibration-dir {root} needs subfolders trainA/ and trainB/ (or A/ and B/) with images of each "
+            "domain; or give --calibration-dir twice: domain A's folder, then domain B's"
+        )
+    from tfcyclegan import datasets
+
+    try:
+        domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root, download=False)
+    except UserError:
+        return None
+    return {
+        "a2b": (domain_a.train_files, domain_a.test_files or domain_a.train_files, domain_a.root),
+        "b2a": (domain_b.train_files, domain_b.test_files or domain_b.train_files, domain_b.root),
+    }
+
+
+def _load_batch(files, size, count, offset=0.0):
+    good, _ = data.scan_images(_spread(files, count * 2, offset), progress=False)
+    return data.make_eval_batch(good[:: max(1, len(good) // count)][:count], size, count)
+
+
+def sample_images(config, calibration_dirs=(), need_calibration=False, log=print):
+    """Per direction: (calibration batch or None, verification batch, where the images came from).
+
+    Images are resized to the training size. With no domain images available the
+    verification uses deterministic synthetic images (and says so); int8 calibration
+    then has nothing to learn from and is an error.
+    """
+    if len(calibration_dirs) > 2:
+        raise UserError("give --calibration-dir once (a folder with trainA/ and trainB/) or twice (A's, then B's)")
+    found = _domain_files(config, calibration_dirs)
+    size = config.image_size
+    if found is None:
+        if need_calibration:
+            raise UserError(
+                f"int8 needs calibration images and the run's domains ({config.domain_a}, {config.domain_b}) are "
+                "not available here; pass --calibration-dir"
+            )
+        log(f"note: the run's domain images are not available here; checking parity on synthetic {size}x{size} images")
+        return {
+            d: (None, _synthetic(VERIFY_COUNT, size, seed), "synthetic images")
+            for seed, d in enumerate(inference.DIRECTIONS)
+        }
+    samples = {}
+    for direction, (calibration, verification, label) in found.items():
+        batch = _load_batch(verification, size, VERIFY_COUNT, offset=0.5)
+        if not len(batch):
+            raise UserError(f"no readable image in {label} to check the export against; pass --calibration-dir")
+        calib = _load_batch(calibration, size, CALIBRATION_COUNT) if need_calibration else None
+        samples[direction] = (calib, batch, label)
+    return samples
+
+
+def _compare(reference, candidate, images):
+    """(max abs error, PSNR) of Translator `candidate` against `reference` on `images`, plus
+    an odd-size crop of the first fed straight to the exported model, whose own padding
+    it exercises."""
+    s = images.shape[1]
+    odd = images[:1, : s - 3, : s - 1]
+    pairs = [(reference(images), candidate(images)), (reference(odd), candidate.run(odd))]
+    return (
+        max(float(np.max(np.abs(expected - got))) for expected, got in pairs),
+        min(psnr(expected, got) for expected, got in pairs),
+    )
+
+
+def default_output(run_dir, fmt, quantize="none"):
+    """saved_models/<run name>/savedmodel, or .../tflite (float32) and .../tflite-<quantize>."""
+    name = Path(run_dir).expanduser().resolve().name
+    leaf = SAVEDMODEL_DIR if fmt == "savedmodel" else "tflite" if quantize == "none" else f"tflite-{quantize}"
+    return Path("saved_models") / name / leaf
+
+
+def _check_target(target):
+    if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / inference.METADATA_FILE).is_file()):
+        raise UserError(f"{target} exists and is not a tfcyclegan export; choose another --output or remove it")
+
+
+def _replace(staging, target):
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    # Move the old export aside first: the target never holds a mix of old and new files.
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.rename(target, old / "export")
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _size(path):
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_dirs=(), log=print):
+    """Export the newest checkpoint of `run_dir`; returns an ExportResult.
+
+    savedmodel: one SavedModel with endpoints a2b, b2a (float32) and a2b_uint8,
+    b2a_uint8. tflite: a2b.tflite and b2a.tflite, quantized as `quantize` says. Both get
+    a metadata.json. Each direction must reach PARITY against the Keras generator on
+    source-domain images (or synthetic ones), else UserError and nothing is written.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if quantize not in QUANTIZE:
+        raise UserError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+    if fmt == "savedmodel" and quantize != "none":
+        raise UserError("--quantize applies to --format tflite only; a SavedModel keeps float32 weights")
+    run_dir = Path(run_dir).expanduser()
+    target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
+    _check_target(target)
+    generator_g, generator_f, config = train.load_generators(run_dir)
+    checkpoint = tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR)
+    samples = sample_images(config, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log)
+    references = {
+        d: inference.keras_translator(g, d) for d, g in (("a2b", generator_g), ("b2a", generator_f))
+    }
+    limit = PARITY[SAVEDMODEL_DIR if fmt == "savedmodel" else quantize]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as error:
+        raise UserError(f"cannot write to {target.parent}: {error.strerror}; choose another --output") from None
+    try:
+        metadata = {
+            "format": fmt,
+            "tfcyclegan_version": __version__,
+            "domain_a": config.domain_a,
+            "domain_b": config.domain_b,
+            "image_size": config.image_size,
+            "blocks": config.blocks,
+            "ngf": config.ngf,
+            "run_dir": str(run_dir.resolve()),
+            "checkpoint": Path(checkpoint).name,
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if fmt == "savedmodel":
+            write_savedmodel(generator_g, generator_f, staging)
+            metadata["endpoints"] = ENDPOINTS
+        else:
+            scratch = staging / ".savedmodel"
+            write_savedmodel(generator_g, generator_f, scratch)
+            metadata["quantize"] = quantize
+            metadata["io"] = "float32 [-1, 1] (N, H, W, 3) in and out, any H, W >= 8"
+            metadata["files"] = {}
+            for direction in inference.DIRECTIONS:
+                log(f"converting {direction} to TFLite ({quantize})")
+                blob = convert_tflite(scratch, direction, quantize, samples[direction][0])
+                (staging / f"{direction}.tflite").write_bytes(blob)
+                metadata["files"][direction] = f"{direction}.tflite"
+            shutil.rmtree(scratch)
+        (staging / inference.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        parity, failed = {}, []
+        for direction in inference.DIRECTIONS:
+            candidate = inference.load_translator(staging, direction)
+            _, images, label = samples[direction]
+            max_abs, db = _compare(references[direction], candidate, images)
+            ok = limit.passes(max_abs, db)
+            parity[direction] = {"max_abs_error": max_abs, "psnr_db": db, "images": len(images) + 1, "source": label}
+            log(
+                f"{direction}: max abs error {max_abs:.2e}, PSNR {db:.1f} dB vs Keras on {len(images) + 1} images "
+                f"of {label} (limit: {limit}) {'ok' if ok else 'FAILED'}"
+            )
+            if not ok:
+                failed.append(direction)
+        if fmt == "savedmodel":
+            failed += _check_uint8(staging, references, samples)
+        if failed:
+            raise UserError(
+                f"export failed its parity check ({', '.join(failed)}; limit {limit}); nothing was written to {target}"
+            )
+        metadata["parity"] = {"limit": str(limit), **parity}
+        (staging / inference.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        size = _size(staging)
+        _replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(target, fmt, quantize, size, {d: (p["max_abs_error"], p["psnr_db"]) for d, p in parity.items()})
+
+
+def _check_uint8(path, references, samples):
+    """Directions whose uint8 endpoint is more than one level off the Keras float path."""
+    loaded = tf.saved_model.load(str(path))
+    failed = []
+    for direction in inference.DIRECTIONS:
+        images = data.to_uint8(samples[direction][1])
+        expected = data.to_uint8(references[direction](data.to_float(images))).astype(np.int16)
+        got = getattr(loaded, f"{direction}_uint8")(tf.constant(images)).numpy().astype(np.int16)
+        if np.max(np.abs(expected - got)) > 1:
+            failed.append(f"{direction}_uint8")
+    return failed
