@@ -6,8 +6,10 @@ discriminators) on ukiyoe2photo at 128 px, batch 1, fed once by
 (`Dataset.from_tensors(...).repeat()`). The two feeds alternate, one epoch each per
 round after a warm-up round, so load from other processes hits both alike. The
 pipeline's share of a step is 1 - t_memory / t_pipeline, t being the median seconds
-per step over the rounds; the goal is < 5 %. Also reports the pipeline's raw
-throughput without a model.
+per step over the rounds; the goal is < 5 %. Wall time suffers from other processes
+on a shared machine, so the CPU-time share is reported too: the process CPU seconds the
+pipeline alone spends per batch over those a step fed from memory spends. Also
+reports the pipeline's raw throughput without a model.
 
     .venv/bin/python benchmarks/input_pipeline.py [--datasets DIR] [--steps 8] [--rounds 3]
 """
@@ -33,22 +35,20 @@ DEFAULT_DATASETS = os.environ.get(
 
 
 class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
+    """Wall and process CPU seconds of the last epoch."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start = (time.perf_counter(), time.process_time())
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.start)
+        self.wall, self.cpu = time.perf_counter() - self.start[0], time.process_time() - self.start[1]
 
 
 def seconds_per_step(model, dataset, steps):
-    """Seconds per step of one epoch of `steps` steps."""
+    """(wall, CPU) seconds per step of one epoch of `steps` steps."""
     timer = EpochTimer()
     model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, callbacks=[timer], verbose=0)
-    return timer.seconds[0] / steps
+    return timer.wall / steps, timer.cpu / steps
 
 
 def main():
@@ -77,10 +77,10 @@ def main():
         )
 
     raw = pipeline(args.raw_batches, 1)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in raw:
         pass
-    raw_seconds = time.perf_counter() - start
+    raw_seconds, raw_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     images = 2 * args.raw_batches * args.batch_size
     print(f"pipeline alone: {images / raw_seconds:.0f} images/s ({1000 * raw_seconds / args.raw_batches:.1f} ms per batch of A+B)")
 
@@ -98,18 +98,23 @@ def main():
     times = {"memory": [], "pipeline": []}
     for round_ in range(args.rounds + 1):
         for feed, dataset in (("memory", in_memory), ("pipeline", pipeline(args.steps, 1))):
-            seconds = seconds_per_step(model, dataset, args.steps)
-            if round_:
-                times[feed].append(seconds)
-    t_memory, t_pipeline = statistics.median(times["memory"]), statistics.median(times["pipeline"])
+            measured = seconds_per_step(model, dataset, args.steps)
+            if round_:  # round 0 warms up: tracing, allocator, caches
+                times[feed].append(measured)
+    t_memory, t_pipeline = (statistics.median(wall for wall, _ in times[feed]) for feed in ("memory", "pipeline"))
+    cpu_memory = statistics.median(cpu for _, cpu in times["memory"])
     share = 1 - t_memory / t_pipeline
-    rounds = ", ".join(f"{1000 * m:.0f}/{1000 * p:.0f}" for m, p in zip(times["memory"], times["pipeline"]))
+    rounds = ", ".join(f"{1000 * m[0]:.0f}/{1000 * p[0]:.0f}" for m, p in zip(times["memory"], times["pipeline"]))
     print(f"ms/step per round (memory/pipeline): {rounds}")
     print(f"in-memory feed: {1 / t_memory:.3f} steps/s ({1000 * t_memory:.0f} ms/step)")
     print(f"pipeline feed:  {1 / t_pipeline:.3f} steps/s ({1000 * t_pipeline:.0f} ms/step)")
     print(f"ratio pipeline/in-memory steps/s: {t_memory / t_pipeline:.3f}")
     print(f"pipeline share of step time: {100 * share:.1f} % (goal < 5 %)")
-    print(f"pipeline alone per batch: {100 * raw_seconds / args.raw_batches / t_pipeline:.1f} % of a training step")
+    print(f"pipeline alone per batch: {100 * raw_seconds / args.raw_batches / t_pipeline:.2f} % of a step's wall time")
+    print(
+        f"pipeline CPU share: {1000 * raw_cpu / args.raw_batches:.1f} CPU ms per batch vs {1000 * cpu_memory:.0f} "
+        f"CPU ms per step = {100 * raw_cpu / args.raw_batches / cpu_memory:.2f} %"
+    )
 
 
 if __name__ == "__main__":

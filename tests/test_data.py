@@ -21,10 +21,16 @@ def save(path, image, fmt=None, **kwargs):
     return path
 
 
-def jpeg_bytes(size=(64, 48)):
+def encoded(fmt, size=(64, 48)):
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)).save(buffer, "JPEG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)).save(buffer, fmt)
     return buffer.getvalue()
+
+
+def flipped_idat_byte():
+    png = bytearray(encoded("PNG"))
+    png[png.index(b"IDAT") + 20] ^= 0xFF
+    return bytes(png)
 
 
 def png16(array, colour_type):
@@ -41,8 +47,10 @@ def png16(array, colour_type):
 
 BAD = {
     "empty.jpg": (b"", "file is empty"),
-    "truncated.jpg": (jpeg_bytes()[:400], "truncated image data"),
-    "truncated.png": (None, "truncated image data"),
+    "truncated.jpg": (encoded("JPEG")[:400], "truncated image data"),
+    "truncated.png": (encoded("PNG")[:2000], "truncated image data"),
+    "corrupt.png": (flipped_idat_byte(), "corrupt image data (broken data stream when reading image file)"),
+    "truncated.webp": (encoded("WEBP")[:300], "corrupt image data (could not create decoder object)"),
     "notes.jpg": (b"these are my holiday notes\nnot a picture\n", "not an image (text/HTML?)"),
     "page.png": (b"<!DOCTYPE html>\n<html><body>403 Forbidden \xe2\x80\x94 sign in</body></html>\n", "not an image (text/HTML?)"),
     "noise.jpg": (bytes(range(256)) * 4, "not an image (unrecognised format)"),
@@ -51,10 +59,8 @@ BAD = {
 
 @pytest.fixture
 def bad_folder(tmp_path):
-    png = io.BytesIO()
-    Image.new("RGB", (64, 64), (10, 200, 30)).save(png, "PNG")
     for name, (content, _) in BAD.items():
-        (tmp_path / name).write_bytes(png.getvalue()[: len(png.getvalue()) // 2] if content is None else content)
+        (tmp_path / name).write_bytes(content)
     return tmp_path
 
 

@@ -131,10 +131,13 @@ def test_learning_on_a_known_mapping():
     test_a = smooth_images(16, size, rng)
     truth_b = test_a[..., [2, 0, 1]]
     model = tiny_cyclegan(size=size, ngf=16, blocks=2, pool_size=10)
+    # No identity term: for a colour permutation it pulls G towards the identity map,
+    # the opposite of the mapping to learn (the paper uses it to preserve colour).
     model.compile(
         generator_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
         discriminator_x_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
         discriminator_y_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
+        lambda_identity=0.0,
     )
     ds = tf.data.Dataset.from_tensor_slices((a, b)).shuffle(n, seed=0).batch(4).repeat()
     first = model.evaluate(a[:16], b[:16], batch_size=4, verbose=0, return_dict=True)["loss_cycle"]
@@ -144,7 +147,7 @@ def test_learning_on_a_known_mapping():
     translated = np.mean(np.abs(model.generator_g(test_a).numpy() - truth_b))
     print(f"cycle loss {first:.3f} -> {last:.3f}; |G(a)-b*| {translated:.3f} vs |a-b*| {baseline:.3f}")
     assert last < 0.5 * first
-    assert translated < baseline
+    assert translated < 0.9 * baseline
 
 
 REPLICA_SCRIPT = textwrap.dedent(
@@ -155,21 +158,24 @@ REPLICA_SCRIPT = textwrap.dedent(
     from tfcyclegan.model import CycleGAN
     from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator
 
-    def run(strategy):
+    def run(strategy, pool_size=0):
         with strategy.scope():
             keras.utils.set_random_seed(0)
             m = CycleGAN(ResnetGenerator(ngf=4, n_blocks=1), ResnetGenerator(ngf=4, n_blocks=1),
-                         PatchDiscriminator(ndf=4), PatchDiscriminator(ndf=4), image_size=32, pool_size=0)
+                         PatchDiscriminator(ndf=4), PatchDiscriminator(ndf=4), image_size=32, pool_size=pool_size)
             m.compile(*(keras.optimizers.SGD(0.1) for _ in range(3)))
         rng = np.random.default_rng(0)
         x = rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
         y = rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
         start = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
         m.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), epochs=1, verbose=0)  # 2 steps
-        return start, np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
+        return start, np.concatenate([v.numpy().ravel() for v in m.trainable_variables]), m
 
-    start, one = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    _, two = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    start, one, _ = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    _, two, _ = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    _, _, pooled = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), pool_size=3)
+    # Each replica fills its own pool: 2 steps x 2 images per replica, capped at 3.
+    print("POOL_COUNTS", ",".join(str(int(v.numpy())) for v in pooled.pool_x.count.values))
     print("RELATIVE", np.max(np.abs(two - one)) / np.max(np.abs(one)))
     print("UPDATE_RATIO", np.linalg.norm(two - start) / np.linalg.norm(one - start))
     """
@@ -183,3 +189,5 @@ def test_two_replicas_match_one_device_with_plain_sgd():
     assert float(values["RELATIVE"]) < 1e-5
     # Unscaled per-replica losses would make this 2 (the summed gradients double).
     assert abs(float(values["UPDATE_RATIO"]) - 1) < 1e-3
+    pool_counts = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("POOL_COUNTS")]
+    assert pool_counts == ["3,3"]

@@ -21,7 +21,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 # File signatures of the formats above: a file that starts like an image but fails to
 # decode is damaged, not a stray text file.
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"RIFF")
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def _has_image_signature(data):
+    return data.startswith(_MAGIC) or (data.startswith(b"RIFF") and data[8:12] == b"WEBP")
 
 
 class ImageError(UserError):
@@ -107,12 +111,13 @@ def _decode(path, draft=None):
             im.draft(None, (draft, draft))
         im.load()  # full decode of the first frame, so truncation shows up here
     except Exception as e:
-        if not data.startswith(_MAGIC):
+        if not _has_image_signature(data):
             kind = "text/HTML?" if _looks_like_text(data[:512]) else "unrecognised format"
             raise ImageError(path, f"not an image ({kind})") from None
         if "truncat" in str(e).lower():
             raise ImageError(path, "truncated image data") from None
-        raise ImageError(path, f"corrupt image data ({e})") from None
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(path, f"corrupt image data ({detail})") from None
     try:
         ImageOps.exif_transpose(im, in_place=True)
     except Exception:

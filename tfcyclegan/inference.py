@@ -41,23 +41,27 @@ def pixel_budget(ngf):
     return max(MIN_SIDE * MIN_SIDE, PIXEL_BUDGET_NGF64 * 64 // max(int(ngf), 1))
 
 
-def _ramp(length, start, size, overlap):
-    """Blend weights of one tile along one axis: rising over the overlap with the tile
-    before, falling over the overlap with the tile after, flat elsewhere."""
-    w = np.ones(size, np.float32)
-    ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-    if start > 0:
-        w[:overlap] = np.minimum(w[:overlap], ramp)
-    if start + size < length:
-        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
-    return w
-
-
 def _starts(length, size, overlap):
+    """Tile origins along one axis: every size - overlap, the last one flush with the end."""
     if length <= size:
         return [0]
-    starts = list(range(0, length - size, size - overlap))
-    return starts + [length - size]
+    return list(range(0, length - size, size - overlap)) + [length - size]
+
+
+def _ramps(starts, size):
+    """Blend weights of each tile along one axis: a linear cross-fade over exactly the
+    span it shares with each neighbour, so neighbouring weights sum to 1 there."""
+    weights = []
+    for i, start in enumerate(starts):
+        w = np.ones(size, np.float32)
+        if i > 0:
+            shared = starts[i - 1] + size - start
+            w[:shared] = (np.arange(shared, dtype=np.float32) + 1) / (shared + 1)
+        if i + 1 < len(starts):
+            shared = start + size - starts[i + 1]
+            w[size - shared :] = np.minimum(w[size - shared :], (np.arange(shared, 0, -1, dtype=np.float32)) / (shared + 1))
+        weights.append(w)
+    return weights
 
 
 class Translator:
@@ -113,17 +117,19 @@ class Translator:
     def _tiled(self, image):
         h, w, _ = image.shape
         th, tw = min(self.tile, h), min(self.tile, w)
-        boxes = [(r, c) for r in _starts(h, th, self.overlap) for c in _starts(w, tw, self.overlap)]
+        rows, cols = _starts(h, th, self.overlap), _starts(w, tw, self.overlap)
+        row_w, col_w = _ramps(rows, th), _ramps(cols, tw)
+        boxes = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
         total = np.zeros((h, w, 3), np.float32)
         weight = np.zeros((h, w, 1), np.float32)
         per_pass = max(1, self.max_pixels // (th * tw))
-        for i in range(0, len(boxes), per_pass):
-            chunk = boxes[i : i + per_pass]
-            out = self.run(np.stack([image[r : r + th, c : c + tw] for r, c in chunk]))
-            for (r, c), tile in zip(chunk, out):
-                wt = np.outer(_ramp(h, r, th, self.overlap), _ramp(w, c, tw, self.overlap))[..., None]
-                total[r : r + th, c : c + tw] += tile * wt
-                weight[r : r + th, c : c + tw] += wt
+        for k in range(0, len(boxes), per_pass):
+            chunk = boxes[k : k + per_pass]
+            out = self.run(np.stack([image[rows[i] : rows[i] + th, cols[j] : cols[j] + tw] for i, j in chunk]))
+            for (i, j), tile in zip(chunk, out):
+                wt = np.outer(row_w[i], col_w[j])[..., None]
+                total[rows[i] : rows[i] + th, cols[j] : cols[j] + tw] += tile * wt
+                weight[rows[i] : rows[i] + th, cols[j] : cols[j] + tw] += wt
         return total / weight
 
 

@@ -45,27 +45,30 @@ class ImagePool(tf.Module):
 
     @tf.function
     def _query(self, images):
+        # The batch is worked through on a tensor copy, then stored with one assign:
+        # per-replica (sync-on-read) variables allow whole assigns but no scatters.
         n = tf.shape(images)[0]
+        pool = tf.convert_to_tensor(self.images)
+        count = self.count.read_value()
+        draws = self.draws.read_value()
         out = tf.TensorArray(tf.float32, size=n, element_shape=images.shape[1:])
         replica = tf.distribute.get_replica_context()
         replica_id = tf.cast(replica.replica_id_in_sync_group if replica else 0, tf.int64)
         for i in tf.range(n):
             image = images[i]
-            seed = tf.stack([tf.constant(self.seed, tf.int64) * 1000 + replica_id, self.draws.read_value()])
-            self.draws.assign_add(1)
+            seed = tf.stack([tf.constant(self.seed, tf.int64) * 1000 + replica_id, draws + tf.cast(i, tf.int64)])
             swap = tf.random.stateless_uniform([], seed=seed) > 0.5
-            index = tf.random.stateless_uniform(
-                [], seed=seed + 1, minval=0, maxval=self.pool_size, dtype=tf.int32
-            )
-            if self.count < self.pool_size:
-                self.images.scatter_nd_update([[tf.cast(self.count, tf.int32)]], image[None])
-                self.count.assign_add(1)
+            index = tf.random.stateless_uniform([], seed=seed + 1, minval=0, maxval=self.pool_size, dtype=tf.int64)
+            if count < self.pool_size:
+                pool = tf.tensor_scatter_nd_update(pool, [[count]], image[None])
+                count += 1
                 out = out.write(i, image)
             elif swap:
-                old = tf.identity(self.images[index])
-                with tf.control_dependencies([old]):
-                    self.images.scatter_nd_update([[index]], image[None])
-                out = out.write(i, old)
+                out = out.write(i, pool[index])
+                pool = tf.tensor_scatter_nd_update(pool, [[index]], image[None])
             else:
                 out = out.write(i, image)
+        self.images.assign(pool)
+        self.count.assign(count)
+        self.draws.assign(draws + tf.cast(n, tf.int64))
         return out.stack()
