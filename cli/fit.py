@@ -33,12 +33,17 @@ HELP = {
     "flip": "Random horizontal flips.",
     "sample_count": "Images per sample grid.",
     "log_every": "Steps between TensorBoard scalar points.",
+    "precision": "float32, or mixed precision: mixed_bfloat16 (CPUs with BF16, TPUs, recent GPUs) or mixed_float16.",
+    "strategy": "auto (mirrored over >1 GPU, else default), default (one device) or mirrored.",
+    "simulate_devices": "Split the CPU into N logical devices (to run the mirrored path without GPUs).",
 }
+HIDDEN = {"simulate_devices"}
 
 
 def _options(command):
-    from tfcyclegan.config import TrainConfig
+    from tfcyclegan.config import PRECISIONS, STRATEGIES, TrainConfig
 
+    choices = {"precision": PRECISIONS, "strategy": STRATEGIES}
     for field in reversed(dataclasses.fields(TrainConfig)):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
@@ -49,8 +54,10 @@ def _options(command):
         kind = {"int": int, "float": float}.get(type(default).__name__, str)
         if field.name == "steps_per_epoch":
             kind = int
+        if field.name in choices:
+            kind = click.Choice(choices[field.name])
         command = click.option(flag, field.name, type=kind, default=default, show_default=default is not None,
-                               help=HELP[field.name])(command)
+                               help=HELP[field.name], hidden=field.name in HIDDEN)(command)
     return command
 
 

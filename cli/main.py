@@ -31,3 +31,7 @@ main.add_command(translate)
 from tfcyclegan_cli.export import export  # noqa: E402
 
 main.add_command(export)
+
+from tfcyclegan_cli.evaluate import evaluate  # noqa: E402
+
+main.add_command(evaluate)

@@ -8,6 +8,11 @@ import click
 from tfcyclegan_cli.common import user_errors
 
 
+def _fresh_line(bar):
+    # A drawn bar owns the current terminal line: a message starts on the next one.
+    return "\n" if bar is not None and sys.stderr.isatty() else ""
+
+
 @click.command("translate")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--model", required=True, help="Run directory, exported SavedModel, or .tflite file.")
@@ -42,8 +47,7 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt):
 
         report = inference.translate_files(
             translator, inputs, output, batch_size=batch_size, max_size=max_size, fmt=fmt, progress=progress,
-            # A drawn bar owns the current line: start messages on a fresh one.
-            log=lambda message: click.echo(("\n" if bar is not None and sys.stderr.isatty() else "") + message, err=True),
+            log=lambda message: click.echo(_fresh_line(bar) + message, err=True),
         )
     written, skipped = len(report.written), len(report.skipped)
     if skipped and not written:

@@ -156,3 +156,17 @@ def test_load_generators_errors_are_one_line(tmp_path):
     TrainConfig().save(tmp_path / "config.json")
     with pytest.raises(UserError, match="no checkpoint yet"):
         train.load_generators(tmp_path)
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_float32_variables_and_loads_in_float32(folders, tmp_path, precision):
+    run_dir = tmp_path / "run"
+    train.fit(tiny(folders, run_dir, epochs=1, decay_epoch=0, precision=precision), verbose=0)
+    with open(run_dir / "losses.csv") as f:
+        row = next(csv.DictReader(f))
+    assert all(np.isfinite(float(row[name])) for name in LOSS_NAMES)
+    reader = tf.train.load_checkpoint(str(run_dir / train.CHECKPOINT_DIR))
+    dtypes = reader.get_variable_to_dtype_map()
+    assert {d for d in dtypes.values() if d.is_floating} == {tf.float32}  # no half-precision variable saved
+    g, _, _ = train.load_generators(run_dir)  # a float32 model
+    assert g.compute_dtype == "float32" and g(np.zeros((1, 32, 32, 3), "float32")).dtype == tf.float32

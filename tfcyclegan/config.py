@@ -6,6 +6,9 @@ from pathlib import Path
 
 from tfcyclegan.errors import UserError
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "default", "mirrored")
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -35,6 +38,9 @@ class TrainConfig:
     flip: bool = True
     sample_count: int = 4
     log_every: int = 10
+    precision: str = "float32"
+    strategy: str = "auto"
+    simulate_devices: int = 0
 
     def validate(self):
         """Raise UserError for options no run can use."""
@@ -54,6 +60,12 @@ class TrainConfig:
             problems.append(f"--steps-per-epoch must be >= 1 (got {self.steps_per_epoch})")
         if self.pool_size < 0:
             problems.append(f"--pool-size must be >= 0 (got {self.pool_size})")
+        if self.precision not in PRECISIONS:
+            problems.append(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision})")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy})")
+        if self.simulate_devices < 0:
+            problems.append(f"--simulate-devices must be >= 0 (got {self.simulate_devices})")
         if self.lr <= 0:
             problems.append(f"--lr must be > 0 (got {self.lr})")
         if problems:

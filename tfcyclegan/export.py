@@ -6,6 +6,7 @@ parity, and only then renamed into place: a failed export leaves nothing behind 
 earlier export at the same place intact.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -141,7 +142,7 @@ def psnr(reference, candidate):
     return float("inf") if mse == 0 else 10.0 * np.log10(4.0 / mse)
 
 
-def _synthetic(count, size, seed):
+def synthetic_images(count, size, seed):
     """Deterministic smooth colour fields with sharp edges, in [-1, 1], for when no domain images are at hand."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
@@ -183,7 +184,9 @@ def _domain_files(config, calibration_dirs):
     from tfcyclegan import datasets
 
     try:
-        domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root, download=False)
+        domain_a, domain_b = datasets.resolve_domains(
+            config.domain_a, config.domain_b, config.data_root, download=False
+        )
     except UserError:
         return None
     return {
@@ -193,8 +196,9 @@ def _domain_files(config, calibration_dirs):
 
 
 def _load_batch(files, size, count, offset=0.0):
-    good, _ = data.scan_images(_spread(files, count * 2, offset), progress=False)
-    return data.make_eval_batch(good[:: max(1, len(good) // count)][:count], size, count)
+    """Up to `count` images spread over `files`, resized to size x size, passing over unreadable ones."""
+    good, _ = data.scan_images(_spread(files, 2 * count, offset), progress=False)
+    return data.make_eval_batch(_spread(good, count), size, count)
 
 
 def sample_images(config, calibration_dirs=(), need_calibration=False, log=print):
@@ -216,7 +220,7 @@ def sample_images(config, calibration_dirs=(), need_calibration=False, log=print
             )
         log(f"note: the run's domain images are not available here; checking parity on synthetic {size}x{size} images")
         return {
-            d: (None, _synthetic(VERIFY_COUNT, size, seed), "synthetic images")
+            d: (None, synthetic_images(VERIFY_COUNT, size, seed), "synthetic images")
             for seed, d in enumerate(inference.DIRECTIONS)
         }
     samples = {}
@@ -250,23 +254,83 @@ def default_output(run_dir, fmt, quantize="none"):
 
 
 def _check_target(target):
-    if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / inference.METADATA_FILE).is_file()):
+    foreign = target.is_dir() and any(target.iterdir()) and not (target / inference.METADATA_FILE).is_file()
+    if target.is_file() or foreign:
         raise UserError(f"{target} exists and is not a tfcyclegan export; choose another --output or remove it")
 
 
-def _replace(staging, target):
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    # Move the old export aside first: the target never holds a mix of old and new files.
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.rename(target, old / "export")
-    os.rename(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+@contextlib.contextmanager
+def _staging(target):
+    """A hidden folder beside `target` that replaces it when the block succeeds and is
+    deleted when it fails."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as error:
+        raise UserError(f"cannot write to {target.parent}: {error.strerror}; choose another --output") from None
+    try:
+        yield staging
+        if target.exists():
+            # Move the old export aside first: the target never holds a mix of old and new files.
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rename(target, old / "export")
+            os.rename(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _size(path):
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def _write_tflite(generator_g, generator_f, folder, quantize, samples, log):
+    """a2b.tflite and b2a.tflite in `folder`, converted from a scratch SavedModel."""
+    scratch = folder / ".savedmodel"
+    write_savedmodel(generator_g, generator_f, scratch)
+    for direction in inference.DIRECTIONS:
+        log(f"converting {direction} to TFLite ({quantize})")
+        blob = convert_tflite(scratch, direction, quantize, samples[direction][0])
+        (folder / f"{direction}.tflite").write_bytes(blob)
+    shutil.rmtree(scratch)
+
+
+def _verify(folder, fmt, references, samples, limit, log):
+    """Parity of the export in `folder` per direction; UserError if any misses `limit`."""
+    parity, failed = {}, []
+    for direction in inference.DIRECTIONS:
+        path = folder if fmt == "savedmodel" else folder / f"{direction}.tflite"
+        _, images, label = samples[direction]
+        max_abs, db = _compare(references[direction], inference.load_translator(path, direction), images)
+        ok = limit.passes(max_abs, db)
+        parity[direction] = {"max_abs_error": max_abs, "psnr_db": db, "images": len(images) + 1, "source": label}
+        log(
+            f"{direction}: max abs error {max_abs:.2e}, PSNR {db:.1f} dB vs Keras on {len(images) + 1} images "
+            f"of {label} (limit: {limit}) {'ok' if ok else 'FAILED'}"
+        )
+        if not ok:
+            failed.append(direction)
+    if fmt == "savedmodel":
+        failed += _check_uint8(folder, references, samples)
+    if failed:
+        raise UserError(f"export failed its parity check ({', '.join(failed)}; limit {limit}); nothing was written")
+    return parity
+
+
+def _check_uint8(path, references, samples):
+    """Endpoints whose uint8 output is more than one level off the Keras float path."""
+    loaded = tf.saved_model.load(str(path))
+    failed = []
+    for direction in inference.DIRECTIONS:
+        images = data.to_uint8(samples[direction][1])
+        expected = data.to_uint8(references[direction](data.to_float(images))).astype(np.int16)
+        got = getattr(loaded, f"{direction}_uint8")(tf.constant(images)).numpy().astype(np.int16)
+        if np.max(np.abs(expected - got)) > 1:
+            failed.append(f"{direction}_uint8")
+    return failed
 
 
 def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_dirs=(), log=print):
@@ -287,83 +351,34 @@ def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_
     target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
     _check_target(target)
     generator_g, generator_f, config = train.load_generators(run_dir)
-    checkpoint = tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR)
     samples = sample_images(config, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log)
-    references = {
-        d: inference.keras_translator(g, d) for d, g in (("a2b", generator_g), ("b2a", generator_f))
-    }
+    references = {d: inference.keras_translator(g, d) for d, g in zip(inference.DIRECTIONS, (generator_g, generator_f))}
     limit = PARITY[SAVEDMODEL_DIR if fmt == "savedmodel" else quantize]
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    except OSError as error:
-        raise UserError(f"cannot write to {target.parent}: {error.strerror}; choose another --output") from None
-    try:
-        metadata = {
-            "format": fmt,
-            "tfcyclegan_version": __version__,
-            "domain_a": config.domain_a,
-            "domain_b": config.domain_b,
-            "image_size": config.image_size,
-            "blocks": config.blocks,
-            "ngf": config.ngf,
-            "run_dir": str(run_dir.resolve()),
-            "checkpoint": Path(checkpoint).name,
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+    metadata = {
+        "format": fmt,
+        "tfcyclegan_version": __version__,
+        "domain_a": config.domain_a,
+        "domain_b": config.domain_b,
+        "image_size": config.image_size,
+        "blocks": config.blocks,
+        "ngf": config.ngf,
+        "run_dir": str(run_dir.resolve()),
+        "checkpoint": Path(tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR)).name,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if fmt == "savedmodel":
+        metadata["endpoints"] = ENDPOINTS
+    else:
+        metadata["quantize"] = quantize
+        metadata["io"] = "float32 [-1, 1] (N, H, W, 3) in and out, any H, W >= 8"
+        metadata["files"] = {d: f"{d}.tflite" for d in inference.DIRECTIONS}
+    with _staging(target) as staging:
         if fmt == "savedmodel":
             write_savedmodel(generator_g, generator_f, staging)
-            metadata["endpoints"] = ENDPOINTS
         else:
-            scratch = staging / ".savedmodel"
-            write_savedmodel(generator_g, generator_f, scratch)
-            metadata["quantize"] = quantize
-            metadata["io"] = "float32 [-1, 1] (N, H, W, 3) in and out, any H, W >= 8"
-            metadata["files"] = {}
-            for direction in inference.DIRECTIONS:
-                log(f"converting {direction} to TFLite ({quantize})")
-                blob = convert_tflite(scratch, direction, quantize, samples[direction][0])
-                (staging / f"{direction}.tflite").write_bytes(blob)
-                metadata["files"][direction] = f"{direction}.tflite"
-            shutil.rmtree(scratch)
-        (staging / inference.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        parity, failed = {}, []
-        for direction in inference.DIRECTIONS:
-            candidate = inference.load_translator(staging, direction)
-            _, images, label = samples[direction]
-            max_abs, db = _compare(references[direction], candidate, images)
-            ok = limit.passes(max_abs, db)
-            parity[direction] = {"max_abs_error": max_abs, "psnr_db": db, "images": len(images) + 1, "source": label}
-            log(
-                f"{direction}: max abs error {max_abs:.2e}, PSNR {db:.1f} dB vs Keras on {len(images) + 1} images "
-                f"of {label} (limit: {limit}) {'ok' if ok else 'FAILED'}"
-            )
-            if not ok:
-                failed.append(direction)
-        if fmt == "savedmodel":
-            failed += _check_uint8(staging, references, samples)
-        if failed:
-            raise UserError(
-                f"export failed its parity check ({', '.join(failed)}; limit {limit}); nothing was written to {target}"
-            )
+            _write_tflite(generator_g, generator_f, staging, quantize, samples, log)
+        parity = _verify(staging, fmt, references, samples, limit, log)
         metadata["parity"] = {"limit": str(limit), **parity}
         (staging / inference.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         size = _size(staging)
-        _replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportResult(target, fmt, quantize, size, {d: (p["max_abs_error"], p["psnr_db"]) for d, p in parity.items()})
-
-
-def _check_uint8(path, references, samples):
-    """Directions whose uint8 endpoint is more than one level off the Keras float path."""
-    loaded = tf.saved_model.load(str(path))
-    failed = []
-    for direction in inference.DIRECTIONS:
-        images = data.to_uint8(samples[direction][1])
-        expected = data.to_uint8(references[direction](data.to_float(images))).astype(np.int16)
-        got = getattr(loaded, f"{direction}_uint8")(tf.constant(images)).numpy().astype(np.int16)
-        if np.max(np.abs(expected - got)) > 1:
-            failed.append(f"{direction}_uint8")
-    return failed

@@ -59,7 +59,8 @@ def _ramps(starts, size):
             w[:shared] = (np.arange(shared, dtype=np.float32) + 1) / (shared + 1)
         if i + 1 < len(starts):
             shared = start + size - starts[i + 1]
-            w[size - shared :] = np.minimum(w[size - shared :], (np.arange(shared, 0, -1, dtype=np.float32)) / (shared + 1))
+            fall = np.arange(shared, 0, -1, dtype=np.float32) / (shared + 1)
+            w[size - shared :] = np.minimum(w[size - shared :], fall)
         weights.append(w)
     return weights
 
@@ -217,23 +218,26 @@ def _from_tflite(path, direction, num_threads=None):
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count())
     except Exception as error:
-        raise UserError(f"{path} is not a valid TFLite model ({error}); re-export it with `tfcyclegan export`") from None
+        raise UserError(
+            f"{path} is not a valid TFLite model ({error}); re-export it with `tfcyclegan export`"
+        ) from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
 
     def describe(details):
-        return ", ".join(f"{d['dtype'].__name__} {list(d['shape_signature'])}" for d in details)
+        return ", ".join(f"{d['dtype'].__name__} {d['shape_signature'].tolist()}" for d in details)
 
     def is_image(d):
-        sig = list(d["shape_signature"])
+        sig = d["shape_signature"].tolist()
         return d["dtype"] == np.float32 and len(sig) == 4 and sig[3] == 3
 
     if len(inputs) != 1 or len(outputs) != 1 or not is_image(inputs[0]) or not is_image(outputs[0]):
         raise UserError(
             f"{path} is not a tfcyclegan translator: it maps {describe(inputs)} to {describe(outputs)}, "
-            "not float32 [batch, height, width, 3] images; export a run with `tfcyclegan export RUN_DIR --format tflite`"
+            "not float32 [batch, height, width, 3] images; "
+            "export a run with `tfcyclegan export RUN_DIR --format tflite`"
         )
-    if list(inputs[0]["shape_signature"][1:3]) != [-1, -1]:
-        h, w = inputs[0]["shape_signature"][1:3]
+    if inputs[0]["shape_signature"][1:3].tolist() != [-1, -1]:
+        h, w = inputs[0]["shape_signature"][1:3].tolist()
         raise UserError(
             f"{path} only takes {w}x{h} images; export the run with `tfcyclegan export RUN_DIR --format tflite` "
             "for one that takes any size"
@@ -278,7 +282,10 @@ def load_translator(path, direction, num_threads=None):
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"model {path}: no such file or folder; give a run directory, a SavedModel or a .tflite file")
-    expected = "expected a run directory (config.json + checkpoints/), a SavedModel from `tfcyclegan export` or a .tflite file"
+    expected = (
+        "expected a run directory (config.json + checkpoints/), a SavedModel from `tfcyclegan export` "
+        "or a .tflite file"
+    )
     if path.is_dir():
         from tfcyclegan.train import CONFIG_FILE
 
@@ -340,7 +347,8 @@ def plan_outputs(inputs, output_dir, fmt="png"):
         key = os.path.normcase(os.path.abspath(target))
         if key in seen:
             raise UserError(
-                f"{seen[key]} and {source} would both be written to {target}; translate them into separate --output folders"
+                f"{seen[key]} and {source} would both be written to {target}; "
+                "translate them into separate --output folders"
             )
         if key == os.path.normcase(os.path.abspath(source)):
             raise UserError(f"{target} would overwrite its input; choose another --output folder")

@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfcyclegan import callbacks, data, datasets
+from tfcyclegan import callbacks, data, datasets, distribute
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
 from tfcyclegan.model import CycleGAN
@@ -27,21 +27,34 @@ def build_generators(config):
 
 
 def build_model(config, steps_per_epoch):
-    """A compiled CycleGAN whose three optimizers follow the linear-decay schedule."""
-    generator_g, generator_f = build_generators(config)
-    model = CycleGAN(
-        generator_g,
-        generator_f,
-        PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_x"),
-        PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_y"),
-        image_size=config.image_size,
-        pool_size=config.pool_size,
-        seed=config.seed,
-    )
+    """A compiled CycleGAN whose three optimizers follow the linear-decay schedule.
+
+    Under a mixed precision the layers compute in bfloat16 or float16 while every
+    variable stays float32, so checkpoints load in any precision; float16 adds
+    dynamic loss scaling, which bfloat16's float32-sized exponent does not need.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        generator_g, generator_f = build_generators(config)
+        model = CycleGAN(
+            generator_g,
+            generator_f,
+            PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_x"),
+            PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_y"),
+            image_size=config.image_size,
+            pool_size=config.pool_size,
+            seed=config.seed,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     schedule = LinearDecay(config.lr, config.epochs, config.decay_epoch, steps_per_epoch)
 
     def adam():
-        return keras.optimizers.Adam(learning_rate=schedule, beta_1=config.beta1)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, beta_1=config.beta1)
+        if config.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
 
     model.compile(
         generator_optimizer=adam(),
@@ -131,7 +144,12 @@ def fit(config, explicit=frozenset(), verbose=None):
     print(config.describe())
     print(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
 
-    model = build_model(config, steps)
+    strategy = distribute.make_strategy(config.strategy, config.simulate_devices)
+    if strategy.num_replicas_in_sync > 1:
+        print(f"training on {strategy.num_replicas_in_sync} replicas, "
+              f"{config.batch_size / strategy.num_replicas_in_sync:g} images each per step")
+    with strategy.scope():
+        model = build_model(config, steps)
     checkpoint = make_checkpoint(model)
     manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=3)
     if manager.latest_checkpoint:

@@ -1,0 +1,165 @@
+"""Latency, file size and fidelity of every inference kind of one generator (G, a2b).
+
+    .venv/bin/python benchmarks/inference.py [--run-dir RUN] [--images DIR] [--threads 2]
+
+Kinds: Keras (tf.function), SavedModel, TFLite float32 / float16 / dynamic / int8.
+Latency is the median per image at batch 1 for 256x256 and 512x512 inputs with
+`--threads` threads; PSNR is against the Keras output on the same images. Weights come
+from the newest checkpoint of --run-dir, or else are random (9 blocks, ngf 64), which
+the output says: random weights say nothing about quantization quality. Prints a
+markdown table.
+"""
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", help="trained run to benchmark [default: random 9-block ngf-64 weights]")
+    parser.add_argument("--images", help="domain A images for calibration and PSNR [default: the run's domain A]")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per kind and size (after 2 warm-ups)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    return parser.parse_args()
+
+
+def load_weights(run_dir):
+    """(G, F, description, (domain A eval files, domain A train files) or None)."""
+    from tfcyclegan import datasets, train
+    from tfcyclegan.networks import ResnetGenerator
+
+    if run_dir:
+        generator_g, generator_f, config = train.load_generators(run_dir)
+        try:
+            domain_a, _ = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root, download=False)
+            files = domain_a.test_files or domain_a.train_files, domain_a.train_files
+        except Exception:
+            files = None
+        return generator_g, generator_f, f"trained: {run_dir} ({config.blocks} blocks, ngf {config.ngf})", files
+    tf.keras.utils.set_random_seed(0)
+    generators = [ResnetGenerator(ngf=64, n_blocks=9, name=name) for name in ("generator_g", "generator_f")]
+    for generator in generators:
+        generator(tf.zeros((1, 32, 32, 3)))
+    return (*generators, "RANDOM weights (9 blocks, ngf 64): quantization quality here is not representative", None)
+
+
+def image_sets(files, sizes):
+    """(calibration batch, {size: eval batch}) from (eval files, calibration files), or synthetic."""
+    from tfcyclegan import data, export
+
+    if files is None:
+        evaluation = {s: export.synthetic_images(4, s, 8 + s) for s in sizes}
+        return export.synthetic_images(32, 256, 7), evaluation, "synthetic images"
+    evaluation, calibration = files
+    calib = data.make_eval_batch(calibration[:: max(1, len(calibration) // 32)][:32], 256, 32)
+    picks = evaluation[:: max(1, len(evaluation) // 4)][:4]
+    return calib, {s: data.make_eval_batch(picks, s, 4) for s in sizes}, f"{len(picks)} images of domain A"
+
+
+def time_per_image(run, x, repeats):
+    for _ in range(2):
+        run(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def tflite_runner(path, threads):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    index = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    shape = [None]
+
+    def run(x):
+        if shape[0] != x.shape:
+            interpreter.resize_tensor_input(index, x.shape)
+            interpreter.allocate_tensors()
+            shape[0] = x.shape
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out)
+
+    return run
+
+
+def size_mb(path):
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def main():
+    args = parse_args()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from tfcyclegan import export, inference
+
+    load_before = os.getloadavg()
+    generator, generator_f, weights, files = load_weights(args.run_dir)
+    calibration, evaluation, images = image_sets(files, args.sizes)
+    work = Path(tempfile.mkdtemp(prefix="tfcyclegan-bench-"))
+    try:
+        export.write_savedmodel(generator, generator_f, work / "savedmodel")
+        keras_fn = tf.function(lambda x: generator(x, training=False), input_signature=[inference.IMAGE_SPEC])
+        loaded = tf.saved_model.load(str(work / "savedmodel"))
+        kinds = {
+            "Keras (tf.function)": (lambda x: keras_fn(x).numpy(), 4e-6 * generator.count_params()),
+            "SavedModel (both directions on disk)": (lambda x: loaded.a2b(x).numpy(), size_mb(work / "savedmodel")),
+        }
+        for quantize in export.QUANTIZE:
+            path = work / f"a2b-{quantize}.tflite"
+            path.write_bytes(export.convert_tflite(work / "savedmodel", "a2b", quantize, calibration))
+            name = f"TFLite {'float32' if quantize == 'none' else quantize}"
+            kinds[name] = (tflite_runner(path, args.threads), size_mb(path))
+        reference = {s: kinds["Keras (tf.function)"][0](x) for s, x in evaluation.items()}
+        rows = {}
+        for name, (run, mb) in kinds.items():
+            row = {"size": mb}
+            for s, x in evaluation.items():
+                row[f"ms{s}"] = time_per_image(run, x[:1], args.repeats)
+                row[f"psnr{s}"] = np.mean([export.psnr(reference[s][i], run(x[i : i + 1])[0]) for i in range(len(x))])
+            rows[name] = row
+            print(f"measured {name}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    keras_ms = rows["Keras (tf.function)"]
+    print(f"\nweights: {weights}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
+          f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine)")
+    print(f"PSNR vs Keras on {images}, mean per image; latency: median of {args.repeats} runs at batch 1\n")
+    heads = [f"{s}x{s} ms" for s in args.sizes] + [f"x Keras @{s}" for s in args.sizes]
+    heads += [f"PSNR @{s} dB" for s in args.sizes]
+    print("| kind | MB | " + " | ".join(heads) + " |")
+    print("|---|---:|" + "---:|" * len(heads))
+    for name, row in rows.items():
+        cells = [f"{row[f'ms{s}']:.0f}" for s in args.sizes]
+        cells += [f"{row[f'ms{s}'] / keras_ms[f'ms{s}']:.2f}" for s in args.sizes]
+        cells += ["inf" if np.isinf(row[f"psnr{s}"]) else f"{row[f'psnr{s}']:.1f}" for s in args.sizes]
+        print(f"| {name} | {row['size']:.1f} | " + " | ".join(cells) + " |")
+    s = args.sizes[0]
+    saved, int8 = rows["SavedModel (both directions on disk)"], rows["TFLite int8"]
+    met = saved[f"ms{s}"] <= keras_ms[f"ms{s}"]
+    print(f"\ngoal SavedModel no slower than Keras @{s}: {'met' if met else 'NOT met'}")
+    print(f"goal int8 <= 0.85x Keras latency @{s} at PSNR >= 30 dB: "
+          f"{'met' if int8[f'ms{s}'] <= 0.85 * keras_ms[f'ms{s}'] and int8[f'psnr{s}'] >= 30 else 'NOT met'}"
+          + ("" if args.run_dir else " (random weights: not meaningful)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""`tfcyclegan evaluate` as library code: every quality number of a trained model in one dict.
+
+Sections (each either numbers or {"unavailable": one-line reason}):
+- cycle: L1, PSNR, SSIM of F(G(a)) against a and G(F(b)) against b (metrics.pixel_metrics).
+- classifier: accuracy of a CNN trained on real training images of A vs B, measured on
+  real evaluation images, and, when it reaches classifier.MIN_ACCURACY, its fooling rates.
+- fid_kid: FID and KID of G(a) against real b and F(b) against real a on InceptionV3
+  pool features, beside the same numbers for the untranslated images (the identity).
+- ground_truth: for demo: domains, L1 and PSNR of G(a) against the exact counterpart b*
+  beside the identity baseline a against b*, both directions.
+"""
+
+import json
+import math
+import sys
+
+import numpy as np
+
+from tfcyclegan import classifier, data, datasets, demo, inference, metrics
+from tfcyclegan.errors import UserError
+
+SPLITS = ("test", "train")
+SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and SSIM with max_val = 1"
+
+
+def _log(message):
+    print(message, file=sys.stderr)
+
+
+def _load_translators(model):
+    """{direction: Translator} for what `model` holds, and {direction: why not} for the rest."""
+    found, missing = {}, {}
+    for direction in inference.DIRECTIONS:
+        try:
+            found[direction] = inference.load_translator(model, direction)
+        except UserError as error:
+            missing[direction] = str(error)
+    if not found:
+        raise UserError(missing["a2b"])
+    return found, missing
+
+
+def _eval_files(domain, split, label, log):
+    files = domain.test_files if split == "test" else domain.train_files
+    if not files:
+        log(f"note: domain {label} ({domain.name}) has no test images; evaluating on its training images")
+        files = domain.train_files
+    good, bad = data.scan_images(files)
+    for path, reason in bad:
+        log(f"skipping {path}: {reason}")
+    if not good:
+        raise UserError(f"domain {label} ({domain.name}) has no readable {split} image; check {domain.root}")
+    return good
+
+
+def _ground_truth(files, translations, sources, image_size):
+    truths = data.make_eval_batch([demo.ground_truth_path(p) for p in files], image_size, len(files))
+    return metrics.ground_truth_metrics(sources, translations, truths)
+
+
+def _fid_kid(weights, real_a, real_b, fake_a, fake_b, log):
+    try:
+        features = metrics.InceptionFeatures(weights)
+    except UserError as error:
+        return {"unavailable": str(error)}
+    log(
+        f"InceptionV3 features ({features.source} weights) of {len(real_a) + len(real_b)} real and the translated images"
+    )
+    feats = {name: features(images) for name, images in
+             (("real_a", real_a), ("real_b", real_b), ("fake_a", fake_a), ("fake_b", fake_b)) if images is not None}  # fmt: skip
+
+    def pair(fake, real):
+        kid, kid_std = metrics.kid(feats[fake], feats[real])
+        return {"fid": metrics.fid(feats[fake], feats[real]), "kid": kid, "kid_std": kid_std}
+
+    result = {"weights": features.source, "input_size": features.input_size}
+    result["a2b"] = pair("fake_b", "real_b") if "fake_b" in feats else None
+    result["b2a"] = pair("fake_a", "real_a") if "fake_a" in feats else None
+    # The untranslated images scored the same way: what an identity translator gets.
+    result["identity_a2b"] = pair("real_a", "real_b")
+    result["identity_b2a"] = pair("real_b", "real_a")
+    return result
+
+
+def evaluate(
+    model,
+    domain_a=None,
+    domain_b=None,
+    split="test",
+    data_root=None,
+    image_size=None,
+    inception_weights="imagenet",
+    classifier_cache=None,
+    log=_log,
+):
+    """Evaluate the model at `model` (run dir, SavedModel or .tflite) on `split` images of two domains.
+
+    Domains and image size default to those the model was trained with. Images are
+    resized (bicubic, no crop) to image_size. `inception_weights` is "imagenet", a local
+    weights file or None (random weights: plumbing only). Returns a JSON-ready dict
+    (see the module docstring); `to_json` writes it with non-finite numbers as strings.
+    """
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    translators, missing = _load_translators(model)
+    info = next(iter(translators.values())).info
+    domain_a, domain_b = domain_a or info.get("domain_a"), domain_b or info.get("domain_b")
+    if not domain_a or not domain_b:
+        raise UserError(f"{model} does not say which domains it translates; pass --domain-a and --domain-b")
+    image_size = int(image_size or info.get("image_size") or 256)
+    if image_size < inference.MIN_SIDE:
+        raise UserError(f"--image-size must be >= {inference.MIN_SIDE} (got {image_size})")
+    a, b = datasets.resolve_domains(domain_a, domain_b, data_root)
+    files_a, files_b = _eval_files(a, split, "A", log), _eval_files(b, split, "B", log)
+    log(f"evaluating {model} on {len(files_a)} + {len(files_b)} {split} images at {image_size}px")
+    real_a = data.make_eval_batch(files_a, image_size, len(files_a))
+    real_b = data.make_eval_batch(files_b, image_size, len(files_b))
+    g, f = translators.get("a2b"), translators.get("b2a")
+    fake_b = g(real_a) if g else None
+    fake_a = f(real_b) if f else None
+
+    result = {
+        "model": str(model),
+        "kind": next(iter(translators.values())).kind,
+        "directions": sorted(translators),
+        "missing_directions": missing,
+        "domain_a": {"spec": domain_a, "root": a.root, "images": len(files_a)},
+        "domain_b": {"spec": domain_b, "root": b.root, "images": len(files_b)},
+        "split": split,
+        "image_size": image_size,
+        "scale": SCALE,
+    }
+
+    if g and f:
+        result["cycle"] = {"a": metrics.cycle_metrics(real_a, f(fake_b)), "b": metrics.cycle_metrics(real_b, g(fake_a))}
+    else:
+        result["cycle"] = {"unavailable": f"needs both directions; {next(iter(missing.values()))}"}
+
+    judge, path, cached = classifier.load_or_train(a.train_files, b.train_files, image_size, classifier_cache, log)
+    verdict = {
+        "weights": path,
+        "cached": cached,
+        "min_accuracy": classifier.MIN_ACCURACY,
+        **judge.accuracy(real_a, real_b),
+    }
+    rates = judge.fooling_rates(
+        fake_b if fake_b is not None else real_b[:0], fake_a if fake_a is not None else real_a[:0]
+    )
+    verdict["meaningful"] = verdict["accuracy"] >= classifier.MIN_ACCURACY
+    if verdict["meaningful"]:
+        verdict["fooling_a2b"], verdict["fooling_b2a"] = rates["a2b"], rates["b2a"]
+    else:
+        verdict["fooling_a2b"] = verdict["fooling_b2a"] = None
+        verdict["unavailable"] = (
+            f"fooling rate not meaningful: the classifier tells real A from real B with only "
+            f"{verdict['accuracy']:.1%} accuracy (< {classifier.MIN_ACCURACY:.0%})"
+        )
+    result["classifier"] = verdict
+
+    result["fid_kid"] = _fid_kid(inception_weights, real_a, real_b, fake_a, fake_b, log)
+
+    if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
+        result["ground_truth"] = {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}
+    elif split != "test":
+        result["ground_truth"] = {"unavailable": "the demo training splits are unpaired; use --split test"}
+    else:
+        result["ground_truth"] = {
+            "a2b": _ground_truth(files_a, fake_b, real_a, image_size) if g else None,
+            "b2a": _ground_truth(files_b, fake_a, real_b, image_size) if f else None,
+        }
+    return result
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": strict JSON has no such numbers
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def to_json(result):
+    """Strict JSON text of an evaluate() result; +inf PSNR (exact match) becomes the string "inf"."""
+    return json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n"
+
+
+def _number(value, digits=4):
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+
+
+def format_table(result):
+    """The result as aligned text lines for a terminal."""
+    a, b = result["domain_a"], result["domain_b"]
+    lines = [
+        (
+            f"model {result['model']} ({result['kind']}); {result['split']} images at {result['image_size']}px: "
+            f"A {a['spec']} x{a['images']}, B {b['spec']} x{b['images']}"
+        ),
+        f"scale: {result['scale']}",
+    ]
+    for direction, why in result["missing_directions"].items():
+        lines.append(f"{direction}: not evaluated ({why})")
+    cycle = result["cycle"]
+    lines.append("")
+    if "unavailable" in cycle:
+        lines.append(f"cycle consistency: unavailable ({cycle['unavailable']})")
+    else:
+        lines.append(f"{'cycle consistency':28s} {'L1':>8s} {'PSNR dB':>8s} {'SSIM':>8s}")
+        for side, label in (("a", "F(G(a)) vs a"), ("b", "G(F(b)) vs b")):
+            m = cycle[side]
+            lines.append(f"  {label:26s} {_number(m['l1']):>8s} {_number(m['psnr'], 2):>8s} {_number(m['ssim']):>8s}")
+    c = result["classifier"]
+    lines.append("")
+    lines.append(
+        f"domain classifier: accuracy on real images {c['accuracy']:.1%} "
+        f"(A {c['accuracy_a']:.1%}, B {c['accuracy_b']:.1%}){' [cached]' if c['cached'] else ''}"
+    )
+    if c["meaningful"]:
+        for key, label in (("fooling_a2b", "G(a) called B"), ("fooling_b2a", "F(b) called A")):
+            lines.append(f"  {label:26s} {'-' if c[key] is None else format(c[key], '.1%'):>8s}")
+    else:
+        lines.append(f"  {c['unavailable']}")
+    fk = result["fid_kid"]
+    lines.append("")
+    if "unavailable" in fk:
+        lines.append(f"FID / KID: unavailable ({fk['unavailable']})")
+    else:
+        lines.append(f"{'FID / KID (' + fk['weights'] + ' InceptionV3)':28s} {'FID':>8s} {'KID':>8s}")
+        for key, label in (("a2b", "G(a) vs b"), ("identity_a2b", "  identity: a vs b"),
+                           ("b2a", "F(b) vs a"), ("identity_b2a", "  identity: b vs a")):  # fmt: skip
+            m = fk[key]
+            if m is not None:
+                lines.append(f"  {label:26s} {_number(m['fid'], 2):>8s} {_number(m['kid']):>8s}")
+    gt = result["ground_truth"]
+    lines.append("")
+    if "unavailable" in gt:
+        lines.append(f"ground truth: unavailable ({gt['unavailable']})")
+    else:
+        lines.append(f"{'ground truth':28s} {'L1':>8s} {'PSNR dB':>8s} {'ident L1':>8s} {'ident dB':>8s}")
+        for key, label in (("a2b", "G(a) vs b*"), ("b2a", "F(b) vs a*")):
+            m = gt[key]
+            if m is not None:
+                lines.append(
+                    f"  {label:26s} {_number(m['l1']):>8s} {_number(m['psnr'], 2):>8s} "
+                    f"{_number(m['baseline_l1']):>8s} {_number(m['baseline_psnr'], 2):>8s}"
+                )
+    return "\n".join(lines)
