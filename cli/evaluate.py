@@ -24,7 +24,7 @@ from tfcyclegan_cli.common import user_errors
 )
 @click.option(
     "--image-size",
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=16),
     default=None,
     help="Resize evaluation images to this size [default: the model's training size].",
 )

@@ -72,6 +72,7 @@ def test_cli_writes_every_section_and_fid_is_unavailable_offline(run_dir, offlin
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["split"] == "test" and report["image_size"] == 32 and report["domain_a"]["images"] == 50
+    assert report["domain_b"]["images_from"] == "test"
     assert report["directions"] == ["a2b", "b2a"] and report["missing_directions"] == {}
     for side in ("a", "b"):
         assert set(report["cycle"][side]) == {"l1", "psnr", "ssim"}
@@ -128,3 +129,14 @@ def test_unknown_domains_and_bad_split_are_user_errors(run_dir, tmp_path):
         evaluate.evaluate(run_dir, split="val")
     result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "missing")])
     assert result.exit_code == 1 and result.output.startswith("error:") and "no such file" in result.output
+
+
+def test_evaluate_sees_the_trained_weights_of_a_run_dir(run_dir):
+    import tensorflow as tf
+
+    config = TrainConfig.load(run_dir / train.CONFIG_FILE)
+    model = train.build_model(config, 1)
+    train.make_checkpoint(model).restore(tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR)).expect_partial()
+    flat, _ = _demo_pair(count=2)
+    trained = model.generator_g(flat, training=False).numpy()
+    np.testing.assert_allclose(inference.load_translator(run_dir, "a2b")(flat), trained, atol=1e-5)

@@ -47,11 +47,6 @@ def tiny(folders, run_dir, **overrides):
     return TrainConfig(**values)
 
 
-def weights(run_dir):
-    g, f, _ = train.load_generators(run_dir)
-    return [v.numpy() for v in g.weights + f.weights]
-
-
 def full_state(run_dir):
     """Every variable of the newest checkpoint, by name."""
     reader = tf.train.load_checkpoint(str(run_dir / train.CHECKPOINT_DIR))
@@ -170,3 +165,13 @@ def test_mixed_precision_trains_with_float32_variables_and_loads_in_float32(fold
     assert {d for d in dtypes.values() if d.is_floating} == {tf.float32}  # no half-precision variable saved
     g, _, _ = train.load_generators(run_dir)  # a float32 model
     assert g.compute_dtype == "float32" and g(np.zeros((1, 32, 32, 3), "float32")).dtype == tf.float32
+
+
+def test_load_generators_restores_the_trained_weights(folders, straight):
+    """The generators a run dir hands to translate/export/evaluate are the trained ones."""
+    g, f, _ = train.load_generators(straight)
+    config = TrainConfig.load(straight / train.CONFIG_FILE)
+    model = train.build_model(config, steps_per_epoch=3)
+    train.make_checkpoint(model).restore(tf.train.latest_checkpoint(straight / train.CHECKPOINT_DIR)).assert_consumed()
+    for trained, loaded in zip(model.generator_g.weights + model.generator_f.weights, g.weights + f.weights):
+        np.testing.assert_array_equal(loaded.numpy(), trained.numpy())

@@ -11,16 +11,38 @@ import tensorflow as tf
 from PIL import Image
 
 from tfcyclegan.data import to_uint8
+from tfcyclegan.errors import UserError
 from tfcyclegan.figures import image_grid, save_loss_figure
 from tfcyclegan.model import LOSS_NAMES
 
 
-class CheckpointSaver(keras.callbacks.Callback):
-    """Save models, optimizer state and pools after every epoch, numbered by global step.
+def save_checkpoint(manager, step):
+    """manager.save numbered by `step`; returns the checkpoint's path.
 
-    tf.train.CheckpointManager writes the data files first and the index last
-    (atomically), so the newest listed checkpoint is always complete.
+    tf.train.CheckpointManager writes the data files first, then the index, and lists
+    the checkpoint (an atomic rename of its state file) only after both are complete,
+    so a save that fails or is killed leaves the newest listed checkpoint intact. A
+    failed write (disk full, read-only folder...) is a UserError that names it.
     """
+    try:
+        return manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as error:
+        reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+        raise UserError(
+            f"cannot save checkpoint {step} in {manager.directory}: {reason}; {after_write_failure(manager)}"
+        ) from None
+
+
+def after_write_failure(manager):
+    """What a failed write in a run leaves and how to go on, for an error message."""
+    kept = manager.latest_checkpoint
+    kept = f"the last complete checkpoint {kept} is intact" if kept else "no checkpoint was saved yet"
+    return f"{kept}; free some disk space, then resume with: tfcyclegan fit --run-dir {Path(manager.directory).parent}"
+
+
+class CheckpointSaver(keras.callbacks.Callback):
+    """Save models, optimizer state and pools after every epoch, numbered by global step
+    (see `save_checkpoint` for why the newest listed checkpoint is always complete)."""
 
     def __init__(self, manager, step_variable):
         super().__init__()
@@ -30,7 +52,7 @@ class CheckpointSaver(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         # An epoch with a non-finite mean loss ruined the weights: keep the last good checkpoint.
         if all(np.isfinite(float(logs[name])) for name in LOSS_NAMES):
-            self.manager.save(checkpoint_number=int(self.step_variable.numpy()))
+            save_checkpoint(self.manager, int(self.step_variable.numpy()))
 
 
 class Throughput(keras.callbacks.Callback):

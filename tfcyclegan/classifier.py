@@ -102,10 +102,10 @@ class DomainClassifier:
         return {"accuracy": (acc_a + acc_b) / 2, "accuracy_a": acc_a, "accuracy_b": acc_b}
 
     def fooling_rates(self, fake_b, fake_a):
-        """Fraction of G(a) called B (p_B > 0.5) and of F(b) called A (p_B <= 0.5)."""
+        """Fraction of G(a) called B (p_B > 0.5) and of F(b) called A (p_B <= 0.5); None for a missing batch."""
         return {
-            "a2b": float(np.mean(self.probability_b(fake_b) > 0.5)) if len(fake_b) else None,
-            "b2a": float(np.mean(self.probability_b(fake_a) <= 0.5)) if len(fake_a) else None,
+            "a2b": None if fake_b is None else float(np.mean(self.probability_b(fake_b) > 0.5)),
+            "b2a": None if fake_a is None else float(np.mean(self.probability_b(fake_a) <= 0.5)),
         }
 
 

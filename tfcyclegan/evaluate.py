@@ -20,6 +20,7 @@ from tfcyclegan import classifier, data, datasets, demo, inference, metrics
 from tfcyclegan.errors import UserError
 
 SPLITS = ("test", "train")
+MIN_IMAGE_SIZE = 16  # SSIM's 11 x 11 window must fit in the image
 SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and SSIM with max_val = 1"
 
 
@@ -41,16 +42,17 @@ def _load_translators(model):
 
 
 def _eval_files(domain, split, label, log):
+    """The readable images of `split`, and the split they came from (train when there is no test split)."""
     files = domain.test_files if split == "test" else domain.train_files
     if not files:
         log(f"note: domain {label} ({domain.name}) has no test images; evaluating on its training images")
-        files = domain.train_files
+        files, split = domain.train_files, "train"
     good, bad = data.scan_images(files)
     for path, reason in bad:
         log(f"skipping {path}: {reason}")
     if not good:
         raise UserError(f"domain {label} ({domain.name}) has no readable {split} image; check {domain.root}")
-    return good
+    return good, split
 
 
 def _ground_truth(files, translations, sources, image_size):
@@ -95,24 +97,52 @@ def evaluate(
 ):
     """Evaluate the model at `model` (run dir, SavedModel or .tflite) on `split` images of two domains.
 
-    Domains and image size default to those the model was trained with. Images are
-    resized (bicubic, no crop) to image_size. `inception_weights` is "imagenet", a local
-    weights file or None (random weights: plumbing only). Returns a JSON-ready dict
-    (see the module docstring); `to_json` writes it with non-finite numbers as strings.
+    Loads what directions `model` holds (inference.load_translator) and hands them to
+    evaluate_translators; see there for the options and the result.
     """
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     translators, missing = _load_translators(model)
+    return evaluate_translators(
+        translators, missing, str(model), domain_a, domain_b, split, data_root, image_size, inception_weights,
+        classifier_cache, log,
+    )  # fmt: skip
+
+
+def evaluate_translators(
+    translators,
+    missing=None,
+    source="in-memory translators",
+    domain_a=None,
+    domain_b=None,
+    split="test",
+    data_root=None,
+    image_size=None,
+    inception_weights="imagenet",
+    classifier_cache=None,
+    log=_log,
+):
+    """Evaluate {direction: inference.Translator} (a2b is G, b2a is F) on `split` images of two domains.
+
+    `missing` maps each absent direction to why it is absent. Domains and image size
+    default to those the translators' info names (training config or export metadata).
+    Images are resized (bicubic, no crop) to image_size. `inception_weights` is
+    "imagenet", a local weights file or None (random weights: plumbing only). Returns a
+    JSON-ready dict (see the module docstring); `to_json` writes non-finite numbers as strings.
+    """
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    missing = dict(missing or {})
     info = next(iter(translators.values())).info
     domain_a, domain_b = domain_a or info.get("domain_a"), domain_b or info.get("domain_b")
     if not domain_a or not domain_b:
-        raise UserError(f"{model} does not say which domains it translates; pass --domain-a and --domain-b")
+        raise UserError(f"{source} does not say which domains it translates; pass --domain-a and --domain-b")
     image_size = int(image_size or info.get("image_size") or 256)
-    if image_size < inference.MIN_SIDE:
-        raise UserError(f"--image-size must be >= {inference.MIN_SIDE} (got {image_size})")
+    if image_size < MIN_IMAGE_SIZE:
+        raise UserError(f"--image-size must be >= {MIN_IMAGE_SIZE} (got {image_size})")
     a, b = datasets.resolve_domains(domain_a, domain_b, data_root)
-    files_a, files_b = _eval_files(a, split, "A", log), _eval_files(b, split, "B", log)
-    log(f"evaluating {model} on {len(files_a)} + {len(files_b)} {split} images at {image_size}px")
+    (files_a, split_a), (files_b, split_b) = _eval_files(a, split, "A", log), _eval_files(b, split, "B", log)
+    log(f"evaluating {source} on {len(files_a)} + {len(files_b)} {split} images at {image_size}px")
     real_a = data.make_eval_batch(files_a, image_size, len(files_a))
     real_b = data.make_eval_batch(files_b, image_size, len(files_b))
     g, f = translators.get("a2b"), translators.get("b2a")
@@ -120,12 +150,12 @@ def evaluate(
     fake_a = f(real_b) if f else None
 
     result = {
-        "model": str(model),
+        "model": source,
         "kind": next(iter(translators.values())).kind,
         "directions": sorted(translators),
         "missing_directions": missing,
-        "domain_a": {"spec": domain_a, "root": a.root, "images": len(files_a)},
-        "domain_b": {"spec": domain_b, "root": b.root, "images": len(files_b)},
+        "domain_a": {"spec": domain_a, "root": a.root, "images": len(files_a), "images_from": split_a},
+        "domain_b": {"spec": domain_b, "root": b.root, "images": len(files_b), "images_from": split_b},
         "split": split,
         "image_size": image_size,
         "scale": SCALE,
@@ -143,9 +173,7 @@ def evaluate(
         "min_accuracy": classifier.MIN_ACCURACY,
         **judge.accuracy(real_a, real_b),
     }
-    rates = judge.fooling_rates(
-        fake_b if fake_b is not None else real_b[:0], fake_a if fake_a is not None else real_a[:0]
-    )
+    rates = judge.fooling_rates(fake_b, fake_a)
     verdict["meaningful"] = verdict["accuracy"] >= classifier.MIN_ACCURACY
     if verdict["meaningful"]:
         verdict["fooling_a2b"], verdict["fooling_b2a"] = rates["a2b"], rates["b2a"]
@@ -161,7 +189,7 @@ def evaluate(
 
     if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
         result["ground_truth"] = {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}
-    elif split != "test":
+    elif split_a != "test" or split_b != "test":
         result["ground_truth"] = {"unavailable": "the demo training splits are unpaired; use --split test"}
     else:
         result["ground_truth"] = {

@@ -1,11 +1,14 @@
 """Training as importable library code: build, restore, fit, save (what `tfcyclegan fit` runs)."""
 
+import dataclasses
+import os
 import signal
 import sys
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+from PIL import Image
 
 from tfcyclegan import callbacks, data, datasets, distribute
 from tfcyclegan.config import TrainConfig
@@ -67,13 +70,23 @@ def build_model(config, steps_per_epoch):
     return model
 
 
+def network_variables(network):
+    """A network's variables as a list tf.train.Checkpoint can follow.
+
+    Keras 3 layers held in Python lists are invisible to tf.train.Checkpoint (a
+    checkpoint of the model object alone saves nothing), so each network is saved
+    as its variables in construction order, which the architecture fixes.
+    """
+    return list(network.weights)
+
+
 def make_checkpoint(model):
     """Everything a resumed run needs: weights, all optimizer state (and so the step), pools."""
     return tf.train.Checkpoint(
-        generator_g=model.generator_g,
-        generator_f=model.generator_f,
-        discriminator_x=model.discriminator_x,
-        discriminator_y=model.discriminator_y,
+        generator_g=network_variables(model.generator_g),
+        generator_f=network_variables(model.generator_f),
+        discriminator_x=network_variables(model.discriminator_x),
+        discriminator_y=network_variables(model.discriminator_y),
         generator_optimizer=model.generator_optimizer,
         discriminator_x_optimizer=model.discriminator_x_optimizer,
         discriminator_y_optimizer=model.discriminator_y_optimizer,
@@ -89,30 +102,86 @@ def default_run_dir(config):
     return str(Path("runs") / f"{short(config.domain_a)}2{short(config.domain_b)}")
 
 
-def _readable(domain, label):
+def _size(path):
+    with Image.open(path) as image:  # reads the header only
+        return image.size
+
+
+def _readable(domain, label, image_size):
+    """The domain's decodable training images; says which files are skipped and why."""
     good, bad = data.scan_images(domain.train_files)
     for path, reason in bad:
         print(f"skipping {path}: {reason}", file=sys.stderr)
     if not good:
         raise UserError(f"domain {label} ({domain.name}) has no readable training image; check {domain.root}")
+    if bad:
+        print(f"warning: domain {label}: {len(bad)} of {len(bad) + len(good)} files skipped (listed above); "
+              f"remove or replace them", file=sys.stderr)
+    # Images smaller than the crop still train (resized up), but are usually strays.
+    small = [(path, size) for path, size in ((path, _size(path)) for path in good) if min(size) < image_size]
+    if small:
+        path, (w, h) = min(small, key=lambda item: min(item[1]))
+        print(f"note: domain {label}: {len(small)} images are smaller than --image-size {image_size} and are "
+              f"upscaled, the smallest {path} ({w}x{h}); remove them if that is not wanted", file=sys.stderr)
     return good
+
+
+def load_config(run_dir):
+    """The TrainConfig saved in `run_dir`; a damaged or foreign config.json is a UserError."""
+    path = Path(run_dir) / CONFIG_FILE
+    problem = None
+    try:
+        config = TrainConfig.load(path)  # unreadable or not JSON: a UserError of its own
+    except AttributeError:
+        problem = "not a JSON object"
+    else:
+        for field in dataclasses.fields(config):
+            value, default = getattr(config, field.name), field.default
+            expected = (int, float) if isinstance(default, float) else type(default)
+            if value is not None and default is not None and not isinstance(value, expected):
+                problem = problem or f"{field.name} is {value!r}"
+        if problem is None:
+            try:
+                config.validate()
+            except (TypeError, UserError) as error:
+                problem = str(error)
+    if problem:
+        raise UserError(
+            f"{path} is not a valid tfcyclegan config ({problem}); give a run directory written by `tfcyclegan fit`"
+        )
+    return config
+
+
+# Options a resumed run may change: where it lives, and the learning rate (the remedy
+# for a run that diverged), which only scales the schedule and is not checkpointed.
+CHANGEABLE_ON_RESUME = ("run_dir", "lr")
 
 
 def _check_resume(config, run_dir, explicit):
     """On resume the saved config wins; options given now that disagree with it are an error."""
-    saved = TrainConfig.load(run_dir / CONFIG_FILE)
+    saved = load_config(run_dir)
     differs = [
         f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {getattr(config, name)!r}"
         for name in sorted(explicit)
-        if name != "run_dir" and getattr(saved, name) != getattr(config, name)
+        if name not in CHANGEABLE_ON_RESUME and getattr(saved, name) != getattr(config, name)
     ]
     if differs:
         raise UserError(
             f"{run_dir} was trained with other options ({'; '.join(differs)}); "
             "drop those options to resume, or pass a new --run-dir"
         )
+    if "lr" in explicit and config.lr != saved.lr:
+        print(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
+        saved.lr = config.lr
     saved.run_dir = config.run_dir
     return saved
+
+
+def _save_config(config, run_dir):
+    # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
+    partial = run_dir / (CONFIG_FILE + ".tmp")
+    config.save(partial)
+    os.replace(partial, run_dir / CONFIG_FILE)
 
 
 def has_checkpoint(run_dir):
@@ -136,11 +205,12 @@ def fit(config, explicit=frozenset(), verbose=None):
     keras.utils.set_random_seed(config.seed)
 
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
-    files_a, files_b = _readable(domain_a, "A"), _readable(domain_b, "B")
+    files_a = _readable(domain_a, "A", config.image_size)
+    files_b = _readable(domain_b, "B", config.image_size)
     steps = config.steps_per_epoch or data.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / CONFIG_FILE)
+    _save_config(config, run_dir)
     print(config.describe())
     print(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
 
@@ -221,18 +291,27 @@ def fit(config, explicit=frozenset(), verbose=None):
                 shuffle=False,  # the dataset is already shuffled, per epoch and reproducibly
             )
     except KeyboardInterrupt:
-        path = manager.save(checkpoint_number=int(step_variable.numpy()))
+        path = callbacks.save_checkpoint(manager, int(step_variable.numpy()))
         print(f"\ninterrupted: saved {path}; resume with: tfcyclegan fit --run-dir {run_dir}")
         return run_dir
+    except OSError as error:
+        # Samples, figures, logs: a full or read-only disk, as for checkpoints.
+        raise UserError(
+            f"cannot write {error.filename or run_dir}: {error.strerror or error}; "
+            f"{callbacks.after_write_failure(manager)}"
+        ) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         writer.close()
     bad = guard.bad
     if bad:
-        raise UserError(
-            f"training diverged: {bad[1]} = {bad[2]} at step {bad[0]}; the last good checkpoint is in "
-            f"{manager.directory}; resume with a lower --lr"
-        )
+        lower = f"--lr {config.lr / 10:g}"
+        if manager.latest_checkpoint:
+            advice = (f"the last good checkpoint {manager.latest_checkpoint} is kept; resume from it with a lower "
+                      f"--lr: tfcyclegan fit --run-dir {run_dir} {lower}")
+        else:
+            advice = f"no checkpoint was saved; start again with a lower --lr, e.g. {lower}"
+        raise UserError(f"training diverged: {bad[1]} = {bad[2]} at step {bad[0]}; {advice}")
     print(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
     return run_dir
 
@@ -242,12 +321,15 @@ def load_generators(run_dir):
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
-    config = TrainConfig.load(run_dir / CONFIG_FILE)
+    config = load_config(run_dir)
     latest = tf.train.latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if latest is None:
         raise UserError(f"{run_dir} has no checkpoint yet; train it with: tfcyclegan fit --run-dir {run_dir}")
     generator_g, generator_f = build_generators(config)
     probe = tf.zeros((1, 32, 32, 3))
     generator_g(probe), generator_f(probe)
-    tf.train.Checkpoint(generator_g=generator_g, generator_f=generator_f).restore(latest).expect_partial()
+    status = tf.train.Checkpoint(
+        generator_g=network_variables(generator_g), generator_f=network_variables(generator_f)
+    ).restore(latest)
+    status.expect_partial().assert_existing_objects_matched()
     return generator_g, generator_f, config
