@@ -34,17 +34,17 @@ def test_fit_on_ukiyoe2photo_writes_every_artifact(shared_datasets, tmp_path):
 
 def test_fit_bad_options_are_one_line_errors(tmp_path):
     runner = CliRunner()
-    cases = [
-        (["--epochs", "-1"], "--epochs must be >= 1"),
-        (["--epochs", "5", "--decay-epoch", "9"], "--decay-epoch must be between 0 and --epochs=5"),
-        (["--image-size", "30", "--load-size", "30"], "--image-size must be a multiple of 4"),
-        (["--batch-size", "0"], "--batch-size must be >= 1"),
-        (["--domain-a", str(tmp_path / "nope")], "is neither an existing folder nor a named"),
-        (["--domain-a", "horses", "--domain-b", "ukiyoe"], "horses"),
+    cases = [  # options out of range are usage errors (2); missing data is a runtime failure (1)
+        (["--epochs", "-1"], "--epochs must be >= 1", 2),
+        (["--epochs", "5", "--decay-epoch", "9"], "--decay-epoch must be between 0 and --epochs=5", 2),
+        (["--image-size", "30", "--load-size", "30"], "--image-size must be a multiple of 4", 2),
+        (["--batch-size", "0"], "--batch-size must be >= 1", 2),
+        (["--domain-a", str(tmp_path / "nope")], "is neither an existing folder nor a named", 1),
+        (["--domain-a", "horses", "--domain-b", "ukiyoe"], "horses", 1),
     ]
-    for extra, message in cases:
+    for extra, message, code in cases:
         result = runner.invoke(main, ["fit", "--run-dir", str(tmp_path / "run"), *extra])
-        assert result.exit_code == 1, (extra, result.output)
+        assert result.exit_code == code, (extra, result.output)
         lines = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0], (extra, result.output)
         assert "Traceback" not in result.output

@@ -62,12 +62,12 @@ def translators(run_dir, exports):
     return {(kind, d): inference.load_translator(path, d) for kind, path in kinds.items() for d in inference.DIRECTIONS}
 
 
-# Agreement with the Keras generator, as measured on these images (tiny random model,
-# 427x640 the hardest): SavedModel is the same graph; TFLite float32 differs by
-# rounding, growing with image size because TFLite sums the instance-norm means in
-# one float32 pass; the quantized kinds by their quantization noise.
+# Agreement with the Keras generator. Measured worst case on these images and this
+# model (at 427x640): SavedModel 0 (the same graph); TFLite float32 6.9e-5, by rounding
+# that grows with image size as TFLite sums the instance-norm means in one float32
+# pass; float16 77.4 dB, dynamic 42.8 dB, int8 37.8 dB.
 MAX_ABS = {"savedmodel": 1e-5, "none": 1e-4}
-MIN_PSNR = {"float16": 70.0, "dynamic": 38.0, "int8": 22.0}
+MIN_PSNR = {"float16": 70.0, "dynamic": 38.0, "int8": 32.0}
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -286,3 +286,12 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(domains, 
     )
     result = invoke("--debug", "check-data", domains / "clean")
     assert isinstance(result.exception, RuntimeError)
+
+
+def test_ctrl_c_outside_training_exits_130_without_a_traceback(domains, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tfcyclegan.data.scan_images", interrupt)
+    result = invoke("check-data", domains / "clean")
+    assert result.exit_code == 130 and result.stderr == "\ninterrupted\n" and "Traceback" not in result.output

@@ -4,7 +4,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UsageError, UserError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored")
@@ -43,7 +43,7 @@ class TrainConfig:
     simulate_devices: int = 0
 
     def validate(self):
-        """Raise UserError for options no run can use."""
+        """Raise UsageError (exit code 2) for options no run can use."""
         problems = []
         if self.epochs < 1:
             problems.append(f"--epochs must be >= 1 (got {self.epochs})")
@@ -69,7 +69,7 @@ class TrainConfig:
         if self.lr <= 0:
             problems.append(f"--lr must be > 0 (got {self.lr})")
         if problems:
-            raise UserError("; ".join(problems))
+            raise UsageError("; ".join(problems))
         return self
 
     def non_defaults(self):

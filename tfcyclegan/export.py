@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,14 +49,16 @@ class Limit:
         return " and ".join(parts)
 
 
-# Limits per export, from measured errors with a safety margin (docs/export.md has the
-# measurements): float exports differ from Keras by kernel rounding only; quantized
-# ones by their quantization noise.
+# Limits per export kind: measured parity (docs/export.md; worst of a trained 9-block
+# generator and a tiny random one) less a margin for other models and CPUs. Float
+# exports differ from Keras by kernel rounding only (SavedModel: 0; TFLite float32:
+# 7e-5), the quantized ones by quantization noise (float16 77 dB, dynamic 40.7 dB,
+# int8 29.5 dB).
 PARITY = {
     "savedmodel": Limit(max_abs=1e-4),
     "none": Limit(max_abs=1e-3),
-    "float16": Limit(min_psnr=40.0),
-    "dynamic": Limit(min_psnr=30.0),
+    "float16": Limit(min_psnr=60.0),
+    "dynamic": Limit(min_psnr=35.0),
     "int8": Limit(min_psnr=25.0),
 }
 
@@ -105,8 +108,9 @@ def _uint8(translate):
 def write_savedmodel(generator_g, generator_f, path):
     """Write both generators as one SavedModel with the endpoints in ENDPOINTS."""
     archive = keras.export.ExportArchive()
-    archive.track(generator_g)
-    archive.track(generator_f)
+    # The endpoints track every variable they use. An explicit archive.track(generator)
+    # would store each weight a second time (Keras 3.15: once as the Keras variable, once
+    # as the tf.Variable the endpoints capture), doubling the SavedModel on disk.
     fns = {}
     # a2b first: Keras makes the first endpoint `serving_default`.
     for direction, generator in (("a2b", generator_g), ("b2a", generator_f)):
@@ -147,13 +151,16 @@ def convert_tflite(savedmodel_dir, direction, quantize="none", calibration=None)
             yield [image[None]]
 
     converter.representative_dataset = representative
-    # Selective quantization is what the quantization debugger provides.
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter,
-        debug_dataset=representative,
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=INT8_FLOAT_OPS),
-    )
-    return debugger.get_nondebug_quantized_model()
+    # Selective quantization is what the quantization debugger provides; it runs the
+    # deprecated tf.lite.Interpreter internally, whose warning says nothing to our users.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=representative,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=INT8_FLOAT_OPS),
+        )
+        return debugger.get_nondebug_quantized_model()
 
 
 def psnr(reference, candidate):
