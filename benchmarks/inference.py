@@ -26,7 +26,8 @@ import tensorflow as tf
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", help="trained run to benchmark [default: random 9-block ngf-64 weights]")
-    parser.add_argument("--images", help="domain A images for calibration and PSNR [default: the run's domain A]")
+    parser.add_argument("--images", help="domain A images to calibrate int8 and measure PSNR on "
+                        "[default: the run's domain A]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per kind and size (after 2 warm-ups)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -34,7 +35,7 @@ def parse_args():
 
 
 def load_weights(run_dir):
-    """(G, F, description, (domain A eval files, domain A train files) or None)."""
+    """(G, F, description, training image size, (domain A eval files, domain A train files) or None)."""
     from tfcyclegan import datasets, train
     from tfcyclegan.networks import ResnetGenerator
 
@@ -45,23 +46,29 @@ def load_weights(run_dir):
             files = domain_a.test_files or domain_a.train_files, domain_a.train_files
         except Exception:
             files = None
-        return generator_g, generator_f, f"trained: {run_dir} ({config.blocks} blocks, ngf {config.ngf})", files
+        description = f"trained: {run_dir} ({config.blocks} blocks, ngf {config.ngf}, {config.image_size} px)"
+        return generator_g, generator_f, description, config.image_size, files
     tf.keras.utils.set_random_seed(0)
     generators = [ResnetGenerator(ngf=64, n_blocks=9, name=name) for name in ("generator_g", "generator_f")]
     for generator in generators:
         generator(tf.zeros((1, 32, 32, 3)))
-    return (*generators, "RANDOM weights (9 blocks, ngf 64): quantization quality here is not representative", None)
+    description = "RANDOM weights (9 blocks, ngf 64): quantization quality here is not representative"
+    return (*generators, description, 256, None)
 
 
-def image_sets(files, sizes):
-    """(calibration batch, {size: eval batch}) from (eval files, calibration files), or synthetic."""
+def image_sets(files, sizes, calibration_size):
+    """(calibration batch, {size: eval batch}, label) from (eval files, calibration files), or synthetic.
+
+    Calibration images have the training size, as `tfcyclegan export` uses.
+    """
     from tfcyclegan import data, export
 
     if files is None:
         evaluation = {s: export.synthetic_images(4, s, 8 + s) for s in sizes}
-        return export.synthetic_images(32, 256, 7), evaluation, "synthetic images"
+        return export.synthetic_images(32, calibration_size, 7), evaluation, "synthetic images"
     evaluation, calibration = files
-    calib = data.make_eval_batch(calibration[:: max(1, len(calibration) // 32)][:32], 256, 32)
+    count = export.CALIBRATION_COUNT
+    calib = data.make_eval_batch(calibration[:: max(1, len(calibration) // count)][:count], calibration_size, count)
     picks = evaluation[:: max(1, len(evaluation) // 4)][:4]
     return calib, {s: data.make_eval_batch(picks, s, 4) for s in sizes}, f"{len(picks)} images of domain A"
 
@@ -107,11 +114,13 @@ def main():
     args = parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tfcyclegan import export, inference
+    from tfcyclegan import data, export, inference
 
     load_before = os.getloadavg()
-    generator, generator_f, weights, files = load_weights(args.run_dir)
-    calibration, evaluation, images = image_sets(files, args.sizes)
+    generator, generator_f, weights, train_size, files = load_weights(args.run_dir)
+    if args.images:
+        files = (data.list_images(args.images),) * 2
+    calibration, evaluation, images = image_sets(files, args.sizes, train_size)
     work = Path(tempfile.mkdtemp(prefix="tfcyclegan-bench-"))
     try:
         export.write_savedmodel(generator, generator_f, work / "savedmodel")

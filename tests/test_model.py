@@ -116,10 +116,20 @@ def test_call_maps_x_to_y():
     np.testing.assert_array_equal(model(x), model.generator_g(x))
 
 
+# Each channel of domain A lives in its own range, so the permuted domain B differs from
+# A in distribution (a plain permutation of uniform colours would not, and the identity
+# would already fool the discriminators) and only the true mapping puts every channel
+# in its B range.
+CHANNEL_RANGES = ((-1.0, -0.4), (-0.3, 0.3), (0.4, 1.0))
+PERMUTATION = [2, 0, 1]
+
+
 def smooth_images(n, size, rng):
-    """Random low-frequency colour fields: something a small generator can learn to recolour."""
-    coarse = rng.uniform(-1, 1, (n, 4, 4, 3)).astype("float32")
-    return tf.image.resize(coarse, (size, size), method="bicubic").numpy().clip(-1, 1)
+    """Random low-frequency fields, channel c scaled into CHANNEL_RANGES[c]."""
+    coarse = rng.uniform(0, 1, (n, 4, 4, 3)).astype("float32")
+    field = tf.image.resize(coarse, (size, size), method="bilinear").numpy()
+    low, high = np.array(CHANNEL_RANGES, "float32").T
+    return low + (high - low) * field
 
 
 def test_learning_on_a_known_mapping():
@@ -127,9 +137,9 @@ def test_learning_on_a_known_mapping():
     rng = np.random.default_rng(0)
     size, n = 32, 64
     a = smooth_images(n, size, rng)
-    b = smooth_images(n, size, rng)[..., [2, 0, 1]]  # unpaired: other scenes, permuted
+    b = smooth_images(n, size, rng)[..., PERMUTATION]  # unpaired: other scenes, permuted
     test_a = smooth_images(16, size, rng)
-    truth_b = test_a[..., [2, 0, 1]]
+    truth_b = test_a[..., PERMUTATION]
     model = tiny_cyclegan(size=size, ngf=16, blocks=2, pool_size=10)
     # No identity term: for a colour permutation it pulls G towards the identity map,
     # the opposite of the mapping to learn (the paper uses it to preserve colour).
@@ -141,13 +151,13 @@ def test_learning_on_a_known_mapping():
     )
     ds = tf.data.Dataset.from_tensor_slices((a, b)).shuffle(n, seed=0).batch(4).repeat()
     first = model.evaluate(a[:16], b[:16], batch_size=4, verbose=0, return_dict=True)["loss_cycle"]
-    model.fit(ds, epochs=1, steps_per_epoch=300, verbose=0)
+    model.fit(ds, epochs=1, steps_per_epoch=300, verbose=0, shuffle=False)
     last = model.evaluate(a[:16], b[:16], batch_size=4, verbose=0, return_dict=True)["loss_cycle"]
     baseline = np.mean(np.abs(test_a - truth_b))
     translated = np.mean(np.abs(model.generator_g(test_a).numpy() - truth_b))
     print(f"cycle loss {first:.3f} -> {last:.3f}; |G(a)-b*| {translated:.3f} vs |a-b*| {baseline:.3f}")
     assert last < 0.5 * first
-    assert translated < 0.9 * baseline
+    assert translated < 0.5 * baseline
 
 
 REPLICA_SCRIPT = textwrap.dedent(
