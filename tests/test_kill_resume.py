@@ -21,7 +21,7 @@ import tensorflow as tf
 from PIL import Image
 
 SIGKILL_TRIALS = 10
-EPOCHS, STEPS = 30, 2
+EPOCHS, STEPS = 80, 2  # room for 12 trials that each train a few epochs on a fast machine
 TIMEOUT = 300  # seconds for any one wait; generous for a loaded machine
 COMMAND = [sys.executable, "-c", "from tfcyclegan_cli.main import main; main(prog_name='tfcyclegan')"]
 
