@@ -185,8 +185,12 @@ def measure(size, n_blocks, repeats, warmup, batch, precision, matmul_n):
         matmuls.append(timed(matmul))
         steps.append(timed(step))
     wall, cpu = (statistics.median(t) for t in zip(*steps))
-    matmul_wall, matmul_cpu = (statistics.median(t) for t in zip(*matmuls))
     matmul_flops = 2 * matmul_n**3
+
+    def ratio(i):
+        # Median over adjacent (matmul, step) pairs, which ran under the same load.
+        return statistics.median((flops / s[i]) / (matmul_flops / m[i]) for s, m in zip(steps, matmuls))
+
     return {
         "size": f"{size}px / {n_blocks} blocks",
         "wall": wall,
@@ -196,10 +200,10 @@ def measure(size, n_blocks, repeats, warmup, batch, precision, matmul_n):
         "gflop": flops / 1e9,
         "graph_gflop": graph / 1e9,
         "achieved": flops / wall / 1e9,
-        "peak": matmul_flops / matmul_wall / 1e9,
-        "ratio": (flops / wall) / (matmul_flops / matmul_wall),
+        "peak": matmul_flops / statistics.median(t for t, _ in matmuls) / 1e9,
+        "ratio": ratio(0),
         # Per CPU-second: what the step would reach with both cores to itself, if it kept them busy.
-        "cpu_ratio": (flops / cpu) / (matmul_flops / matmul_cpu),
+        "cpu_ratio": ratio(1),
         "traces": len(traces),
     }
 

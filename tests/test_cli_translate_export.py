@@ -1,16 +1,15 @@
 """`tfcyclegan translate` and `tfcyclegan export` end to end: results, and one clear
 line (exit 1, no traceback) for each kind of bad input."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from tfcyclegan import train
-from tfcyclegan.config import TrainConfig
 from tfcyclegan_cli.main import main
+
+from helpers import write_untrained_run
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +21,7 @@ def run_dir(tmp_path_factory):
         (root / domain).mkdir()
         for i in range(4):
             Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
-    config = TrainConfig(domain_a=str(root / "A"), domain_b=str(root / "B"), ngf=8, blocks=1, ndf=8,
-                         image_size=32, load_size=32, epochs=1, decay_epoch=0)
-    keras.utils.set_random_seed(0)
-    model = train.build_model(config, steps_per_epoch=1)
-    run = root / "run"
-    tf.train.CheckpointManager(train.make_checkpoint(model), run / train.CHECKPOINT_DIR, 1).save()
-    config.save(run / train.CONFIG_FILE)
-    return run
+    return write_untrained_run(root)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,15 @@ import json
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import export, inference, train
-from tfcyclegan.config import TrainConfig
+from tfcyclegan import export, inference
 from tfcyclegan.errors import UserError
+
+from helpers import write_untrained_run
 
 SIZES = [(64, 64), (100, 100), (97, 131), (427, 640)]
 
@@ -36,14 +36,7 @@ def run_dir(tmp_path_factory):
         for i in range(8):
             image = ((photo_like(40, 48, offset + i) + 1) * 127.5).astype(np.uint8)
             Image.fromarray(image).save(root / domain / f"{i}.png")
-    config = TrainConfig(domain_a=str(root / "A"), domain_b=str(root / "B"), ngf=8, blocks=1, ndf=8,
-                         image_size=32, load_size=32, epochs=1, decay_epoch=0)
-    keras.utils.set_random_seed(0)
-    model = train.build_model(config, steps_per_epoch=1)
-    run = root / "run"
-    tf.train.CheckpointManager(train.make_checkpoint(model), run / train.CHECKPOINT_DIR, 1).save()
-    config.save(run / train.CONFIG_FILE)
-    return run
+    return write_untrained_run(root)
 
 
 @pytest.fixture(scope="module")

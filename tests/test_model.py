@@ -4,7 +4,6 @@ import textwrap
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tfcyclegan.model import LOSS_NAMES, CycleGAN
