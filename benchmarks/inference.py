@@ -73,15 +73,18 @@ def image_sets(files, sizes, calibration_size):
     return calib, {s: data.make_eval_batch(picks, s, 4) for s in sizes}, f"{len(picks)} images of domain A"
 
 
-def time_per_image(run, x, repeats):
-    for _ in range(2):
-        run(x)
-    times = []
+def interleaved_ms(runs, x, repeats):
+    """Median milliseconds per call of each run on `x`, the runs timed in turn, so that
+    load changes on a shared machine hit every kind alike."""
+    for run in runs.values():
+        run(x), run(x)  # warm-up: tracing, allocation
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(x)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
 def tflite_runner(path, threads):
@@ -135,15 +138,15 @@ def main():
             path.write_bytes(export.convert_tflite(work / "savedmodel", "a2b", quantize, calibration))
             name = f"TFLite {'float32' if quantize == 'none' else quantize}"
             kinds[name] = (tflite_runner(path, args.threads), size_mb(path))
-        reference = {s: kinds["Keras (tf.function)"][0](x) for s, x in evaluation.items()}
-        rows = {}
-        for name, (run, mb) in kinds.items():
-            row = {"size": mb}
-            for s, x in evaluation.items():
-                row[f"ms{s}"] = time_per_image(run, x[:1], args.repeats)
-                row[f"psnr{s}"] = np.mean([export.psnr(reference[s][i], run(x[i : i + 1])[0]) for i in range(len(x))])
-            rows[name] = row
-            print(f"measured {name}", flush=True)
+        runs = {name: run for name, (run, _) in kinds.items()}
+        rows = {name: {"size": mb} for name, (_, mb) in kinds.items()}
+        for s, x in evaluation.items():
+            reference = runs["Keras (tf.function)"](x)
+            for name, ms in interleaved_ms(runs, x[:1], args.repeats).items():
+                rows[name][f"ms{s}"] = ms
+                out = [runs[name](x[i : i + 1])[0] for i in range(len(x))]
+                rows[name][f"psnr{s}"] = np.mean([export.psnr(reference[i], y) for i, y in enumerate(out)])
+            print(f"measured {s}x{s}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -151,7 +154,8 @@ def main():
     print(f"\nweights: {weights}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
           f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine)")
-    print(f"PSNR vs Keras on {images}, mean per image; latency: median of {args.repeats} runs at batch 1\n")
+    print(f"PSNR vs Keras on {images}, mean per image; latency: median of {args.repeats} runs at batch 1, "
+          "kinds timed in turn\n")
     heads = [f"{s}x{s} ms" for s in args.sizes] + [f"x Keras @{s}" for s in args.sizes]
     heads += [f"PSNR @{s} dB" for s in args.sizes]
     print("| kind | MB | " + " | ".join(heads) + " |")

@@ -5,9 +5,13 @@ For each image size: builds the full model (two ResNet generators and two
 through the function `model.fit` runs (`make_train_function`) and reports the
 median seconds per step, images per second, the GFLOP/s of the step's
 convolutions, this CPU's matmul GFLOP/s in the same precision, and their
-ratio. Steps and matmuls alternate, so the load of a shared machine hits both
-alike; the CPU ratio compares FLOPs per process CPU-second instead, which
-stays steady when other processes take the cores.
+ratio. Each (size, precision) row runs in its own process: after warm-up it
+times `--repeats` steps alone (seconds per step, and the process's peak
+resident memory, taken before the matmul's operands exist), then alternates
+matmuls and steps, so that the load of a shared machine hits both alike, for
+the ratio; the CPU ratio compares FLOPs per process CPU-second instead, which
+stays steady when other processes take the cores. With several precisions it
+also prints each one's step rate relative to the first.
 
 FLOPs per step count the model's convolutions, forward and backward (2 FLOPs
 per multiply-add), by hand from the architecture (`hand_step_flops`); norms,
@@ -15,12 +19,16 @@ activations, padding, losses and Adam add under 1%. As a check, the output also
 gives the convolution FLOPs that the traced step actually runs
 (`graph_step_flops`).
 
-    .venv/bin/python benchmarks/train_step.py --sizes 64:6,128:6,256:9 --repeats 7
+    .venv/bin/python benchmarks/train_step.py --sizes 64:6,128:6,256:9 --precisions float32,mixed_bfloat16
 """
 
 import argparse
+import json
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -177,14 +185,18 @@ def measure(size, n_blocks, repeats, warmup, batch, precision, matmul_n):
     flops = hand_step_flops(size, n_blocks, 64, 64, batch)
     graph = graph_step_flops(model, x, y)
     step, traces = step_run(model, size, batch)
-    matmul = matmul_run(matmul_n, "bfloat16" if precision == "mixed_bfloat16" else "float32")
     for _ in range(warmup):
         step()
+    # Steps alone first: their times, and the peak memory of training before the
+    # matmul's operands exist.
+    alone = [timed(step) for _ in range(repeats)]
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    wall, cpu = (statistics.median(t) for t in zip(*alone))
+    matmul = matmul_run(matmul_n, "bfloat16" if precision == "mixed_bfloat16" else "float32")
     steps, matmuls = [], []
     for _ in range(repeats):
         matmuls.append(timed(matmul))
         steps.append(timed(step))
-    wall, cpu = (statistics.median(t) for t in zip(*steps))
     matmul_flops = 2 * matmul_n**3
 
     def ratio(i):
@@ -194,7 +206,7 @@ def measure(size, n_blocks, repeats, warmup, batch, precision, matmul_n):
     return {
         "size": f"{size}px / {n_blocks} blocks",
         "wall": wall,
-        "spread": (min(t for t, _ in steps), max(t for t, _ in steps)),
+        "spread": (min(t for t, _ in alone), max(t for t, _ in alone)),
         "cpu": cpu,
         "images": batch / wall,
         "gflop": flops / 1e9,
@@ -205,12 +217,25 @@ def measure(size, n_blocks, repeats, warmup, batch, precision, matmul_n):
         # Per CPU-second: what the step would reach with both cores to itself, if it kept them busy.
         "cpu_ratio": ratio(1),
         "traces": len(traces),
+        "peak_rss": peak_rss,
+        "precision": precision,
     }
 
 
 def parse_sizes(text):
     """'64:6,128:6' -> [(64, 6), (128, 6)]."""
     return [tuple(int(v) for v in item.split(":")) for item in text.split(",")]
+
+
+def child(size, n_blocks, args, precision):
+    """One row, measured in a fresh process, so that its peak memory is its own."""
+    command = [sys.executable, __file__, "--row", f"{size}:{n_blocks}", "--precisions", precision,
+               "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--batch", str(args.batch),
+               "--matmul", str(args.matmul)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode:
+        sys.exit(f"measuring {size}px / {precision} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -220,28 +245,41 @@ def main():
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per size; medians are reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, allocation)")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
-                        help="Keras dtype policy of the networks; the matmul peak uses the compute dtype")
+    parser.add_argument("--precisions", default="float32,mixed_bfloat16",
+                        help="comma-separated Keras dtype policies; the matmul peak uses the compute dtype")
     parser.add_argument("--matmul", type=int, default=4096, help="side of the square matmul that sets the peak")
+    parser.add_argument("--row", type=parse_sizes, help=argparse.SUPPRESS)  # internal: measure one row, print JSON
     args = parser.parse_args()
-    keras.mixed_precision.set_global_policy(args.precision)
+    precisions = args.precisions.split(",")
+    if args.row:
+        keras.mixed_precision.set_global_policy(precisions[0])
+        (size, n_blocks), = args.row
+        print(json.dumps(measure(size, n_blocks, args.repeats, args.warmup, args.batch, precisions[0], args.matmul)))
+        return
 
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPUs, precision {args.precision}, batch {args.batch}, "
-          f"median of {args.repeats} steps after {args.warmup}, load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, batch {args.batch}, median of {args.repeats} steps after {args.warmup}, "
+          f"each row in its own process, load average {os.getloadavg()[0]:.1f}")
     print()
-    print("| size | s/step (min-max) | CPU s/step | img/s | GFLOP/step | GFLOP/s | peak GFLOP/s | ratio | CPU ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    checks = []
+    print("| size | precision | s/step (min-max) | CPU s/step | img/s | GFLOP/step | GFLOP/s | peak GFLOP/s "
+          "| ratio | CPU ratio | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    checks, rows = [], {}
     for size, n_blocks in args.sizes:
-        r = measure(size, n_blocks, args.repeats, args.warmup, args.batch, args.precision, args.matmul)
-        print(f"| {r['size']} | {r['wall']:.3f} ({r['spread'][0]:.3f}-{r['spread'][1]:.3f}) | {r['cpu']:.2f} "
-              f"| {r['images']:.2f} | {r['gflop']:.1f} | {r['achieved']:.0f} | {r['peak']:.0f} "
-              f"| {r['ratio']:.0%} | {r['cpu_ratio']:.0%} |", flush=True)
+        for precision in precisions:
+            r = rows[size, precision] = child(size, n_blocks, args, precision)
+            print(f"| {r['size']} | {precision} | {r['wall']:.3f} ({r['spread'][0]:.3f}-{r['spread'][1]:.3f}) "
+                  f"| {r['cpu']:.2f} | {r['images']:.2f} | {r['gflop']:.1f} | {r['achieved']:.0f} | {r['peak']:.0f} "
+                  f"| {r['ratio']:.0%} | {r['cpu_ratio']:.0%} | {r['peak_rss']:.2f} |", flush=True)
         checks.append(f"{r['size']}: traced graph runs {r['graph_gflop']:.2f} GFLOP of convolutions "
                       f"({r['graph_gflop'] / r['gflop'] - 1:+.2%} vs the hand count), train step traced {r['traces']}x")
     print()
     print(f"load average {os.getloadavg()[0]:.1f}")
+    for size, _ in args.sizes:
+        for precision in precisions[1:]:
+            base, other = rows[size, precisions[0]], rows[size, precision]
+            print(f"{size}px: {precision} steps {base['wall'] / other['wall']:.2f}x the {precisions[0]} rate, "
+                  f"peak RSS {other['peak_rss']:.2f} vs {base['peak_rss']:.2f} GiB")
     for line in checks:
         print(line)
 

@@ -34,7 +34,10 @@ HELP = {
     "sample_count": "Images per sample grid.",
     "log_every": "Steps between TensorBoard scalar points.",
     "precision": "float32, or mixed precision: mixed_bfloat16 (CPUs with BF16, TPUs, recent GPUs) or mixed_float16.",
-    "strategy": "auto (mirrored over >1 GPU, else default), default (one device) or mirrored.",
+    "strategy": "auto (mirrored over >1 GPU, else default), default (one device), mirrored (every local GPU) "
+    "or multiworker (the machines in $TF_CONFIG; see docs/distributed.md).",
+    "worker_timeout": "multiworker: seconds a worker waits for a silent peer before stopping with an error "
+    "(0: forever).",
     "simulate_devices": "Split the CPU into N logical devices (to run the mirrored path without GPUs).",
 }
 HIDDEN = {"simulate_devices"}

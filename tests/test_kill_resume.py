@@ -69,7 +69,10 @@ class Fit:
         with open(log_path, "w") as log:
             # Unbuffered, so the test sees each line as soon as it is printed.
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # SIGINT back to its default: a shell running the tests in the background
+            # starts them with SIGINT ignored, and Python keeps an inherited ignore.
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
     def output(self):
         return self.log_path.read_text(errors="replace")

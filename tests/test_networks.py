@@ -43,6 +43,27 @@ def test_instance_norm_against_numpy():
     np.testing.assert_allclose(InstanceNormalization()(x), (x - mean) / np.sqrt(var + 1e-5), atol=1e-5)
 
 
+def test_instance_norm_gradient_against_numpy_finite_differences():
+    rng = np.random.default_rng(2)
+    x = rng.normal(1.0, 2.0, (2, 3, 4, 2))
+    w = rng.normal(size=x.shape)  # loss = sum(w * norm(x)), so dL/dy = w
+
+    def loss(values):
+        mean = values.mean(axis=(1, 2), keepdims=True)
+        return np.sum(w * (values - mean) / np.sqrt(values.var(axis=(1, 2), keepdims=True) + 1e-5))
+
+    numeric = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = 1e-6
+        numeric[index] = (loss(x + step) - loss(x - step)) / 2e-6
+    x32 = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x32)
+        y = InstanceNormalization()(x32)
+    np.testing.assert_allclose(tape.gradient(y, x32, output_gradients=tf.constant(w, tf.float32)), numeric, atol=2e-4)
+
+
 def test_reflection_padding_against_numpy():
     x = np.arange(2 * 4 * 5 * 3, dtype="float32").reshape(2, 4, 5, 3)
     expected = np.pad(x, [(0, 0), (3, 3), (3, 3), (0, 0)], mode="reflect")

@@ -7,7 +7,7 @@ from pathlib import Path
 from tfcyclegan.errors import UsageError, UserError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
 @dataclasses.dataclass
@@ -41,6 +41,7 @@ class TrainConfig:
     precision: str = "float32"
     strategy: str = "auto"
     simulate_devices: int = 0
+    worker_timeout: int = 300
 
     def validate(self):
         """Raise UsageError (exit code 2) for options no run can use."""
@@ -64,6 +65,8 @@ class TrainConfig:
             problems.append(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision})")
         if self.strategy not in STRATEGIES:
             problems.append(f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy})")
+        if self.worker_timeout < 0:
+            problems.append(f"--worker-timeout must be >= 0 seconds (got {self.worker_timeout})")
         if self.simulate_devices < 0:
             problems.append(f"--simulate-devices must be >= 0 (got {self.simulate_devices})")
         if self.lr <= 0:

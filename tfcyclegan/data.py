@@ -278,6 +278,10 @@ def make_train_dataset(
         return augment(path_a, _fold(element, 0)), augment(path_b, _fold(element, 1))
 
     total = (epochs - initial_epoch) * steps_per_epoch
+    # Under a multi-worker strategy every worker runs this same deterministic pipeline
+    # and keeps its own share of each global batch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return (
         tf.data.Dataset.range(initial_epoch, epochs)
         .flat_map(epoch_elements)
@@ -285,6 +289,7 @@ def make_train_dataset(
         .batch(batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
         .apply(tf.data.experimental.assert_cardinality(max(total, 0)))
+        .with_options(options)
     )
 
 

@@ -53,13 +53,13 @@ class Limit:
 # generator and a tiny random one) less a margin for other models and CPUs. Float
 # exports differ from Keras by kernel rounding only (SavedModel: 0; TFLite float32:
 # 7e-5), the quantized ones by quantization noise (float16 77 dB, dynamic 40.7 dB,
-# int8 33.2 dB).
+# int8 29.5 dB at the training size).
 PARITY = {
     "savedmodel": Limit(max_abs=1e-4),
     "none": Limit(max_abs=1e-3),
     "float16": Limit(min_psnr=60.0),
     "dynamic": Limit(min_psnr=35.0),
-    "int8": Limit(min_psnr=28.0),
+    "int8": Limit(min_psnr=25.0),
 }
 
 ENDPOINTS = {
@@ -122,22 +122,21 @@ def write_savedmodel(generator_g, generator_f, path):
     archive.write_out(str(path), verbose=False)
 
 
-# TFLite ops int8 leaves in float32: the instance-norm arithmetic, the residual sums and
-# the two upsampling (transposed) convolutions. One int8 scale per tensor cannot serve
-# channels of very different variance. Measured on a trained 9-block generator at
-# 256 x 256 (docs/export.md): 27.0 dB all-int8, 32.3 dB with the norm ops and sums in
-# float32, 37.7 dB with the transposed convolutions too; still 0.3x Keras latency.
-INT8_FLOAT_OPS = ["MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "MUL", "ADD", "TRANSPOSE_CONV"]
+# TFLite ops int8 leaves in float32: the instance-norm arithmetic and the residual sums.
+# One int8 scale per tensor cannot serve channels of very different variance. Measured
+# on a trained 9-block generator at 256 x 256 (docs/export.md): all-int8 26.4 dB in
+# 0.98 s; these in float32 32.3 dB in 0.65 s (they run in XNNPACK). Adding
+# TRANSPOSE_CONV would reach 37.7 dB but runs a hybrid kernel, 4x slower.
+INT8_FLOAT_OPS = ["MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SUB", "MUL", "ADD"]
 
 
 def convert_tflite(savedmodel_dir, direction, quantize="none", calibration=None):
     """The .tflite bytes of one endpoint of a SavedModel from write_savedmodel.
 
-    Height and width stay dynamic. int8 quantizes the weights and activations of the
-    stride-1 and stride-2 convolutions, calibrated on `calibration` (float32 [-1, 1]
-    images of the source domain at the training size), keeps INT8_FLOAT_OPS in float32,
-    and keeps float32 input and output, so callers feed the same arrays as to every
-    other export.
+    Height and width stay dynamic. int8 quantizes the weights and activations of every
+    convolution, calibrated on `calibration` (float32 [-1, 1] images of the source
+    domain at the training size), keeps INT8_FLOAT_OPS in float32, and keeps float32
+    input and output, so callers feed the same arrays as to every other export.
     """
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel_dir), signature_keys=[direction])
     if quantize == "none":

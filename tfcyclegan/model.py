@@ -74,6 +74,15 @@ class CycleGAN(keras.Model):
         self.discriminator_x_optimizer.build(self.discriminator_x.trainable_variables)
         self.discriminator_y_optimizer.build(self.discriminator_y.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Every network and optimizer is built in __init__ and compile, so Keras' symbolic
+        # build has nothing to do. Skipped, because under a tf.distribute strategy it
+        # pulls one batch out of a fit iterator that `steps_per_epoch` keeps (training
+        # would skip the first batch and run out of data one step early), and under
+        # MultiWorkerMirroredStrategy its reduction of that batch fails
+        # (keras-team/keras#20585).
+        return
+
     @property
     def generator_variables(self):
         return self.generator_g.trainable_variables + self.generator_f.trainable_variables
@@ -157,4 +166,9 @@ class CycleGAN(keras.Model):
         values = {**terms, "loss_D": loss_dx + loss_dy, "loss_D_X": loss_dx, "loss_D_Y": loss_dy}
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras averages a step's outputs across workers with strategy.reduce(...,
+            # axis=0), which fails on scalars: give each a length-1 axis to average over.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results

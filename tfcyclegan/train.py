@@ -2,8 +2,10 @@
 
 import dataclasses
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import keras
@@ -12,7 +14,7 @@ from PIL import Image
 
 from tfcyclegan import callbacks, data, datasets, distribute
 from tfcyclegan.config import TrainConfig
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UsageError, UserError
 from tfcyclegan.model import CycleGAN
 from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator
 from tfcyclegan.schedules import LinearDecay
@@ -152,9 +154,10 @@ def load_config(run_dir):
     return config
 
 
-# Options a resumed run may change: where it lives, and the learning rate (the remedy
-# for a run that diverged), which only scales the schedule and is not checkpointed.
-CHANGEABLE_ON_RESUME = ("run_dir", "lr")
+# Options a resumed run may change: where it lives, the learning rate (the remedy for a
+# run that diverged), which only scales the schedule and is not checkpointed, and the
+# devices it runs on (a checkpoint restores under any strategy).
+CHANGEABLE_ON_RESUME = ("run_dir", "lr", "strategy", "simulate_devices", "worker_timeout")
 
 
 def _check_resume(config, run_dir, explicit):
@@ -172,7 +175,9 @@ def _check_resume(config, run_dir, explicit):
         )
     if "lr" in explicit and config.lr != saved.lr:
         print(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
-        saved.lr = config.lr
+    for name in CHANGEABLE_ON_RESUME:
+        if name in explicit:
+            setattr(saved, name, getattr(config, name))
     saved.run_dir = config.run_dir
     return saved
 
@@ -202,6 +207,13 @@ def fit(config, explicit=frozenset(), verbose=None):
     if resuming:
         config = _check_resume(config, run_dir, explicit)
     config.validate()
+    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    strategy = distribute.make_strategy(config.strategy, config.simulate_devices, config.worker_timeout)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas "
+                         f"(it is the global batch, split evenly among them)")
+    chief = distribute.is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
 
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
@@ -209,21 +221,31 @@ def fit(config, explicit=frozenset(), verbose=None):
     files_b = _readable(domain_b, "B", config.image_size)
     steps = config.steps_per_epoch or data.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _save_config(config, run_dir)
+    # Only the chief writes the run; other workers save their checkpoints (which every
+    # worker must take part in) to a temporary folder that is removed at the end.
+    out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="tfcyclegan-worker-"))
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _save_config(config, run_dir)
     print(config.describe())
     print(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
+    if replicas > 1:
+        print(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
+    try:
+        return _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose)
+    finally:
+        if not chief:
+            shutil.rmtree(out_dir, ignore_errors=True)
 
-    strategy = distribute.make_strategy(config.strategy, config.simulate_devices)
-    if strategy.num_replicas_in_sync > 1:
-        print(f"training on {strategy.num_replicas_in_sync} replicas, "
-              f"{config.batch_size / strategy.num_replicas_in_sync:g} images each per step")
+
+def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose):
     with strategy.scope():
         model = build_model(config, steps)
     checkpoint = make_checkpoint(model)
-    manager = tf.train.CheckpointManager(checkpoint, run_dir / CHECKPOINT_DIR, max_to_keep=3)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=3)
+    latest = tf.train.latest_checkpoint(run_dir / CHECKPOINT_DIR)
+    if latest:
+        checkpoint.restore(latest).assert_consumed()
     step_variable = model.generator_optimizer.iterations
     first_epoch, done_in_epoch = divmod(int(step_variable.numpy()), steps)
     if first_epoch >= config.epochs:
@@ -232,22 +254,22 @@ def fit(config, explicit=frozenset(), verbose=None):
     if resuming:
         print(f"resuming {run_dir} at epoch {first_epoch + 1}, step {int(step_variable.numpy())}")
 
-    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    writer = tf.summary.create_file_writer(str(out_dir / "logs"))
     count = config.sample_count
     guard = callbacks.StopOnNonFinite(step_variable)
-    side_work = [
-        callbacks.Throughput(config.batch_size),
-        guard,
-        callbacks.TensorBoardLog(writer, model.generator_optimizer, config.log_every),
-        callbacks.Samples(
-            run_dir,
-            writer,
-            data.make_eval_batch(files_a, config.image_size, count),
-            data.make_eval_batch(files_b, config.image_size, count),
-        ),
-        callbacks.LossLog(run_dir),
-        callbacks.CheckpointSaver(manager, step_variable),
-    ]
+    side_work = [callbacks.Throughput(config.batch_size), guard]
+    if chief:
+        side_work += [
+            callbacks.TensorBoardLog(writer, model.generator_optimizer, config.log_every),
+            callbacks.Samples(
+                run_dir,
+                writer,
+                data.make_eval_batch(files_a, config.image_size, count),
+                data.make_eval_batch(files_b, config.image_size, count),
+            ),
+            callbacks.LossLog(run_dir),
+        ]
+    side_work.append(callbacks.CheckpointSaver(manager, step_variable))
 
     def dataset(first, last):
         return data.make_train_dataset(
@@ -294,6 +316,15 @@ def fit(config, explicit=frozenset(), verbose=None):
         path = callbacks.save_checkpoint(manager, int(step_variable.numpy()))
         print(f"\ninterrupted: saved {path}; resume with: tfcyclegan fit --run-dir {run_dir}")
         return run_dir
+    except distribute.PEER_LOST as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        kept = tf.train.latest_checkpoint(run_dir / CHECKPOINT_DIR)
+        kept = f"the last checkpoint, {kept}, is intact" if kept else "no checkpoint was saved yet"
+        raise UserError(
+            f"lost contact with another worker: {distribute.peer_lost_reason(error, config.worker_timeout)}; "
+            f"{kept}; restart every worker with the same command to go on"
+        ) from None
     except OSError as error:
         # Samples, figures, logs: a full or read-only disk, as for checkpoints.
         raise UserError(
