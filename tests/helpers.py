@@ -1,7 +1,9 @@
 """Builders shared by several test modules (pytest puts tests/ on sys.path)."""
 
 import keras
+import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from tfcyclegan import train
 from tfcyclegan.config import TrainConfig
@@ -18,3 +20,12 @@ def write_untrained_run(root):
     tf.train.CheckpointManager(train.make_checkpoint(model), run / train.CHECKPOINT_DIR, 1).save()
     config.save(run / train.CONFIG_FILE)
     return run
+
+
+def write_noise_domains(root, count, size):
+    """root/a and root/b, each holding `count` random size x size PNGs (seeded)."""
+    rng = np.random.default_rng(0)
+    for domain in ("a", "b"):
+        (root / domain).mkdir()
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(root / domain / f"{i}.png")

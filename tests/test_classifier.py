@@ -1,7 +1,10 @@
 """The domain classifier on the demo pair rendered in memory: accuracy, fooling rates, cache."""
 
+import os
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from tfcyclegan import classifier, demo
 
@@ -50,4 +53,9 @@ def test_weights_are_cached_by_file_list_and_size(tmp_path):
     np.testing.assert_allclose(again.probability_b(x), first.probability_b(x), atol=1e-6)
     assert classifier.cache_key(files_a, files_b, SIZE + 4) != classifier.cache_key(files_a, files_b, SIZE)
     assert classifier.cache_key(files_a[1:], files_b, SIZE) != classifier.cache_key(files_a, files_b, SIZE)
+    # A file rewritten under the same name (a regenerated data set) is a new data set.
+    key = classifier.cache_key(files_a, files_b, SIZE)
+    Image.open(files_b[0]).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(files_b[0])
+    os.utime(files_b[0], ns=(0, 123))
+    assert classifier.cache_key(files_a, files_b, SIZE) != key
     assert root.endswith("demo")

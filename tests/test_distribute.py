@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import write_noise_domains
 
 from tfcyclegan import distribute
 from tfcyclegan.errors import UserError
@@ -72,11 +72,7 @@ def free_ports(count):
 @pytest.fixture
 def cluster(tmp_path):
     """Starts workers of one two-worker cluster; kills whatever is left at the end."""
-    rng = np.random.default_rng(0)
-    for domain in ("a", "b"):
-        (tmp_path / domain).mkdir()
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(tmp_path / domain / f"{i}.png")
+    write_noise_domains(tmp_path, count=4, size=16)
     started = []
 
     def start(epochs, steps, stop_after=0, worker_timeout=60):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from helpers import write_noise_domains
 
 SIGKILL_TRIALS = 10
 EPOCHS, STEPS = 80, 2  # room for 12 trials that each train a few epochs on a fast machine
@@ -28,11 +28,7 @@ COMMAND = [sys.executable, "-c", "from tfcyclegan_cli.main import main; main(pro
 
 @pytest.fixture
 def run_args(tmp_path):
-    rng = np.random.default_rng(0)
-    for domain in ("a", "b"):
-        (tmp_path / domain).mkdir()
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(tmp_path / domain / f"{i}.png")
+    write_noise_domains(tmp_path, count=3, size=32)
     run_dir = tmp_path / "run"
     args = ["fit", "--domain-a", tmp_path / "a", "--domain-b", tmp_path / "b", "--run-dir", run_dir,
             "--epochs", EPOCHS, "--decay-epoch", 0, "--steps-per-epoch", STEPS, "--ngf", 4, "--ndf", 4,

@@ -34,12 +34,15 @@ def cache_root():
 
 
 def cache_key(files_a, files_b, image_size):
-    """SHA-256 (first 16 hex digits) of VERSION, the image size and both sorted file lists."""
+    """SHA-256 (first 16 hex digits) of VERSION, the image size and both sorted file
+    lists, each file with its size and modification time, so that a file rewritten
+    under the same name (a regenerated data set) makes a new key."""
     digest = hashlib.sha256(f"{VERSION}\n{image_size}\n".encode())
     for label, files in (("A", files_a), ("B", files_b)):
         digest.update(f"{label} {len(files)}\n".encode())
         for path in sorted(str(p) for p in files):
-            digest.update(os.fsencode(os.path.abspath(path)) + b"\n")
+            stat = os.stat(path)
+            digest.update(os.fsencode(os.path.abspath(path)) + f" {stat.st_size} {stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
