@@ -135,6 +135,7 @@ def evaluate_translators(
     missing = dict(missing or {})
     info = next(iter(translators.values())).info
     domain_a, domain_b = domain_a or info.get("domain_a"), domain_b or info.get("domain_b")
+    data_root = data_root or info.get("data_root")  # where the training run found named domains
     if not domain_a or not domain_b:
         raise UserError(f"{source} does not say which domains it translates; pass --domain-a and --domain-b")
     image_size = int(image_size or info.get("image_size") or 256)
