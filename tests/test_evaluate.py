@@ -111,7 +111,8 @@ def test_a_model_with_one_direction_is_evaluated_where_it_can_be(run_dir, classi
 
     monkeypatch.setattr(inference, "load_translator", a2b_only)
     monkeypatch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
-    report = evaluate.evaluate(run_dir, data_root=run_dir.parent / "data", log=lambda message: None)
+    report = evaluate.evaluate(run_dir, log=lambda message: None)  # the run's own --data-root by default
+    assert report["domain_a"]["root"].startswith(str(run_dir.parent / "data"))
     assert report["directions"] == ["a2b"] and "not b2a" in report["missing_directions"]["b2a"]
     assert "needs both directions" in report["cycle"]["unavailable"]
     assert report["classifier"]["cached"]
