@@ -155,6 +155,26 @@ class Samples(keras.callbacks.Callback):
                 tf.summary.image(f"{tag} real|translated|reconstructed", strips[None], step=epoch + 1)
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Turn SIGINT / SIGTERM (via `handle`) into a KeyboardInterrupt at the next batch or
+    epoch boundary, where `fit` catches it and saves; a second signal raises at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.received = False
+
+    def handle(self, signum, frame):
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = True
+
+    def _check(self, *args, **kwargs):
+        if self.received:
+            raise KeyboardInterrupt
+
+    on_train_batch_begin = on_train_batch_end = on_epoch_begin = on_epoch_end = _check
+
+
 class StopOnNonFinite(keras.callbacks.Callback):
     """Stop at the first non-finite loss instead of saving a ruined model."""
 

@@ -285,10 +285,13 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
             seed=config.seed,
         )
 
-    def stop_on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # SIGINT and SIGTERM stop at the next batch boundary (StopOnSignal): an interrupt
+    # raised wherever Python happens to be can land in a garbage-collection callback,
+    # where Python prints and drops it, and training would go on.
+    stopper = callbacks.StopOnSignal()
+    side_work.insert(0, stopper)
+    watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    previous = {signum: signal.signal(signum, stopper.handle) for signum in watched}
     try:
         if done_in_epoch:
             # Finish the epoch an interruption cut short, on exactly the batches it had left.
@@ -332,7 +335,8 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
             f"{callbacks.after_write_failure(manager)}"
         ) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         writer.close()
     bad = guard.bad
     if bad:
