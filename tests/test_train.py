@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import callbacks, train
+from tfcyclegan import callbacks, export, train
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
 from tfcyclegan.model import LOSS_NAMES
@@ -165,6 +165,16 @@ def test_mixed_precision_trains_with_float32_variables_and_loads_in_float32(fold
     assert {d for d in dtypes.values() if d.is_floating} == {tf.float32}  # no half-precision variable saved
     g, _, _ = train.load_generators(run_dir)  # a float32 model
     assert g.compute_dtype == "float32" and g(np.zeros((1, 32, 32, 3), "float32")).dtype == tf.float32
+    if precision == "mixed_bfloat16":
+        # The export path writes float32 graphs whatever the run trained in.
+        result = export.export(run_dir, "savedmodel", output=tmp_path / "exported", log=lambda message: None)
+        saved = tf.train.load_checkpoint(str(result.path / "variables" / "variables")).get_variable_to_dtype_map()
+        assert {d for d in saved.values() if d.is_floating} == {tf.float32}
+        x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
+        loaded = tf.saved_model.load(str(result.path))
+        y = loaded.a2b(x)
+        # A bfloat16 graph would be off by ~1e-2.
+        assert y.dtype == tf.float32 and np.abs(y.numpy() - g(x).numpy()).max() < 1e-5
 
 
 def test_load_generators_restores_the_trained_weights(folders, straight):

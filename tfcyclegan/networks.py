@@ -8,6 +8,7 @@ parameter counts match it exactly.
 """
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 
@@ -20,19 +21,36 @@ def _init():
 class InstanceNormalization(layers.Layer):
     """Instance norm (Ulyanov et al. 2016): normalise each image and channel over H, W.
 
-    No affine parameters, as in the official CycleGAN. Statistics are computed in
-    float32 so that mixed-precision training stays stable.
+    y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon). No affine parameters, as in
+    the official CycleGAN. Statistics are computed in float32 so that
+    mixed-precision training stays stable.
     """
 
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
 
-    def call(self, x):
+    def call(self, x, training=None):
+        if training:
+            return self._fused(x)
         x32 = ops.cast(x, "float32")
         mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
         y = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
         return ops.cast(y, self.compute_dtype)
+
+    def _fused(self, x):
+        # Instance norm of (image n, channel c) is batch norm of channel n*c once the
+        # batch is folded into the channels (a free reshape at batch 1), so training
+        # runs the fused batch-norm kernels: one kernel forward and one backward, with
+        # float32 statistics, in about 40% less time than the plain ops (docs/benchmarks.md).
+        # Inference keeps the plain ops, which every TFLite converter path supports.
+        n, h, w, c = (tf.shape(x)[i] for i in range(4))
+        folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c])
+        scale = tf.ones([n * c], "float32")
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            folded, scale, tf.zeros_like(scale), epsilon=self.epsilon, is_training=True
+        )
+        return tf.transpose(tf.reshape(y, [h, w, n, c]), [2, 0, 1, 3])
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
