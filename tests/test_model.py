@@ -162,10 +162,6 @@ def test_learning_on_a_known_mapping():
 REPLICA_SCRIPT = textwrap.dedent(
     """
     import numpy as np, tensorflow as tf, keras
-    # oneDNN's fused batch norm (instance norm in training) splits its sums by the threads
-    # it gets, so with two replicas running at once it rounds differently from one device;
-    # one thread per op makes both set-ups round alike.
-    tf.config.threading.set_intra_op_parallelism_threads(1)
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from tfcyclegan.model import CycleGAN
