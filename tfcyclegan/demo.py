@@ -74,7 +74,7 @@ def render(seed, size, striped):
     """Scene `seed` as uint8 size x size x 3: flat brown shapes, or striped ones if `striped`."""
     image = np.full((size, size, 3), BACKGROUND, np.float32)
     light = (np.arange(size) % STRIPE_PERIOD >= 1) & (np.arange(size) % STRIPE_PERIOD <= 2)
-    fill = np.where(light, LIGHT, DARK)[None, :, None].repeat(size, 0).repeat(3, 2) if striped else FLAT
+    fill = np.where(light, LIGHT, DARK)[None, :, None] if striped else FLAT
     mask = shape_mask(seed, size)
     image[mask] = np.broadcast_to(fill, image.shape)[mask]
     return np.round(image * 255).astype(np.uint8)
