@@ -3,19 +3,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install
+.PHONY: test test-fast lint demo install
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt setup.py pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# The whole suite (about 10 minutes on 2 cores); test-fast skips the tests marked slow.
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Trains on the built-in, offline demo domains (flat shapes <-> striped shapes) at 64px.
 demo: $(STAMP)

@@ -83,9 +83,11 @@ def main():
             times[name].append(time.perf_counter() - start)
     reduce = allreduce_seconds(strategies["mirrored, 2 logical devices"], parameters, args.repeats)
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, {os.cpu_count()} cores, "
-          f"{args.size}px / {args.blocks} blocks, global batch {args.batch}, median of {args.repeats} steps, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, {os.cpu_count()} cores, "
+        f"{args.size}px / {args.blocks} blocks, global batch {args.batch}, median of {args.repeats} steps, "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
     print("| strategy | s/step | images/s (both domains) | vs 1 device |")
     print("|---|---:|---:|---:|")
     base = statistics.median(times["1 device"])
@@ -93,8 +95,10 @@ def main():
         median = statistics.median(t)
         print(f"| {name} | {median:.3f} | {2 * args.batch / median:.2f} | {base / median:.2f}x |")
     megabytes = parameters * 4 / 1e6
-    print(f"\nall-reduce of the {parameters:,} parameters' gradients ({megabytes:.0f} MB float32) across the 2 "
-          f"logical devices: {reduce * 1000:.1f} ms per step ({reduce / base:.1%} of a 1-device step)")
+    print(
+        f"\nall-reduce of the {parameters:,} parameters' gradients ({megabytes:.0f} MB float32) across the 2 "
+        f"logical devices: {reduce * 1000:.1f} ms per step ({reduce / base:.1%} of a 1-device step)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-
 NOISE = 0.02  # latency differences between back-to-back runs of the same kind on this machine
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", help="trained run to benchmark [default: random 9-block ngf-64 weights]")
-    parser.add_argument("--images", help="domain A images to calibrate int8 and measure PSNR on "
-                        "[default: the run's domain A]")
+    parser.add_argument(
+        "--images", help="domain A images to calibrate int8 and measure PSNR on [default: the run's domain A]"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per kind and size (after 2 warm-ups)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -155,10 +155,14 @@ def main():
 
     keras_ms = rows["Keras (tf.function)"]
     print(f"\nweights: {weights}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
-          f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine)")
-    print(f"PSNR vs Keras on {images}, mean per image; latency: median of {args.repeats} runs at batch 1, "
-          "kinds timed in turn\n")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads; "
+        f"load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine)"
+    )
+    print(
+        f"PSNR vs Keras on {images}, mean per image; latency: median of {args.repeats} runs at batch 1, "
+        "kinds timed in turn\n"
+    )
     heads = [f"{s}x{s} ms" for s in args.sizes] + [f"x Keras @{s}" for s in args.sizes]
     heads += [f"PSNR @{s} dB" for s in args.sizes]
     print("| kind | MB | " + " | ".join(heads) + " |")
@@ -173,11 +177,15 @@ def main():
     # The SavedModel runs the Keras graph (plus a pad and a crop that are empty at sizes
     # divisible by 4), so a difference within run-to-run noise is no difference.
     ratio = saved[f"ms{s}"] / keras_ms[f"ms{s}"]
-    print(f"\ngoal SavedModel no slower than Keras @{s}: {ratio:.3f}x Keras, "
-          f"{'met' if ratio <= 1 + NOISE else 'NOT met'} (tolerance {NOISE:.0%}, the spread between runs)")
-    print(f"goal int8 <= 0.85x Keras latency @{s} at PSNR >= 30 dB: "
-          f"{'met' if int8[f'ms{s}'] <= 0.85 * keras_ms[f'ms{s}'] and int8[f'psnr{s}'] >= 30 else 'NOT met'}"
-          + ("" if args.run_dir else " (random weights: not meaningful)"))
+    print(
+        f"\ngoal SavedModel no slower than Keras @{s}: {ratio:.3f}x Keras, "
+        f"{'met' if ratio <= 1 + NOISE else 'NOT met'} (tolerance {NOISE:.0%}, the spread between runs)"
+    )
+    print(
+        f"goal int8 <= 0.85x Keras latency @{s} at PSNR >= 30 dB: "
+        f"{'met' if int8[f'ms{s}'] <= 0.85 * keras_ms[f'ms{s}'] and int8[f'psnr{s}'] >= 30 else 'NOT met'}"
+        + ("" if args.run_dir else " (random weights: not meaningful)")
+    )
 
 
 if __name__ == "__main__":

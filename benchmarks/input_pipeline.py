@@ -82,7 +82,9 @@ def main():
         pass
     raw_seconds, raw_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     images = 2 * args.raw_batches * args.batch_size
-    print(f"pipeline alone: {images / raw_seconds:.0f} images/s ({1000 * raw_seconds / args.raw_batches:.1f} ms per batch of A+B)")
+    print(
+        f"pipeline alone: {images / raw_seconds:.0f} images/s ({1000 * raw_seconds / args.raw_batches:.1f} ms per batch of A+B)"
+    )
 
     keras.utils.set_random_seed(0)
     model = CycleGAN(

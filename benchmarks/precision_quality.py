@@ -69,8 +69,10 @@ def main():
         truth[p, s] = evaluate.evaluate(run_dir, log=lambda message: None)["ground_truth"]
         print(f"{p} seed {s}: {'reused' if done else f'trained in {seconds[p, s]:.0f} s'}", file=sys.stderr, flush=True)
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}: demo pair, 64px, ngf/ndf 32, 4 blocks, {args.epochs} epochs x "
-          f"{args.steps} steps, seeds {args.seeds}; run directories under {args.out}\n")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}: demo pair, 64px, ngf/ndf 32, 4 blocks, {args.epochs} epochs x "
+        f"{args.steps} steps, seeds {args.seeds}; run directories under {args.out}\n"
+    )
     for p in PRECISIONS:
         times = (f"{seconds[p, s]:.0f} s" if seconds[p, s] else "earlier run" for s in seeds)
         print(f"wall time {p}: " + ", ".join(times))
@@ -89,9 +91,12 @@ def main():
         print(f"| {epoch + 1} | " + " | ".join(cells) + " |")
 
     print("\nGround-truth L1 on the demo test images (lower is better)\n")
-    print("| direction | " + " | ".join(f"f32 / bf16 seed {s}" for s in seeds)
-          + " | mean +- sd f32 | mean +- sd bf16 | bf16 / f32 | difference / its standard error "
-          "| f32 seed spread | identity L1 |")
+    print(
+        "| direction | "
+        + " | ".join(f"f32 / bf16 seed {s}" for s in seeds)
+        + " | mean +- sd f32 | mean +- sd bf16 | bf16 / f32 | difference / its standard error "
+        "| f32 seed spread | identity L1 |"
+    )
     print("|---|" + "---|" * (len(seeds) + 6))
     for direction in ("a2b", "b2a"):
         f32 = [truth["float32", s][direction]["l1"] for s in seeds]
@@ -101,8 +106,10 @@ def main():
         # How many standard errors apart the two means are: under 2, seeds alone explain it.
         z = (b - a) / ((sd_a**2 + sd_b**2) / len(seeds)) ** 0.5
         per_seed = " | ".join(f"{x:.4f} / {y:.4f}" for x, y in zip(f32, b16))
-        print(f"| {direction} | {per_seed} | {a:.4f} +- {sd_a:.4f} | {b:.4f} +- {sd_b:.4f} | {b / a:.3f} "
-              f"| {z:+.1f} | {spread(f32):.0%} | {truth['float32', seeds[0]][direction]['baseline_l1']:.4f} |")
+        print(
+            f"| {direction} | {per_seed} | {a:.4f} +- {sd_a:.4f} | {b:.4f} +- {sd_b:.4f} | {b / a:.3f} "
+            f"| {z:+.1f} | {spread(f32):.0%} | {truth['float32', seeds[0]][direction]['baseline_l1']:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -240,46 +240,64 @@ def child(size, n_blocks, args, precision):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("64:6,128:6,256:9"),
-                        help="comma-separated SIZE:BLOCKS pairs (default 64:6,128:6,256:9)")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=parse_sizes("64:6,128:6,256:9"),
+        help="comma-separated SIZE:BLOCKS pairs (default 64:6,128:6,256:9)",
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per size; medians are reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, allocation)")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--precisions", default="float32,mixed_bfloat16",
-                        help="comma-separated Keras dtype policies; the matmul peak uses the compute dtype")
+    parser.add_argument(
+        "--precisions",
+        default="float32,mixed_bfloat16",
+        help="comma-separated Keras dtype policies; the matmul peak uses the compute dtype",
+    )
     parser.add_argument("--matmul", type=int, default=4096, help="side of the square matmul that sets the peak")
     parser.add_argument("--row", type=parse_sizes, help=argparse.SUPPRESS)  # internal: measure one row, print JSON
     args = parser.parse_args()
     precisions = args.precisions.split(",")
     if args.row:
         keras.mixed_precision.set_global_policy(precisions[0])
-        (size, n_blocks), = args.row
+        ((size, n_blocks),) = args.row
         print(json.dumps(measure(size, n_blocks, args.repeats, args.warmup, args.batch, precisions[0], args.matmul)))
         return
 
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"{os.cpu_count()} CPUs, batch {args.batch}, median of {args.repeats} steps after {args.warmup}, "
-          f"each row in its own process, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"{os.cpu_count()} CPUs, batch {args.batch}, median of {args.repeats} steps after {args.warmup}, "
+        f"each row in its own process, load average {os.getloadavg()[0]:.1f}"
+    )
     print()
-    print("| size | precision | s/step (min-max) | CPU s/step | img/s | GFLOP/step | GFLOP/s | peak GFLOP/s "
-          "| ratio | CPU ratio | peak RSS GiB |")
+    print(
+        "| size | precision | s/step (min-max) | CPU s/step | img/s | GFLOP/step | GFLOP/s | peak GFLOP/s "
+        "| ratio | CPU ratio | peak RSS GiB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     checks, rows = [], {}
     for size, n_blocks in args.sizes:
         for precision in precisions:
             r = rows[size, precision] = child(size, n_blocks, args, precision)
-            print(f"| {r['size']} | {precision} | {r['wall']:.3f} ({r['spread'][0]:.3f}-{r['spread'][1]:.3f}) "
-                  f"| {r['cpu']:.2f} | {r['images']:.2f} | {r['gflop']:.1f} | {r['achieved']:.0f} | {r['peak']:.0f} "
-                  f"| {r['ratio']:.0%} | {r['cpu_ratio']:.0%} | {r['peak_rss']:.2f} |", flush=True)
-        checks.append(f"{r['size']}: traced graph runs {r['graph_gflop']:.2f} GFLOP of convolutions "
-                      f"({r['graph_gflop'] / r['gflop'] - 1:+.2%} vs the hand count), train step traced {r['traces']}x")
+            print(
+                f"| {r['size']} | {precision} | {r['wall']:.3f} ({r['spread'][0]:.3f}-{r['spread'][1]:.3f}) "
+                f"| {r['cpu']:.2f} | {r['images']:.2f} | {r['gflop']:.1f} | {r['achieved']:.0f} | {r['peak']:.0f} "
+                f"| {r['ratio']:.0%} | {r['cpu_ratio']:.0%} | {r['peak_rss']:.2f} |",
+                flush=True,
+            )
+        checks.append(
+            f"{r['size']}: traced graph runs {r['graph_gflop']:.2f} GFLOP of convolutions "
+            f"({r['graph_gflop'] / r['gflop'] - 1:+.2%} vs the hand count), train step traced {r['traces']}x"
+        )
     print()
     print(f"load average {os.getloadavg()[0]:.1f}")
     for size, _ in args.sizes:
         for precision in precisions[1:]:
             base, other = rows[size, precisions[0]], rows[size, precision]
-            print(f"{size}px: {precision} steps {base['wall'] / other['wall']:.2f}x the {precisions[0]} rate, "
-                  f"peak RSS {other['peak_rss']:.2f} vs {base['peak_rss']:.2f} GiB")
+            print(
+                f"{size}px: {precision} steps {base['wall'] / other['wall']:.2f}x the {precisions[0]} rate, "
+                f"peak RSS {other['peak_rss']:.2f} vs {base['peak_rss']:.2f} GiB"
+            )
     for line in checks:
         print(line)
 

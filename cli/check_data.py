@@ -1,7 +1,6 @@
 """`tfcyclegan check-data`: decode every image under a folder and list the unusable ones."""
 
 import click
-
 from tfcyclegan_cli.common import user_errors
 
 

@@ -1,7 +1,6 @@
 """`tfcyclegan download`: fetch and unzip a Berkeley CycleGAN dataset (or write the demo pair)."""
 
 import click
-
 from tfcyclegan_cli.common import user_errors
 
 

@@ -1,7 +1,6 @@
 """`tfcyclegan evaluate`: quality numbers of a trained model, as a table and as JSON."""
 
 import click
-
 from tfcyclegan_cli.common import user_errors
 
 

@@ -1,25 +1,40 @@
 """`tfcyclegan export`: a run's generators as a SavedModel or TFLite files, parity-checked."""
 
 import click
-
 from tfcyclegan_cli.common import user_errors
 
 
 @click.command("export")
 @click.argument("run_dir")
-@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite"]), default="savedmodel", show_default=True,
-              help="savedmodel: one SavedModel with a2b, b2a, a2b_uint8, b2a_uint8 endpoints; "
-              "tflite: a2b.tflite and b2a.tflite.")
-@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="none",
-              show_default=True,
-              help="TFLite only. float16: half-size weights; dynamic: int8 weights; int8: int8 weights and "
-              "activations, calibrated on domain images, float32 input and output.")
-@click.option("--calibration-dir", multiple=True,
-              help="Images to calibrate int8 and check parity on: a folder with trainA/ and trainB/ "
-              "(or A/ and B/), or give it twice: domain A's folder, then domain B's "
-              "[default: the run's training domains].")
-@click.option("--output", "-o", default=None,
-              help="Export folder [default: saved_models/<run name>/savedmodel, .../tflite or .../tflite-<quantize>].")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["savedmodel", "tflite"]),
+    default="savedmodel",
+    show_default=True,
+    help="savedmodel: one SavedModel with a2b, b2a, a2b_uint8, b2a_uint8 endpoints; tflite: a2b.tflite and b2a.tflite.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "float16", "dynamic", "int8"]),
+    default="none",
+    show_default=True,
+    help="TFLite only. float16: half-size weights; dynamic: int8 weights; int8: int8 weights and "
+    "activations, calibrated on domain images, float32 input and output.",
+)
+@click.option(
+    "--calibration-dir",
+    multiple=True,
+    help="Images to calibrate int8 and check parity on: a folder with trainA/ and trainB/ "
+    "(or A/ and B/), or give it twice: domain A's folder, then domain B's "
+    "[default: the run's training domains].",
+)
+@click.option(
+    "--output",
+    "-o",
+    default=None,
+    help="Export folder [default: saved_models/<run name>/savedmodel, .../tflite or .../tflite-<quantize>].",
+)
 @click.pass_context
 @user_errors
 def export(ctx, run_dir, fmt, quantize, calibration_dir, output):
@@ -34,7 +49,13 @@ def export(ctx, run_dir, fmt, quantize, calibration_dir, output):
         raise click.UsageError("--quantize applies to --format tflite only", ctx)
     if len(calibration_dir) > 2:
         raise click.UsageError("give --calibration-dir once or twice", ctx)
-    result = exporting.export(run_dir, fmt, output=output, quantize=quantize, calibration_dirs=calibration_dir,
-                              log=lambda message: click.echo(message, err=True))
+    result = exporting.export(
+        run_dir,
+        fmt,
+        output=output,
+        quantize=quantize,
+        calibration_dirs=calibration_dir,
+        log=lambda message: click.echo(message, err=True),
+    )
     kind = "SavedModel" if fmt == "savedmodel" else f"TFLite ({quantize})"
     click.echo(f"exported {kind} to {result.path} ({result.size / 1e6:.1f} MB)")

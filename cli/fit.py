@@ -3,7 +3,6 @@
 import dataclasses
 
 import click
-
 from tfcyclegan_cli.common import user_errors
 
 # (option, help) for every TrainConfig field; the default and type come from TrainConfig.
@@ -51,16 +50,24 @@ def _options(command):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         if field.type is bool or isinstance(default, bool):
-            command = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=default, show_default=True,
-                                   help=HELP[field.name])(command)
+            command = click.option(
+                f"{flag}/--no-{flag[2:]}", field.name, default=default, show_default=True, help=HELP[field.name]
+            )(command)
             continue
         kind = {"int": int, "float": float}.get(type(default).__name__, str)
         if field.name == "steps_per_epoch":
             kind = int
         if field.name in choices:
             kind = click.Choice(choices[field.name])
-        command = click.option(flag, field.name, type=kind, default=default, show_default=default is not None,
-                               help=HELP[field.name], hidden=field.name in HIDDEN)(command)
+        command = click.option(
+            flag,
+            field.name,
+            type=kind,
+            default=default,
+            show_default=default is not None,
+            help=HELP[field.name],
+            hidden=field.name in HIDDEN,
+        )(command)
     return command
 
 

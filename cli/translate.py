@@ -4,7 +4,6 @@ import contextlib
 import sys
 
 import click
-
 from tfcyclegan_cli.common import user_errors
 
 
@@ -16,15 +15,34 @@ def _fresh_line(bar):
 @click.command("translate")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--model", required=True, help="Run directory, exported SavedModel, or .tflite file.")
-@click.option("--direction", required=True, type=click.Choice(["a2b", "b2a"]),
-              help="a2b translates domain A to B with G; b2a translates B to A with F.")
+@click.option(
+    "--direction",
+    required=True,
+    type=click.Choice(["a2b", "b2a"]),
+    help="a2b translates domain A to B with G; b2a translates B to A with F.",
+)
 @click.option("--output", "-o", required=True, help="Folder for the translated images (created if needed).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Images of the same size translated together.")
-@click.option("--max-size", type=click.IntRange(min=8), default=None,
-              help="Downscale images whose longer side exceeds this many pixels (noted per image).")
-@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
-              help="Output image format; each output keeps its input's name with this extension.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Images of the same size translated together.",
+)
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Downscale images whose longer side exceeds this many pixels (noted per image).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "jpg"]),
+    default="png",
+    show_default=True,
+    help="Output image format; each output keeps its input's name with this extension.",
+)
 @user_errors
 def translate(inputs, model, direction, output, batch_size, max_size, fmt):
     """Translate images (files or folders, recursively) of any size.
@@ -46,7 +64,13 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt):
             bar.update(done - bar.pos)
 
         report = inference.translate_files(
-            translator, inputs, output, batch_size=batch_size, max_size=max_size, fmt=fmt, progress=progress,
+            translator,
+            inputs,
+            output,
+            batch_size=batch_size,
+            max_size=max_size,
+            fmt=fmt,
+            progress=progress,
             log=lambda message: click.echo(_fresh_line(bar) + message, err=True),
         )
     written, skipped = len(report.written), len(report.skipped)

@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
-from PIL import Image
-
-from tfcyclegan_cli.main import main
-
 from helpers import write_untrained_run
+from PIL import Image
+from tfcyclegan_cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +39,20 @@ def assert_one_line_error(result, message):
 
 
 def test_translate_a_folder_from_a_run_dir(run_dir, images, tmp_path):
-    result = invoke("translate", "--model", run_dir, "--direction", "b2a", images, "--output", tmp_path / "out",
-                    "--format", "jpg", "--batch-size", "3")
+    result = invoke(
+        "translate",
+        "--model",
+        run_dir,
+        "--direction",
+        "b2a",
+        images,
+        "--output",
+        tmp_path / "out",
+        "--format",
+        "jpg",
+        "--batch-size",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"translated 4 images into {tmp_path / 'out'}\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
@@ -54,8 +64,16 @@ def test_export_then_translate_with_the_tflite_file(run_dir, images, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"exported TFLite (none) to {tmp_path / 'tflite'} (")
     assert "a2b: max abs error" in result.stderr and "ok" in result.stderr
-    result = invoke("translate", "--model", tmp_path / "tflite" / "a2b.tflite", "--direction", "a2b",
-                    images / "0.png", "--output", tmp_path / "out")
+    result = invoke(
+        "translate",
+        "--model",
+        tmp_path / "tflite" / "a2b.tflite",
+        "--direction",
+        "a2b",
+        images / "0.png",
+        "--output",
+        tmp_path / "out",
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "0.png").is_file()
 
@@ -81,12 +99,15 @@ def test_a_file_that_is_not_a_model(images, tmp_path):
 def test_a_tflite_of_another_model(images, tmp_path):
     module = tf.Module()
     module.kernel = tf.Variable(tf.ones((3, 3, 3, 1)))
-    module.f = tf.function(lambda x: tf.nn.conv2d(x, module.kernel, 1, "SAME"),
-                           input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    module.f = tf.function(
+        lambda x: tf.nn.conv2d(x, module.kernel, 1, "SAME"),
+        input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
+    )
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.f})
     (tmp_path / "other.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm")).convert())
-    result = invoke("translate", "--model", tmp_path / "other.tflite", "--direction", "a2b", images,
-                    "--output", tmp_path)
+    result = invoke(
+        "translate", "--model", tmp_path / "other.tflite", "--direction", "a2b", images, "--output", tmp_path
+    )
     assert_one_line_error(
         result,
         f"{tmp_path / 'other.tflite'} is not a tfcyclegan translator: it maps float32 [-1, -1, -1, 3] to "
@@ -97,8 +118,9 @@ def test_a_tflite_of_another_model(images, tmp_path):
 
 def test_an_unreadable_image(run_dir, tmp_path):
     (tmp_path / "page.jpg").write_text("<html>404 not found</html>")
-    result = invoke("translate", "--model", run_dir, "--direction", "a2b", tmp_path / "page.jpg", "--output",
-                    tmp_path / "out")
+    result = invoke(
+        "translate", "--model", run_dir, "--direction", "a2b", tmp_path / "page.jpg", "--output", tmp_path / "out"
+    )
     assert_one_line_error(result, "none of the 1 inputs could be read (listed above); nothing was written")
     assert f"skipped {tmp_path / 'page.jpg'}: not an image (text/HTML?)" in result.stderr.splitlines()
 
@@ -107,8 +129,9 @@ def test_one_unreadable_image_among_good_ones(run_dir, images, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.png").write_bytes(b"")
     Image.open(images / "0.png").save(tmp_path / "in" / "good.png")
-    result = invoke("translate", "--model", run_dir, "--direction", "a2b", tmp_path / "in",
-                    "--output", tmp_path / "out")
+    result = invoke(
+        "translate", "--model", run_dir, "--direction", "a2b", tmp_path / "in", "--output", tmp_path / "out"
+    )
     assert_one_line_error(
         result, f"1 of 2 inputs could not be read (listed above); the other 1 were written to {tmp_path / 'out'}"
     )

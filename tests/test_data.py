@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
+from tfcyclegan_cli.check_data import check_data
 
 from tfcyclegan import data
 from tfcyclegan.data import ImageError, UserError
-from tfcyclegan_cli.check_data import check_data
 
 
 def save(path, image, fmt=None, **kwargs):
@@ -52,7 +52,10 @@ BAD = {
     "corrupt.png": (flipped_idat_byte(), "corrupt image data (broken data stream when reading image file)"),
     "truncated.webp": (encoded("WEBP")[:300], "corrupt image data (could not create decoder object)"),
     "notes.jpg": (b"these are my holiday notes\nnot a picture\n", "not an image (text/HTML?)"),
-    "page.png": (b"<!DOCTYPE html>\n<html><body>403 Forbidden \xe2\x80\x94 sign in</body></html>\n", "not an image (text/HTML?)"),
+    "page.png": (
+        b"<!DOCTYPE html>\n<html><body>403 Forbidden \xe2\x80\x94 sign in</body></html>\n",
+        "not an image (text/HTML?)",
+    ),
     "noise.jpg": (bytes(range(256)) * 4, "not an image (unrecognised format)"),
 }
 
@@ -252,8 +255,11 @@ def batches(files_a, files_b, **kwargs):
 
 
 def test_real_quirky_files_load(shared_datasets):
-    grey = [shared_datasets / "ukiyoe2photo/trainA/00504.jpg", shared_datasets / "ukiyoe2photo/trainA/00644.jpg",
-            shared_datasets / "horse2zebra/trainB/n02391049_2341.jpg"]
+    grey = [
+        shared_datasets / "ukiyoe2photo/trainA/00504.jpg",
+        shared_datasets / "ukiyoe2photo/trainA/00644.jpg",
+        shared_datasets / "horse2zebra/trainB/n02391049_2341.jpg",
+    ]
     for path in grey:
         assert Image.open(path).mode == "L"
         image = data.load_image(path)
@@ -267,7 +273,14 @@ def test_real_quirky_files_load(shared_datasets):
 def test_pipeline_shapes_range_and_exact_count(ukiyoe):
     files_a, files_b = ukiyoe
     dataset = data.make_train_dataset(
-        files_a[:7], files_b[:5], image_size=64, load_size=72, batch_size=3, steps_per_epoch=4, epochs=3, initial_epoch=1
+        files_a[:7],
+        files_b[:5],
+        image_size=64,
+        load_size=72,
+        batch_size=3,
+        steps_per_epoch=4,
+        epochs=3,
+        initial_epoch=1,
     )
     assert dataset.cardinality().numpy() == 8
     out = list(dataset)
@@ -307,7 +320,9 @@ def test_random_crop_is_a_window_of_the_resized_image(ukiyoe):
     for x, y in batches(ukiyoe[0][:1], ukiyoe[0][:1], load_size=40, batch_size=4, steps_per_epoch=2, epochs=1):
         for domain, images in (("x", x), ("y", y)):
             for image in images:
-                found = [(i, j) for i in range(9) for j in range(9) if np.array_equal(source[i : i + 32, j : j + 32], image)]
+                found = [
+                    (i, j) for i in range(9) for j in range(9) if np.array_equal(source[i : i + 32, j : j + 32], image)
+                ]
                 assert len(found) == 1
                 offsets[domain] += found
     assert len(set(offsets["x"])) > 1
@@ -348,7 +363,9 @@ def test_pipeline_is_a_pure_function_of_seed_and_epoch(ukiyoe):
 
 def test_pipeline_rejects_load_size_below_image_size(ukiyoe):
     with pytest.raises(UserError, match="load size 16 is smaller than image size 32"):
-        data.make_train_dataset(ukiyoe[0], ukiyoe[1], image_size=32, load_size=16, batch_size=1, steps_per_epoch=1, epochs=1)
+        data.make_train_dataset(
+            ukiyoe[0], ukiyoe[1], image_size=32, load_size=16, batch_size=1, steps_per_epoch=1, epochs=1
+        )
 
 
 def test_make_eval_batch(ukiyoe):

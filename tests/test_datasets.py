@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from tfcyclegan_cli.download import download
 
 from tfcyclegan import datasets
 from tfcyclegan.datasets import ARCHIVES, Archive, UserError, download_archive, resolve_domains
-from tfcyclegan_cli.download import download
 
 SPLITS = ("trainA", "trainB", "testA", "testB")
 
@@ -188,7 +188,9 @@ def test_download_without_network_says_what_to_do(monkeypatch, tmp_path):
         download_archive("tiny", tmp_path / "root")
     message = str(info.value)
     assert message.startswith(f"could not download {(tmp_path / 'absent.zip').as_uri()}: ")
-    assert message.endswith(f"Download it by hand and unzip it into {tmp_path / 'root' / 'tiny'}/ (trainA, trainB, testA, testB)")
+    assert message.endswith(
+        f"Download it by hand and unzip it into {tmp_path / 'root' / 'tiny'}/ (trainA, trainB, testA, testB)"
+    )
 
 
 def test_download_refuses_bad_layout_and_unknown_names(monkeypatch, tmp_path):
@@ -214,7 +216,11 @@ def test_cli_download(monkeypatch, tmp_path):
     runner = CliRunner()
     result = runner.invoke(download, ["tiny", "--data-root", str(tmp_path / "root")])
     assert result.exit_code == 0 and result.output.strip().endswith(str(tmp_path / "root" / "tiny"))
-    monkeypatch.setitem(ARCHIVES, "horse2zebra", Archive("horse2zebra", "horses", "zebras", (tmp_path / "x.zip").as_uri(), 1, archive.sha256))
+    monkeypatch.setitem(
+        ARCHIVES,
+        "horse2zebra",
+        Archive("horse2zebra", "horses", "zebras", (tmp_path / "x.zip").as_uri(), 1, archive.sha256),
+    )
     result = runner.invoke(download, ["zebras", "horses", "--data-root", str(tmp_path / "root")])
     assert result.exit_code == 1 and "error: could not download" in result.output
     result = runner.invoke(download, ["horses", "ukiyoe"])

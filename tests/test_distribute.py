@@ -106,7 +106,7 @@ def cluster(tmp_path):
 
 def finish(workers):
     outputs = []
-    for process, weights, scratch in workers:
+    for process, _weights, _scratch in workers:
         output, _ = process.communicate(timeout=TIMEOUT)
         assert process.returncode == 0, output[-3000:]
         outputs.append(output)

@@ -7,11 +7,11 @@ import socket
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tfcyclegan_cli.main import main
 
 from tfcyclegan import demo, evaluate, inference, metrics, train
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
-from tfcyclegan_cli.main import main
 
 
 def _demo_pair(count=6, size=32):

@@ -8,12 +8,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import write_untrained_run
 from PIL import Image
 
 from tfcyclegan import export, inference
 from tfcyclegan.errors import UserError
-
-from helpers import write_untrained_run
 
 SIZES = [(64, 64), (100, 100), (97, 131), (427, 640)]
 
@@ -112,7 +111,10 @@ print("ok")
 def test_savedmodel_reloads_in_a_fresh_process_without_tfcyclegan(exports, translators, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", FRESH, str(exports["savedmodel"]), str(tmp_path / "y.npy")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
     x = np.random.default_rng(0).uniform(-1, 1, (2, 37, 53, 3)).astype(np.float32)

@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
+from tfcyclegan_cli.main import main
 
 from tfcyclegan import train
-from tfcyclegan_cli.main import main
 
 TINY = ["--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2", "--ngf", "4", "--ndf", "4",
         "--blocks", "1", "--image-size", "32", "--load-size", "36", "--sample-count", "2"]  # fmt: skip
@@ -133,10 +133,14 @@ def test_fit_on_the_corpus_lists_each_unreadable_file_once_and_trains_on_the_res
     expected = sorted(f"skipping {domains / 'corpus' / name}: {reason}" for name, reason in UNREADABLE.items())
     assert sorted(skipped) == expected
     lines = result.stderr.splitlines()
-    assert (f"warning: domain A: {len(UNREADABLE)} of {READABLE + len(UNREADABLE)} files skipped (listed above); "
-            "remove or replace them") in lines
-    assert (f"note: domain A: 2 images are smaller than --image-size 32 and are upscaled, the smallest "
-            f"{domains / 'corpus' / 'one pixel.png'} (1x1); remove them if that is not wanted") in lines
+    assert (
+        f"warning: domain A: {len(UNREADABLE)} of {READABLE + len(UNREADABLE)} files skipped (listed above); "
+        "remove or replace them"
+    ) in lines
+    assert (
+        f"note: domain A: 2 images are smaller than --image-size 32 and are upscaled, the smallest "
+        f"{domains / 'corpus' / 'one pixel.png'} (1x1); remove them if that is not wanted"
+    ) in lines
     assert f"A: {READABLE} images from {domains / 'corpus'}" in result.stdout
     assert result.stdout.rstrip().endswith(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
     assert tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR).endswith("ckpt-2")
@@ -156,8 +160,11 @@ def test_check_data_reports_every_problem_without_training(domains, locked):
 
 def test_unusable_domain_folders_are_one_line_errors(domains, tmp_path):
     cases = [
-        (domains / "empty", f"{domains / 'empty'} holds no image files (.jpg, .jpeg, .png, .bmp, .gif, .webp); "
-                            "point it at a folder of images"),
+        (
+            domains / "empty",
+            f"{domains / 'empty'} holds no image files (.jpg, .jpeg, .png, .bmp, .gif, .webp); "
+            "point it at a folder of images",
+        ),
         (domains / "no images", f"{domains / 'no images'} holds no image files"),
         (domains / "missing", f"'{domains / 'missing'}' is neither an existing folder nor a named domain"),
     ]
@@ -169,8 +176,10 @@ def test_unusable_domain_folders_are_one_line_errors(domains, tmp_path):
 
 
 def test_malformed_options_are_usage_errors(tmp_path):
-    for extra, message in ((["--epochs", "many"], "'many' is not a valid integer"),
-                           (["--learning-rate", "1"], "No such option '--learning-rate'")):
+    for extra, message in (
+        (["--epochs", "many"], "'many' is not a valid integer"),
+        (["--learning-rate", "1"], "No such option '--learning-rate'"),
+    ):
         result = invoke("fit", "--run-dir", tmp_path / "r", *extra)
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
 
@@ -256,11 +265,11 @@ def test_foreign_model_files_are_refused_without_running_them(domains, tmp_path)
     )
     cases = {
         "garbage run": f"cannot read {hostile / 'garbage run' / 'config.json'}: Expecting property name enclosed in "
-                       "double quotes: line 1 column 12 (char 11); is this a tfcyclegan run directory?",
+        "double quotes: line 1 column 12 (char 11); is this a tfcyclegan run directory?",
         "list run": f"{hostile / 'list run' / 'config.json'} is not a valid tfcyclegan config (not a JSON object); "
-                    "give a run directory written by `tfcyclegan fit`",
+        "give a run directory written by `tfcyclegan fit`",
         "typed run": f"{hostile / 'typed run' / 'config.json'} is not a valid tfcyclegan config (ngf is 'four'); "
-                     "give a run directory written by `tfcyclegan fit`",
+        "give a run directory written by `tfcyclegan fit`",
         "not a model": f"{hostile / 'not a model'} is not a model: {expected}",
         "savedmodel": f"cannot load SavedModel {hostile / 'savedmodel'}: ",
         "model.keras": f"{hostile / 'model.keras'} is not a model: {expected}",

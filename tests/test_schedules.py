@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 import pytest
 
 from tfcyclegan.schedules import LinearDecay
@@ -18,7 +18,9 @@ def test_values_at_key_steps(epochs, decay_epoch, spe):
     start = decay_epoch * spe
     steps = [0, max(start - 1, 0), start, (start + last) // 2, last - 1, last]
     for step in steps:
-        np.testing.assert_allclose(float(schedule(step)), reference(step, 2e-4, epochs, decay_epoch, spe), rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(
+            float(schedule(step)), reference(step, 2e-4, epochs, decay_epoch, spe), rtol=1e-6, atol=1e-12
+        )
     assert float(schedule(last)) == 0.0  # exactly zero on the last step of the last epoch
     assert float(schedule(last - 1)) > 0.0
 

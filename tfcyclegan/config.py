@@ -83,7 +83,10 @@ class TrainConfig:
     def describe(self):
         """Every option, one per line, non-defaults marked with '*' (as the official code prints)."""
         changed = self.non_defaults()
-        lines = [f"{'*' if f.name in changed else ' '} {f.name:16s} {getattr(self, f.name)}" for f in dataclasses.fields(self)]
+        lines = [
+            f"{'*' if f.name in changed else ' '} {f.name:16s} {getattr(self, f.name)}"
+            for f in dataclasses.fields(self)
+        ]
         return "\n".join(["options (* = not default):", *lines])
 
     def to_dict(self):

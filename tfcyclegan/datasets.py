@@ -33,20 +33,62 @@ class Archive:
 ARCHIVES = {
     a.name: a
     for a in (
-        Archive("apple2orange", "apples", "oranges", _BERKELEY + "apple2orange.zip", 78456409,
-                "845a191e9af8926408ea597001cd03a452e3300a1f44a79fe329b3d59f6e3eb8"),
-        Archive("cezanne2photo", "cezanne", "photos", _BERKELEY + "cezanne2photo.zip", 279885071,
-                "3a6c10ca21f9485862f1cbd707744b9dc258954a04631271d23a3605eeb63cff"),
-        Archive("horse2zebra", "horses", "zebras", _BERKELEY + "horse2zebra.zip", 116867962,
-                "a74d9d392eecca9966b51287a76ca126af473d9de4f3e8fc0e9cda08fa1730a1"),
-        Archive("monet2photo", "monet", "photos", _BERKELEY + "monet2photo.zip", 305231073,
-                "88f91b00fc228f97c9411fbf1880ec1d119c98f1722e4cfcfaa2fb35fac05b04"),
-        Archive("summer2winter_yosemite", "summer", "winter", _BERKELEY + "summer2winter_yosemite.zip", 132640856,
-                "167fe1726807a9d22bd106b4a6c0bd7953b688af924ac1bf967439c4961e49f9"),
-        Archive("ukiyoe2photo", "ukiyoe", "photos", _BERKELEY + "ukiyoe2photo.zip", 292946532,
-                "02a2a2fb5ecf425ca1bf86aca7304377da64a2a1d3b86df54eb65e4068bf3b08"),
-        Archive("vangogh2photo", "vangogh", "photos", _BERKELEY + "vangogh2photo.zip", 306590349,
-                "362c3473e70be0944bda08d49d660eafdc2854df55d697835b8186d1d79caaff"),
+        Archive(
+            "apple2orange",
+            "apples",
+            "oranges",
+            _BERKELEY + "apple2orange.zip",
+            78456409,
+            "845a191e9af8926408ea597001cd03a452e3300a1f44a79fe329b3d59f6e3eb8",
+        ),
+        Archive(
+            "cezanne2photo",
+            "cezanne",
+            "photos",
+            _BERKELEY + "cezanne2photo.zip",
+            279885071,
+            "3a6c10ca21f9485862f1cbd707744b9dc258954a04631271d23a3605eeb63cff",
+        ),
+        Archive(
+            "horse2zebra",
+            "horses",
+            "zebras",
+            _BERKELEY + "horse2zebra.zip",
+            116867962,
+            "a74d9d392eecca9966b51287a76ca126af473d9de4f3e8fc0e9cda08fa1730a1",
+        ),
+        Archive(
+            "monet2photo",
+            "monet",
+            "photos",
+            _BERKELEY + "monet2photo.zip",
+            305231073,
+            "88f91b00fc228f97c9411fbf1880ec1d119c98f1722e4cfcfaa2fb35fac05b04",
+        ),
+        Archive(
+            "summer2winter_yosemite",
+            "summer",
+            "winter",
+            _BERKELEY + "summer2winter_yosemite.zip",
+            132640856,
+            "167fe1726807a9d22bd106b4a6c0bd7953b688af924ac1bf967439c4961e49f9",
+        ),
+        Archive(
+            "ukiyoe2photo",
+            "ukiyoe",
+            "photos",
+            _BERKELEY + "ukiyoe2photo.zip",
+            292946532,
+            "02a2a2fb5ecf425ca1bf86aca7304377da64a2a1d3b86df54eb65e4068bf3b08",
+        ),
+        Archive(
+            "vangogh2photo",
+            "vangogh",
+            "photos",
+            _BERKELEY + "vangogh2photo.zip",
+            306590349,
+            "362c3473e70be0944bda08d49d660eafdc2854df55d697835b8186d1d79caaff",
+        ),
     )
 }
 DOMAIN_NAMES = sorted({d for a in ARCHIVES.values() for d in (a.domain_a, a.domain_b)})
@@ -168,7 +210,9 @@ def download_archive(name, data_root):
         # Keras deletes a failed fetch itself; a file left behind failed the checksum.
         if zip_path.exists():
             _delete(zip_path)
-            raise UserError(f"{archive.url} arrived damaged (SHA-256 mismatch) and was deleted; try again. {by_hand}") from None
+            raise UserError(
+                f"{archive.url} arrived damaged (SHA-256 mismatch) and was deleted; try again. {by_hand}"
+            ) from None
         cause = e.__context__ or e
         raise UserError(f"could not download {archive.url}: {getattr(cause, 'reason', cause)}. {by_hand}") from None
     if zip_path.stat().st_size != archive.size:

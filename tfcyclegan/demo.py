@@ -57,7 +57,9 @@ def _shape_masks(rng, size):
             radius = rng.uniform(0.2, 0.35) * size
             vx, vy = cx + radius * np.cos(angles), cy + radius * np.sin(angles)
             # Inside when on the same side of all three edges.
-            sides = [(vx[j] - vx[i]) * (yy - vy[i]) - (vy[j] - vy[i]) * (xx - vx[i]) for i, j in ((0, 1), (1, 2), (2, 0))]
+            sides = [
+                (vx[j] - vx[i]) * (yy - vy[i]) - (vy[j] - vy[i]) * (xx - vx[i]) for i, j in ((0, 1), (1, 2), (2, 0))
+            ]
             mask = ((sides[0] >= 0) & (sides[1] >= 0) & (sides[2] >= 0)) | (
                 (sides[0] <= 0) & (sides[1] <= 0) & (sides[2] <= 0)
             )

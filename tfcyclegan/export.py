@@ -114,9 +114,7 @@ def write_savedmodel(generator_g, generator_f, path):
     fns = {}
     # a2b first: Keras makes the first endpoint `serving_default`.
     for direction, generator in (("a2b", generator_g), ("b2a", generator_f)):
-        fns[direction] = archive.add_endpoint(
-            direction, _any_size(generator), input_signature=[inference.IMAGE_SPEC]
-        )
+        fns[direction] = archive.add_endpoint(direction, _any_size(generator), input_signature=[inference.IMAGE_SPEC])
     for direction in inference.DIRECTIONS:
         archive.add_endpoint(f"{direction}_uint8", _uint8(fns[direction]), input_signature=[UINT8_SPEC])
     archive.write_out(str(path), verbose=False)

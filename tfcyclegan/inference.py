@@ -283,8 +283,7 @@ def load_translator(path, direction, num_threads=None):
     if not path.exists():
         raise UserError(f"model {path}: no such file or folder; give a run directory, a SavedModel or a .tflite file")
     expected = (
-        "expected a run directory (config.json + checkpoints/), a SavedModel from `tfcyclegan export` "
-        "or a .tflite file"
+        "expected a run directory (config.json + checkpoints/), a SavedModel from `tfcyclegan export` or a .tflite file"
     )
     if path.is_dir():
         from tfcyclegan.train import CONFIG_FILE

@@ -117,14 +117,20 @@ def _readable(domain, label, image_size):
     if not good:
         raise UserError(f"domain {label} ({domain.name}) has no readable training image; check {domain.root}")
     if bad:
-        print(f"warning: domain {label}: {len(bad)} of {len(bad) + len(good)} files skipped (listed above); "
-              f"remove or replace them", file=sys.stderr)
+        print(
+            f"warning: domain {label}: {len(bad)} of {len(bad) + len(good)} files skipped (listed above); "
+            f"remove or replace them",
+            file=sys.stderr,
+        )
     # Images smaller than the crop still train (resized up), but are usually strays.
     small = [(path, size) for path, size in ((path, _size(path)) for path in good) if min(size) < image_size]
     if small:
         path, (w, h) = min(small, key=lambda item: min(item[1]))
-        print(f"note: domain {label}: {len(small)} images are smaller than --image-size {image_size} and are "
-              f"upscaled, the smallest {path} ({w}x{h}); remove them if that is not wanted", file=sys.stderr)
+        print(
+            f"note: domain {label}: {len(small)} images are smaller than --image-size {image_size} and are "
+            f"upscaled, the smallest {path} ({w}x{h}); remove them if that is not wanted",
+            file=sys.stderr,
+        )
     return good
 
 
@@ -190,7 +196,9 @@ def _save_config(config, run_dir):
 
 
 def has_checkpoint(run_dir):
-    return (Path(run_dir) / CONFIG_FILE).exists() and tf.train.latest_checkpoint(Path(run_dir) / CHECKPOINT_DIR) is not None
+    return (Path(run_dir) / CONFIG_FILE).exists() and tf.train.latest_checkpoint(
+        Path(run_dir) / CHECKPOINT_DIR
+    ) is not None
 
 
 def fit(config, explicit=frozenset(), verbose=None):
@@ -211,8 +219,10 @@ def fit(config, explicit=frozenset(), verbose=None):
     strategy = distribute.make_strategy(config.strategy, config.simulate_devices, config.worker_timeout)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
-        raise UsageError(f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas "
-                         f"(it is the global batch, split evenly among them)")
+        raise UsageError(
+            f"--batch-size {config.batch_size} must be a multiple of the {replicas} replicas "
+            f"(it is the global batch, split evenly among them)"
+        )
     chief = distribute.is_chief(strategy)
     keras.utils.set_random_seed(config.seed)
 
@@ -342,8 +352,10 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     if bad:
         lower = f"--lr {config.lr / 10:g}"
         if manager.latest_checkpoint:
-            advice = (f"the last good checkpoint {manager.latest_checkpoint} is kept; resume from it with a lower "
-                      f"--lr: tfcyclegan fit --run-dir {run_dir} {lower}")
+            advice = (
+                f"the last good checkpoint {manager.latest_checkpoint} is kept; resume from it with a lower "
+                f"--lr: tfcyclegan fit --run-dir {run_dir} {lower}"
+            )
         else:
             advice = f"no checkpoint was saved; start again with a lower --lr, e.g. {lower}"
         raise UserError(f"training diverged: {bad[1]} = {bad[2]} at step {bad[0]}; {advice}")
