@@ -7,7 +7,9 @@ from tfcyclegan.version import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tfcyclegan")
-@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option(
+    "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors, and TensorFlow's start-up log."
+)
 def main(debug):
     """CycleGAN unpaired image-to-image translation in TensorFlow / Keras 3."""
 
@@ -35,3 +37,12 @@ main.add_command(export)
 from tfcyclegan_cli.evaluate import evaluate  # noqa: E402
 
 main.add_command(evaluate)
+
+from tfcyclegan_cli.study import study, study_report  # noqa: E402
+
+main.add_command(study)
+main.add_command(study_report)
+
+from tfcyclegan_cli.import_cmd import import_  # noqa: E402
+
+main.add_command(import_)

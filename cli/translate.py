@@ -43,8 +43,13 @@ def _fresh_line(bar):
     show_default=True,
     help="Output image format; each output keeps its input's name with this extension.",
 )
+@click.option(
+    "--allow-large",
+    is_flag=True,
+    help="Translate images over the decoder's safety limit (89 megapixels) at full size; trust the files first.",
+)
 @user_errors
-def translate(inputs, model, direction, output, batch_size, max_size, fmt):
+def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow_large):
     """Translate images (files or folders, recursively) of any size.
 
     \b
@@ -72,13 +77,22 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt):
             fmt=fmt,
             progress=progress,
             log=lambda message: click.echo(_fresh_line(bar) + message, err=True),
+            allow_large=allow_large,
         )
     written, skipped = len(report.written), len(report.skipped)
+    small, large = len(report.too_small), len(report.too_large)
+    why = [
+        f"{count} {what}"
+        for count, what in ((skipped - small - large, "could not be read"), (small, "too small"), (large, "too large"))
+        if count
+    ]
     if skipped and not written:
-        raise UserError(f"none of the {skipped} inputs could be read (listed above); nothing was written")
+        raise UserError(
+            f"none of the {skipped} inputs was translated ({', '.join(why)}; listed above); nothing was written"
+        )
     if skipped:
         raise UserError(
-            f"{skipped} of {written + skipped} inputs could not be read (listed above); "
+            f"{skipped} of {written + skipped} inputs were skipped ({', '.join(why)}; listed above); "
             f"the other {written} were written to {output}"
         )
     note = f" ({len(report.downscaled)} downscaled by --max-size)" if report.downscaled else ""

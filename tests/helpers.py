@@ -9,11 +9,11 @@ from tfcyclegan import train
 from tfcyclegan.config import TrainConfig
 
 
-def write_untrained_run(root):
+def write_untrained_run(root, image_size=32):
     """A run dir for the domain folders root/A and root/B: tiny networks (ngf 8, 1 block),
-    untrained, saved as `tfcyclegan fit` saves them; returns root/run."""
+    untrained, trained at `image_size`, saved as `tfcyclegan fit` saves them; returns root/run."""
     config = TrainConfig(domain_a=str(root / "A"), domain_b=str(root / "B"), ngf=8, blocks=1, ndf=8,
-                         image_size=32, load_size=32, epochs=1, decay_epoch=0)  # fmt: skip
+                         image_size=image_size, load_size=image_size, epochs=1, decay_epoch=0)  # fmt: skip
     keras.utils.set_random_seed(0)
     model = train.build_model(config, steps_per_epoch=1)
     run = root / "run"

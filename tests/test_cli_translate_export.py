@@ -121,7 +121,9 @@ def test_an_unreadable_image(run_dir, tmp_path):
     result = invoke(
         "translate", "--model", run_dir, "--direction", "a2b", tmp_path / "page.jpg", "--output", tmp_path / "out"
     )
-    assert_one_line_error(result, "none of the 1 inputs could be read (listed above); nothing was written")
+    assert_one_line_error(
+        result, "none of the 1 inputs was translated (1 could not be read; listed above); nothing was written"
+    )
     assert f"skipped {tmp_path / 'page.jpg'}: not an image (text/HTML?)" in result.stderr.splitlines()
 
 
@@ -133,7 +135,8 @@ def test_one_unreadable_image_among_good_ones(run_dir, images, tmp_path):
         "translate", "--model", run_dir, "--direction", "a2b", tmp_path / "in", "--output", tmp_path / "out"
     )
     assert_one_line_error(
-        result, f"1 of 2 inputs could not be read (listed above); the other 1 were written to {tmp_path / 'out'}"
+        result,
+        f"1 of 2 inputs were skipped (1 could not be read; listed above); the other 1 were written to {tmp_path / 'out'}",
     )
     assert f"skipped {tmp_path / 'in' / 'empty.png'}: file is empty" in result.stderr.splitlines()
     assert (tmp_path / "out" / "good.png").is_file()

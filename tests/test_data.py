@@ -1,6 +1,7 @@
 import io
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -176,6 +177,19 @@ def test_load_image_honours_exif_orientation(tmp_path):
     np.testing.assert_allclose(image[35, 10], (0, 0, 255), atol=10)
 
 
+def test_unreadable_exif_orientation_is_said_once_and_the_pixels_kept(tmp_path, monkeypatch, capsys):
+    def broken(image, in_place):
+        raise SyntaxError("bad IFD offset")
+
+    monkeypatch.setattr(data.ImageOps, "exif_transpose", broken)
+    path = save(tmp_path / "odd exif.jpg", Image.new("RGB", (8, 6), (0, 128, 0)))
+    assert data.load_image(path).shape == (6, 8, 3)
+    data.load_image(path)
+    assert capsys.readouterr().err == (
+        f"warning: {path}: EXIF orientation unreadable (bad IFD offset); using the pixels as stored\n"
+    )
+
+
 def test_load_image_grayscale_jpeg(tmp_path):
     image = data.load_image(save(tmp_path / "grey.jpg", Image.new("L", (8, 6), 90)))
     assert image.shape == (6, 8, 3)
@@ -199,9 +213,23 @@ def test_scan_images_partitions_in_order_and_shows_progress(bad_folder, capsys):
     good, bad = data.scan_images(paths)
     assert good == [p for p in paths if Path(p).name.startswith("good")]
     assert bad == [(p, BAD[Path(p).name][1]) for p in paths if Path(p).name in BAD]
-    assert f"checking images: {len(paths)}/{len(paths)}\n" in capsys.readouterr().err
+    # Captured stderr is not a terminal: one finished line, no `\r` redraws glued together.
+    assert capsys.readouterr().err == f"checking images: {len(paths)}/{len(paths)}\n"
     data.scan_images(paths, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_scan_images_progress_redraws_on_a_terminal(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for i in range(100):
+        save(tmp_path / f"{i:03d}.png", Image.new("RGB", (4, 4)))
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    data.scan_images(data.list_images(tmp_path))
+    assert sys.stderr.getvalue().startswith("\rchecking images: ")
+    assert sys.stderr.getvalue().endswith("\rchecking images: 100/100\n")
 
 
 def test_list_images_recursive_sorted_skips_hidden_and_link_loops(tmp_path):

@@ -56,9 +56,3 @@ def test_losses_are_float32_for_bfloat16_inputs():
     d = tf.constant(rand(1, 4, 4, 1), tf.bfloat16)
     assert losses.gan_loss(d).dtype == tf.float32
     assert losses.cycle_loss(d, d).dtype == tf.float32
-
-
-def test_replica_scale_divides_by_replicas():
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    with strategy.scope():
-        assert float(losses.replica_scale(tf.constant(3.0))) == 3.0

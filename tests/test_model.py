@@ -164,8 +164,13 @@ REPLICA_SCRIPT = textwrap.dedent(
     import numpy as np, tensorflow as tf, keras
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tfcyclegan import losses
     from tfcyclegan.model import CycleGAN
     from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    scaled = mirrored.run(lambda: losses.replica_scale(tf.constant(3.0)))
+    print("REPLICA_SCALE", *(float(v) for v in mirrored.experimental_local_results(scaled)))
 
     # A small SGD step: at 0.1 the 2x2 and 3x3 maps deep in these tiny discriminators
     # (whose instance norms divide by near-zero spreads) turn float rounding chaotic
@@ -204,6 +209,8 @@ def test_two_replicas_match_one_device():
     result = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     values = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()}
+    # Each of the 2 replicas' mean loss is halved, so their summed gradients make the global mean's.
+    assert values["REPLICA_SCALE"] == ["1.5", "1.5"]
     assert float(values["RELATIVE"][0]) < 1e-5
     # Unscaled per-replica losses would make this 2 (the summed gradients double).
     assert abs(float(values["UPDATE_RATIO"][0]) - 1) < 1e-3

@@ -135,10 +135,31 @@ def test_finished_run_is_not_trained_again(folders, tmp_path, capsys):
     assert "already finished" in capsys.readouterr().out
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folders, tmp_path):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folders, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    train.fit(tiny(folders, run_dir, epochs=1, decay_epoch=0), verbose=0)
-    # lr so large the weights blow up; the epoch-1 checkpoint must survive untouched.
+    good = {}
+
+    class RuinSecondEpoch(callbacks.Throughput):
+        # Epoch 1 (steps 1-3) trains and is saved; then G's weights turn NaN, as after a blow-up.
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.model.generator_optimizer.iterations.numpy() == 3 and not good:
+                good.update(full_state(run_dir))
+                weights = self.model.generator_g.trainable_variables[0]
+                weights.assign(tf.fill(weights.shape, float("nan")))
+
+    monkeypatch.setattr(callbacks, "Throughput", RuinSecondEpoch)
+    with pytest.raises(UserError, match="training diverged: .* at step .*lower --lr"):
+        train.fit(tiny(folders, run_dir), verbose=0)
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-3")
+    kept = full_state(run_dir)
+    assert good and kept.keys() == good.keys()
+    for key in good:
+        np.testing.assert_array_equal(kept[key], good[key], err_msg=key)
+        assert np.all(np.isfinite(kept[key])), key
+
+
+def test_a_run_that_diverges_from_the_start_saves_nothing(folders, tmp_path):
+    # lr so large the weights blow up in the first epoch.
     config = tiny(folders, tmp_path / "diverge", lr=1e30, lambda_cycle=1e30)
     with pytest.raises(UserError, match="training diverged: .* at step .*lower --lr"):
         train.fit(config, verbose=0)

@@ -41,18 +41,36 @@ def after_write_failure(manager):
 
 
 class CheckpointSaver(keras.callbacks.Callback):
-    """Save models, optimizer state and pools after every epoch, numbered by global step
-    (see `save_checkpoint` for why the newest listed checkpoint is always complete)."""
+    """Save models, optimizer state and pools after every epoch (see `save_checkpoint` for
+    why the newest listed checkpoint is always complete).
 
-    def __init__(self, manager, step_variable):
+    A checkpoint is numbered by global step, but always above `taken`, the highest number
+    already on disk that must not be overwritten (a damaged checkpoint a resumed run fell
+    back from), and above every number this saver used. `restored` is the checkpoint the
+    run resumed from, so a save at its step is not repeated.
+    """
+
+    def __init__(self, manager, step_variable, taken=0, restored=None):
         super().__init__()
         self.manager = manager
         self.step_variable = step_variable
+        self.taken = taken
+        self.path = restored
+        self.saved_step = int(step_variable.numpy()) if restored else None
+
+    def save(self):
+        """Save at the current step unless that step is saved already; returns the checkpoint's path."""
+        step = int(self.step_variable.numpy())
+        if step != self.saved_step:
+            number = max(step, self.taken + 1)
+            self.path = save_checkpoint(self.manager, number)
+            self.taken, self.saved_step = number, step
+        return self.path
 
     def on_epoch_end(self, epoch, logs=None):
         # An epoch with a non-finite mean loss ruined the weights: keep the last good checkpoint.
         if all(np.isfinite(float(logs[name])) for name in LOSS_NAMES):
-            save_checkpoint(self.manager, int(self.step_variable.numpy()))
+            self.save()
 
 
 class Throughput(keras.callbacks.Callback):
@@ -74,7 +92,14 @@ class Throughput(keras.callbacks.Callback):
 
 
 class LossLog(keras.callbacks.Callback):
-    """Append each epoch's mean losses to losses.csv and redraw losses.png (paper Figure 9)."""
+    """Append each epoch's mean losses to losses.csv and redraw losses.png (paper Figure 9).
+
+    A losses.csv this class cannot read back (re-saved by a spreadsheet with `;`
+    separators, edited, damaged) is set aside as losses.csv.unreadable-N with a note, and
+    a new log begins: the log never stops a run.
+    """
+
+    FIELDS = ("epoch", *LOSS_NAMES)
 
     def __init__(self, run_dir):
         super().__init__()
@@ -82,10 +107,24 @@ class LossLog(keras.callbacks.Callback):
         self.png_path = Path(run_dir) / "losses.png"
 
     def rows(self):
-        if not self.csv_path.exists():
+        try:
+            with open(self.csv_path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                rows = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in reader]
+                if tuple(reader.fieldnames or ()) != self.FIELDS:
+                    raise ValueError(f"its columns are not {','.join(self.FIELDS)}")
+            return rows
+        except FileNotFoundError:
             return []
-        with open(self.csv_path, newline="") as f:
-            return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        except (OSError, ValueError, TypeError, csv.Error) as error:
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        n = 1
+        while self.csv_path.with_name(f"{self.csv_path.name}.unreadable-{n}").exists():
+            n += 1
+        aside = self.csv_path.with_name(f"{self.csv_path.name}.unreadable-{n}")
+        self.csv_path.rename(aside)
+        print(f"note: cannot read {self.csv_path} ({reason}); moved it to {aside} and began a new one", file=sys.stderr)
+        return []
 
     def on_epoch_end(self, epoch, logs=None):
         # A resumed run may repeat an epoch that was interrupted: keep only its newest row.
@@ -93,7 +132,7 @@ class LossLog(keras.callbacks.Callback):
         rows.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in LOSS_NAMES}})
         tmp = self.csv_path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["epoch", *LOSS_NAMES])
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
             writer.writeheader()
             writer.writerows(rows)
         tmp.replace(self.csv_path)

@@ -2,12 +2,41 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from tfcyclegan.errors import UsageError, UserError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES}
+
+# Inclusive (low, high) of every number. The upper bounds are far above any useful value;
+# they keep a typo or a hostile config.json / metadata.json from building a network for
+# minutes or filling the machine's memory (a pool holds pool_size crops per domain).
+LIMITS = {
+    "epochs": (1, 100_000),
+    "decay_epoch": (0, 100_000),
+    "blocks": (1, 32),
+    "ngf": (1, 256),
+    "ndf": (1, 256),
+    "disc_layers": (1, 6),
+    "image_size": (16, 4096),
+    "load_size": (16, 8192),
+    "batch_size": (1, 1024),
+    "pool_size": (0, 1000),
+    "steps_per_epoch": (1, 10_000_000),
+    "seed": (0, 2**32 - 1),  # what keras.utils.set_random_seed accepts
+    "sample_count": (1, 64),
+    "log_every": (1, 10_000_000),
+    "simulate_devices": (0, 64),
+    "worker_timeout": (0, 7 * 24 * 3600),
+    "beta1": (0.0, 1.0),
+    "lambda_gan": (0.0, math.inf),
+    "lambda_identity": (0.0, math.inf),
+    "lambda_cycle": (0.0, math.inf),
+}
+KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 @dataclasses.dataclass
@@ -43,34 +72,25 @@ class TrainConfig:
     simulate_devices: int = 0
     worker_timeout: int = 300
 
+    def problems(self, name=lambda field: "--" + field.replace("_", "-")):
+        """What is wrong with the options, one string each; `name(field)` spells an option in them
+        (--ngf on the command line, "ngf" in a config.json)."""
+        wrong = [p for p in (value_problem(f.name, getattr(self, f.name), name(f.name)) for f in FIELDS) if p]
+        if wrong:  # the checks below compare values, which needs the right types
+            return wrong
+        if not self.decay_epoch <= self.epochs:
+            wrong.append(
+                f"{name('decay_epoch')} must be between 0 and {name('epochs')}={self.epochs} (got {self.decay_epoch})"
+            )
+        if self.load_size < self.image_size:
+            wrong.append(
+                f"{name('load_size')} must be >= {name('image_size')}={self.image_size} (got {self.load_size})"
+            )
+        return wrong
+
     def validate(self):
         """Raise UsageError (exit code 2) for options no run can use."""
-        problems = []
-        if self.epochs < 1:
-            problems.append(f"--epochs must be >= 1 (got {self.epochs})")
-        if not 0 <= self.decay_epoch <= self.epochs:
-            problems.append(f"--decay-epoch must be between 0 and --epochs={self.epochs} (got {self.decay_epoch})")
-        if self.image_size < 16 or self.image_size % 4:
-            problems.append(f"--image-size must be a multiple of 4 and >= 16 (got {self.image_size})")
-        if self.load_size < self.image_size:
-            problems.append(f"--load-size must be >= --image-size={self.image_size} (got {self.load_size})")
-        for name in ("batch_size", "blocks", "ngf", "ndf", "disc_layers", "sample_count", "log_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            problems.append(f"--steps-per-epoch must be >= 1 (got {self.steps_per_epoch})")
-        if self.pool_size < 0:
-            problems.append(f"--pool-size must be >= 0 (got {self.pool_size})")
-        if self.precision not in PRECISIONS:
-            problems.append(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision})")
-        if self.strategy not in STRATEGIES:
-            problems.append(f"--strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy})")
-        if self.worker_timeout < 0:
-            problems.append(f"--worker-timeout must be >= 0 seconds (got {self.worker_timeout})")
-        if self.simulate_devices < 0:
-            problems.append(f"--simulate-devices must be >= 0 (got {self.simulate_devices})")
-        if self.lr <= 0:
-            problems.append(f"--lr must be > 0 (got {self.lr})")
+        problems = self.problems()
         if problems:
             raise UsageError("; ".join(problems))
         return self
@@ -97,9 +117,66 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path):
+        """The config saved at `path`, held to the same types and bounds as the command line's
+        options (`problems`); a key missing, mistyped or out of range is a UserError naming it."""
         try:
             values = json.loads(Path(path).read_text())
         except (OSError, ValueError) as error:
             raise UserError(f"cannot read {path}: {error}; is this a tfcyclegan run directory?") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        if not isinstance(values, dict):
+            problems = ["not a JSON object"]
+        else:
+            config = cls(**{f.name: values[f.name] for f in FIELDS if f.name in values})
+            problems = config.problems(name=lambda field: json.dumps(field))
+            missing = [json.dumps(f.name) for f in FIELDS if f.name not in values]
+            if len(missing) > 3:
+                problems.append(f"{', '.join(missing[:3])} and {len(missing) - 3} more keys are missing")
+            elif missing:
+                problems.append(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
+        if problems:
+            raise UserError(
+                f"{path} is not a valid tfcyclegan config ({'; '.join(problems)}); "
+                "give a run directory written by `tfcyclegan fit` (its config.json lists every option)"
+            )
+        return config
+
+
+FIELDS = dataclasses.fields(TrainConfig)
+KINDS = {f.name: f.type for f in FIELDS}
+
+
+def value_problem(field, value, name=None):
+    """What is wrong with one value of option `field` (None if nothing): its type, a
+    non-finite number, its range (LIMITS) or its choices. `name` spells the option."""
+    name = name or field
+    kind = KINDS[field]
+    optional = type(None) in getattr(kind, "__args__", ())
+    if optional:
+        kind = next(k for k in kind.__args__ if k is not type(None))
+    if value is None:
+        return None if optional else f"{name} must be {KIND_NAMES[kind]} (got null)"
+    # JSON true/false are Python bools, which are ints too: a number must not be a bool.
+    if kind is bool:
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
+    if not ok:
+        return f"{name} must be {KIND_NAMES[kind]} (got {json.dumps(value)})"
+    if kind is float and not math.isfinite(value):
+        return f"{name} must be a finite number (got {value})"
+    if field in CHOICES and value not in CHOICES[field]:
+        return f"{name} must be one of {', '.join(CHOICES[field])} (got {value})"
+    if kind not in (int, float):
+        return None
+    if field == "lr" and value <= 0:
+        return f"{name} must be > 0 (got {value})"
+    if field == "beta1" and value >= 1:
+        return f"{name} must be < 1 (got {value})"
+    if field == "image_size" and (value < 16 or value % 4):
+        return f"{name} must be a multiple of 4 and >= 16 (got {value})"
+    low, high = LIMITS.get(field, (-math.inf, math.inf))
+    if value < low:
+        return f"{name} must be >= {low} (got {value})"
+    if value > high:
+        return f"{name} must be <= {high} (got {value})"
+    return None

@@ -4,9 +4,12 @@ Pixels are uint8 in files and float32 in [-1, 1] in the model: x = u / 127.5 - 1
 """
 
 import codecs
+import contextlib
 import io
 import os
+import stat
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +21,13 @@ from PIL import Image, ImageOps
 from tfcyclegan.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Files above this size are refused before they are read. No real image file comes near
+# it: the largest the decoder accepts, an uncompressed 32-bit BMP at Pillow's hard limit
+# of 2 x Image.MAX_IMAGE_PIXELS (179 megapixels), is 716 MB; a 100-megapixel PNG photo
+# is about 300 MB.
+MAX_FILE_BYTES = 1 << 30
+# Folders a listing could not enter that are named one by one; the rest are counted.
+MAX_SKIP_NOTES = 10
 
 # File signatures of the formats above: a file that starts like an image but fails to
 # decode is damaged, not a stray text file.
@@ -40,11 +50,19 @@ class ImageError(UserError):
         )
 
 
-def list_images(folder, *, allow_empty=False):
+def _log(message):
+    print(message, file=sys.stderr)
+
+
+def list_images(folder, *, allow_empty=False, log=_log):
     """Image files under `folder`, recursively and sorted.
 
     Hidden files and folders are skipped; symlinked folders are followed, each real
-    folder at most once, so a link loop ends the walk instead of hanging it. A folder
+    folder at most once, so a link loop ends the walk instead of hanging it. The walk
+    keeps its own stack, so no nesting depth exhausts Python's recursion limit. A
+    subfolder that cannot be listed (it vanished during the walk, as in /proc, or its
+    permissions forbid it) is skipped with a note through `log`, one line per folder up
+    to MAX_SKIP_NOTES and then a count; `folder` itself must be listable. A folder
     without images is an error unless `allow_empty`.
     """
     root = Path(folder).expanduser()
@@ -53,22 +71,44 @@ def list_images(folder, *, allow_empty=False):
     if not root.is_dir():
         raise UserError(f"{folder} is a file, not a folder; give the folder that holds the images")
 
-    def fail(error):
-        raise UserError(f"cannot list folder {error.filename}: {error.strerror}; fix its permissions")
-
-    seen, files = set(), []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=fail):
-        st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in seen:
-            dirnames[:] = []
+    seen, files, skipped = set(), [], 0
+    stack = [str(root)]
+    while stack:
+        top = stack.pop()
+        try:
+            st = os.stat(top)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(top) as listing:
+                entries = list(listing)
+        except OSError as error:
+            if top == str(root):
+                raise UserError(f"cannot list folder {top}: {error.strerror}; fix its permissions") from None
+            skipped += 1
+            if skipped <= MAX_SKIP_NOTES:
+                if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+                    why = "it vanished during the listing"
+                elif isinstance(error, PermissionError):
+                    why = "permission denied; fix its permissions to include its images"
+                else:
+                    why = error.strerror or type(error).__name__
+                log(f"note: skipped folder {top}: {why}")
             continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        files += [
-            os.path.join(dirpath, f)
-            for f in filenames
-            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-        ]
+        # Subfolders are pushed in reverse name order, so they are walked (and noted) in name order.
+        for entry in sorted(entries, key=lambda e: e.name, reverse=True):
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_folder = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_folder = False
+            if is_folder:
+                stack.append(entry.path)
+            elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(entry.path)
+    if skipped > MAX_SKIP_NOTES:
+        log(f"note: skipped {skipped - MAX_SKIP_NOTES} more folders under {folder} that could not be listed")
     if not files and not allow_empty:
         raise UserError(
             f"{folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); point it at a folder of images"
@@ -85,44 +125,132 @@ def _looks_like_text(head):
     return all(c.isprintable() or c in "\t\r\n\f\ufeff" for c in text)
 
 
-def _decode(path, draft=None):
-    """Open `path` as an RGB PIL image: EXIF orientation applied, alpha composited on white.
+class ImageTooLarge(ImageError):
+    """An image with more pixels than the decoder's safety limit; `size` is (width, height)."""
 
-    With `draft`, a JPEG at least twice that size is decoded at a reduced DCT scale (still
-    at least draft x draft) when only a resized copy is wanted: large photos cost ~1/16.
-    """
+    def __init__(self, path, size, limit):
+        self.size = size
+        w, h = size
+        super().__init__(
+            path,
+            f"{w}x{h} pixels ({w * h / 1e6:.0f} megapixels) is larger than the decoder's safety limit "
+            f"of {limit / 1e6:.0f} megapixels",
+        )
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(path, st):
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(path, "is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _SPECIAL_FILES if test(st.st_mode)), "not a file")
+        raise ImageError(path, f"not a regular file ({kind}); only image files are read")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(
+            path, f"file is {st.st_size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES >> 20} MiB limit for an image file"
+        )
+
+
+def _read_file(path):
+    """The bytes of `path`, read only when it is a regular file of at most MAX_FILE_BYTES:
+    a named pipe would block forever and a device (/dev/zero) never ends."""
     try:
-        data = Path(path).read_bytes()
+        _check_regular(path, os.stat(path))
+        # O_NONBLOCK: a path swapped for a named pipe after the check still opens at once.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            _check_regular(path, os.fstat(f.fileno()))
+            data = f.read(MAX_FILE_BYTES + 1)
     except PermissionError:
         raise ImageError(path, "permission denied") from None
     except FileNotFoundError:
         raise ImageError(path, "file not found (broken link?)") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a folder, not a file") from None
     except OSError as e:
         raise ImageError(path, f"cannot read file ({e.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:  # it grew after the check
+        raise ImageError(path, f"file is over the {MAX_FILE_BYTES >> 20} MiB limit for an image file")
+    return data
+
+
+_PILLOW_LIMIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit_lifted():
+    """Pillow's own pixel check off for the block; yields its limit (Image.MAX_IMAGE_PIXELS).
+
+    Pillow warns (a raw DecompressionBombWarning naming its own source file) above that
+    limit and raises above twice it; `_decode` checks the size itself instead and says
+    what to do. The limit is module-wide, hence the lock.
+    """
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield saved
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _unusable(path, data, error):
+    # Pillow raises many exception types on damaged input (OSError, SyntaxError,
+    # ValueError, EOFError, struct.error...): all mean "unusable".
+    if not _has_image_signature(data):
+        kind = "text/HTML?" if _looks_like_text(data[:512]) else "unrecognised format"
+        return ImageError(path, f"not an image ({kind})")
+    if "truncat" in str(error).lower():
+        return ImageError(path, "truncated image data")
+    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ImageError(path, f"corrupt image data ({detail})")
+
+
+def _decode(path, draft=None, allow_large=False):
+    """Open `path` as an RGB PIL image: EXIF orientation applied, alpha composited on white.
+
+    Only a regular file of at most MAX_FILE_BYTES is read. An image with more pixels than
+    Pillow's Image.MAX_IMAGE_PIXELS (89 megapixels) raises ImageTooLarge unless
+    `allow_large`. With `draft`, a JPEG at least twice that size is decoded at a reduced
+    DCT scale (still at least draft x draft) when only a resized copy is wanted: large
+    photos cost ~1/16.
+    """
+    data = _read_file(path)
     if not data:
         raise ImageError(path, "file is empty")
-    # Pillow raises many exception types on damaged input (OSError, SyntaxError,
-    # ValueError, EOFError, struct.error, DecompressionBombError...): all mean "unusable".
     try:
-        im = Image.open(io.BytesIO(data))
+        with _pillow_limit_lifted() as limit:
+            im = Image.open(io.BytesIO(data))  # reads the header only
+    except Exception as e:
+        raise _unusable(path, data, e) from None
+    if limit and not allow_large and im.size[0] * im.size[1] > limit:
+        raise ImageTooLarge(path, im.size, limit)
+    try:
         if draft:
             im.draft(None, (draft, draft))
-        im.load()  # full decode of the first frame, so truncation shows up here
+        # Full decode of the first frame, so truncation shows up here.
+        with _pillow_limit_lifted() if allow_large else contextlib.nullcontext():
+            im.load()
     except Exception as e:
-        if not _has_image_signature(data):
-            kind = "text/HTML?" if _looks_like_text(data[:512]) else "unrecognised format"
-            raise ImageError(path, f"not an image ({kind})") from None
-        if "truncat" in str(e).lower():
-            raise ImageError(path, "truncated image data") from None
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageError(path, f"corrupt image data ({detail})") from None
+        raise _unusable(path, data, e) from None
     try:
         ImageOps.exif_transpose(im, in_place=True)
-    except Exception:
-        pass  # malformed EXIF must not make otherwise good pixels unusable
+    except Exception as e:
+        # Malformed EXIF must not make otherwise good pixels unusable, but the image may
+        # come out rotated: say so, once per file (training decodes it every epoch).
+        if str(path) not in _exif_warned:
+            _exif_warned.add(str(path))
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(
+                f"warning: {path}: EXIF orientation unreadable ({detail}); using the pixels as stored", file=sys.stderr
+            )
     return _to_rgb(im, path)
+
+
+_exif_warned = set()
 
 
 def _to_rgb(im, path):
@@ -142,9 +270,9 @@ def _to_rgb(im, path):
         raise ImageError(path, f"unsupported colour mode {im.mode}") from None
 
 
-def load_image(path):
-    """Decode `path` into a uint8 HxWx3 RGB array (see `_decode` for the conversions)."""
-    return np.asarray(_decode(path))
+def load_image(path, allow_large=False):
+    """Decode `path` into a uint8 HxWx3 RGB array (see `_decode` for the conversions and limits)."""
+    return np.asarray(_decode(path, allow_large=allow_large))
 
 
 def _load_resized(path, size):
@@ -155,14 +283,22 @@ def _load_resized(path, size):
 
 
 class _Progress:
-    """A `\\r`-rewritten counter on stderr, redrawn at most every 0.1 s."""
+    """A counter on stderr: on a terminal `\\r`-rewritten at most every 0.1 s; in a file or
+    pipe, where `\\r` does not erase, only the finished line."""
 
     def __init__(self, label, total, enabled):
         self.label, self.total, self.enabled, self.last = label, total, enabled, 0.0
+        self.tty = enabled and sys.stderr.isatty()
 
     def update(self, done):
+        if not self.enabled:
+            return
+        if not self.tty:
+            if done == self.total:
+                sys.stderr.write(f"{self.label}: {done}/{self.total}\n")
+            return
         now = time.monotonic()
-        if self.enabled and (now - self.last >= 0.1 or done == self.total):
+        if now - self.last >= 0.1 or done == self.total:
             self.last = now
             sys.stderr.write(f"\r{self.label}: {done}/{self.total}")
             if done == self.total:

@@ -3,7 +3,9 @@
 Sections (each either numbers or {"unavailable": one-line reason}):
 - cycle: L1, PSNR, SSIM of F(G(a)) against a and G(F(b)) against b (metrics.pixel_metrics).
 - classifier: accuracy of a CNN trained on real training images of A vs B, measured on
-  real evaluation images, and, when it reaches classifier.MIN_ACCURACY, its fooling rates.
+  real images it did not train on (the test split, else a held-out part of the training
+  images), and, when it reaches classifier.MIN_ACCURACY, its fooling rates; withheld
+  when fewer than MIN_SCORED such images per domain exist.
 - fid_kid: FID and KID of G(a) against real b and F(b) against real a on InceptionV3
   pool features, beside the same numbers for the untranslated images (the identity).
 - ground_truth: for demo: domains, L1 and PSNR of G(a) against the exact counterpart b*
@@ -20,6 +22,11 @@ from tfcyclegan import classifier, data, datasets, demo, inference, metrics
 from tfcyclegan.errors import UserError
 
 SPLITS = ("test", "train")
+# Without a test split this seeded fraction of a domain's training images is held out:
+# the classifier never trains on it, and (for --split test) it is what is evaluated.
+HOLDOUT_FRACTION = 0.2
+# Fewer held-out real images per domain than this cannot measure the classifier.
+MIN_SCORED = 5
 MIN_IMAGE_SIZE = 16  # SSIM's 11 x 11 window must fit in the image
 SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and SSIM with max_val = 1"
 
@@ -41,18 +48,54 @@ def _load_translators(model):
     return found, missing
 
 
-def _eval_files(domain, split, label, log):
-    """The readable images of `split`, and the split they came from (train when there is no test split)."""
-    files = domain.test_files if split == "test" else domain.train_files
-    if not files:
-        log(f"note: domain {label} ({domain.name}) has no test images; evaluating on its training images")
-        files, split = domain.train_files, "train"
+def held_out(files):
+    """The seeded HOLDOUT_FRACTION of `files` (sorted) the classifier never trains on."""
+    files = sorted(str(p) for p in files)
+    count = round(len(files) * HOLDOUT_FRACTION) if len(files) > 1 else 0
+    picks = np.random.default_rng(0).permutation(len(files))[:count]
+    return sorted(files[i] for i in picks)
+
+
+def _readable(files, what, label, domain, log):
     good, bad = data.scan_images(files)
     for path, reason in bad:
         log(f"skipping {path}: {reason}")
     if not good:
-        raise UserError(f"domain {label} ({domain.name}) has no readable {split} image; check {domain.root}")
-    return good, split
+        raise UserError(f"domain {label} ({domain.name}) has no readable {what} image; check {domain.root}")
+    return good
+
+
+def _splits(domain, split, label, log):
+    """(evaluation images, classifier training files, classifier scoring files, where the
+    evaluation images come from) for one domain.
+
+    With a test split and --split test: the test images, scored by a classifier trained on
+    the training images. Otherwise HOLDOUT_FRACTION of the training images is held out
+    from the classifier and scores it; --split test then evaluates on those held-out
+    images, --split train on all training images.
+    """
+    train = sorted(str(p) for p in domain.train_files)
+    if split == "test" and domain.test_files:
+        files = _readable(domain.test_files, "test", label, domain, log)
+        return files, train, files, "test"
+    held = held_out(train)
+    rest = sorted(set(train) - set(held))
+    if split == "train":
+        files = _readable(train, "training", label, domain, log)
+        return files, rest, sorted(set(held) & set(files)), "train"
+    if not held:
+        log(
+            f"note: domain {label} ({domain.name}) has no test split and too few images to hold some out; "
+            "evaluating on its training images"
+        )
+        return _readable(train, "training", label, domain, log), train, [], "train"
+    files = _readable(held, "held-out", label, domain, log)
+    return files, rest, files, f"held-out {HOLDOUT_FRACTION:.0%} of train"
+    log(
+        f"note: domain {label} ({domain.name}) has no test split; evaluating on a held-out "
+        f"{HOLDOUT_FRACTION:.0%} of its training images ({len(held)} of {len(train)}), "
+        "which the domain classifier does not train on"
+    )
 
 
 def _ground_truth(files, translations, sources, image_size):
@@ -82,6 +125,25 @@ def _fid_kid(weights, real_a, real_b, fake_a, fake_b, log):
     result["identity_a2b"] = pair("real_a", "real_b")
     result["identity_b2a"] = pair("real_b", "real_a")
     return result
+
+
+def _judge(verdict, trained, scored, files, real, fakes, image_size, cache, log):
+    """The classifier section: trained on `trained` files, its accuracy measured on the
+    `scored` real images (none of them trained on), fooling rates when it is accurate."""
+    judge, path, cached = classifier.load_or_train(*trained, image_size, cache, log)
+    batches = [r if s == f else data.make_eval_batch(s, image_size, len(s)) for s, f, r in zip(scored, files, real)]
+    verdict.update(weights=path, cached=cached, **judge.accuracy(*batches))
+    rates = judge.fooling_rates(*fakes)
+    verdict["meaningful"] = verdict["accuracy"] >= classifier.MIN_ACCURACY
+    if verdict["meaningful"]:
+        verdict["fooling_a2b"], verdict["fooling_b2a"] = rates["a2b"], rates["b2a"]
+    else:
+        verdict["fooling_a2b"] = verdict["fooling_b2a"] = None
+        verdict["unavailable"] = (
+            f"fooling rate not meaningful: the classifier tells real A from real B with only "
+            f"{verdict['accuracy']:.1%} accuracy (< {classifier.MIN_ACCURACY:.0%})"
+        )
+    return verdict
 
 
 def evaluate(
@@ -142,8 +204,10 @@ def evaluate_translators(
     if image_size < MIN_IMAGE_SIZE:
         raise UserError(f"--image-size must be >= {MIN_IMAGE_SIZE} (got {image_size})")
     a, b = datasets.resolve_domains(domain_a, domain_b, data_root)
-    (files_a, split_a), (files_b, split_b) = _eval_files(a, split, "A", log), _eval_files(b, split, "B", log)
-    log(f"evaluating {source} on {len(files_a)} + {len(files_b)} {split} images at {image_size}px")
+    files_a, train_a, score_a, split_a = _splits(a, split, "A", log)
+    files_b, train_b, score_b, split_b = _splits(b, split, "B", log)
+    used = split_a if split_a == split_b else f"A {split_a}, B {split_b}"
+    log(f"evaluating {source} on {len(files_a)} + {len(files_b)} {used} images at {image_size}px")
     real_a = data.make_eval_batch(files_a, image_size, len(files_a))
     real_b = data.make_eval_batch(files_b, image_size, len(files_b))
     g, f = translators.get("a2b"), translators.get("b2a")
@@ -157,7 +221,8 @@ def evaluate_translators(
         "missing_directions": missing,
         "domain_a": {"spec": domain_a, "root": a.root, "images": len(files_a), "images_from": split_a},
         "domain_b": {"spec": domain_b, "root": b.root, "images": len(files_b), "images_from": split_b},
-        "split": split,
+        "split": used,
+        "split_requested": split,
         "image_size": image_size,
         "scale": SCALE,
     }
@@ -167,24 +232,19 @@ def evaluate_translators(
     else:
         result["cycle"] = {"unavailable": f"needs both directions; {next(iter(missing.values()))}"}
 
-    judge, path, cached = classifier.load_or_train(a.train_files, b.train_files, image_size, classifier_cache, log)
-    verdict = {
-        "weights": path,
-        "cached": cached,
-        "min_accuracy": classifier.MIN_ACCURACY,
-        **judge.accuracy(real_a, real_b),
-    }
-    rates = judge.fooling_rates(fake_b, fake_a)
-    verdict["meaningful"] = verdict["accuracy"] >= classifier.MIN_ACCURACY
-    if verdict["meaningful"]:
-        verdict["fooling_a2b"], verdict["fooling_b2a"] = rates["a2b"], rates["b2a"]
-    else:
+    verdict = {"min_accuracy": classifier.MIN_ACCURACY, "scored_on": {"a": len(score_a), "b": len(score_b)}}
+    if min(len(score_a), len(score_b)) < MIN_SCORED:
+        # Scoring the classifier on its own training images would report a perfect score.
+        verdict.update(weights=None, cached=False, accuracy=None, accuracy_a=None, accuracy_b=None, meaningful=False)
         verdict["fooling_a2b"] = verdict["fooling_b2a"] = None
         verdict["unavailable"] = (
-            f"fooling rate not meaningful: the classifier tells real A from real B with only "
-            f"{verdict['accuracy']:.1%} accuracy (< {classifier.MIN_ACCURACY:.0%})"
+            f"classifier not measured: only {len(score_a)} + {len(score_b)} real images it does not train on "
+            f"(at least {MIN_SCORED} per domain needed); give more images or a test split"
         )
-    result["classifier"] = verdict
+        result["classifier"] = verdict
+    else:
+        result["classifier"] = _judge(verdict, (train_a, train_b), (score_a, score_b), (files_a, files_b),
+                                      (real_a, real_b), (fake_b, fake_a), image_size, classifier_cache, log)  # fmt: skip
 
     result["fid_kid"] = _fid_kid(inception_weights, real_a, real_b, fake_a, fake_b, log)
 
@@ -246,11 +306,17 @@ def format_table(result):
             lines.append(f"  {label:26s} {_number(m['l1']):>8s} {_number(m['psnr'], 2):>8s} {_number(m['ssim']):>8s}")
     c = result["classifier"]
     lines.append("")
-    lines.append(
-        f"domain classifier: accuracy on real images {c['accuracy']:.1%} "
-        f"(A {c['accuracy_a']:.1%}, B {c['accuracy_b']:.1%}){' [cached]' if c['cached'] else ''}"
-    )
-    if c["meaningful"]:
+    if c["accuracy"] is None:
+        lines.append(f"domain classifier: {c['unavailable']}")
+    else:
+        lines.append(
+            f"domain classifier: accuracy on {c['scored_on']['a']} + {c['scored_on']['b']} real images it did not "
+            f"train on {c['accuracy']:.1%} (A {c['accuracy_a']:.1%}, B {c['accuracy_b']:.1%})"
+            f"{' [cached]' if c['cached'] else ''}"
+        )
+    if c["accuracy"] is None:
+        pass
+    elif c["meaningful"]:
         for key, label in (("fooling_a2b", "G(a) called B"), ("fooling_b2a", "F(b) called A")):
             lines.append(f"  {label:26s} {'-' if c[key] is None else format(c[key], '.1%'):>8s}")
     else:

@@ -20,11 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan import data, inference, train
+from tfcyclegan import data, inference, modeldir, train
 from tfcyclegan.errors import UserError
 from tfcyclegan.version import __version__
 
-FORMATS = ("savedmodel", "tflite")
+FORMATS = ("savedmodel", "tflite", "keras")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
 SAVEDMODEL_DIR = "savedmodel"
 UINT8_SPEC = tf.TensorSpec((None, None, None, 3), tf.uint8)
@@ -56,6 +56,8 @@ class Limit:
 # int8 29.5 dB at the training size).
 PARITY = {
     "savedmodel": Limit(max_abs=1e-4),
+    # A reloaded .keras file runs the same weights through the same ops: 0 measured.
+    "keras": Limit(max_abs=1e-6),
     "none": Limit(max_abs=1e-3),
     "float16": Limit(min_psnr=60.0),
     "dynamic": Limit(min_psnr=35.0),
@@ -106,7 +108,8 @@ def _uint8(translate):
 
 
 def write_savedmodel(generator_g, generator_f, path):
-    """Write both generators as one SavedModel with the endpoints in ENDPOINTS."""
+    """Write both generators as one SavedModel with the endpoints in ENDPOINTS (only the
+    a2b ones when `generator_f` is None: a pretrained file translates one way)."""
     archive = keras.export.ExportArchive()
     # The endpoints track every variable they use. An explicit archive.track(generator)
     # would store each weight a second time (Keras 3.15: once as the Keras variable, once
@@ -114,9 +117,12 @@ def write_savedmodel(generator_g, generator_f, path):
     fns = {}
     # a2b first: Keras makes the first endpoint `serving_default`.
     for direction, generator in (("a2b", generator_g), ("b2a", generator_f)):
-        fns[direction] = archive.add_endpoint(direction, _any_size(generator), input_signature=[inference.IMAGE_SPEC])
-    for direction in inference.DIRECTIONS:
-        archive.add_endpoint(f"{direction}_uint8", _uint8(fns[direction]), input_signature=[UINT8_SPEC])
+        if generator is not None:
+            fns[direction] = archive.add_endpoint(
+                direction, _any_size(generator), input_signature=[inference.IMAGE_SPEC]
+            )
+    for direction, fn in list(fns.items()):
+        archive.add_endpoint(f"{direction}_uint8", _uint8(fn), input_signature=[UINT8_SPEC])
     archive.write_out(str(path), verbose=False)
 
 
@@ -192,8 +198,14 @@ def _spread(files, count, offset=0.0):
     return [files[int(i * step + offset * step)] for i in range(count)]
 
 
-def _domain_files(config, calibration_dirs):
-    """{direction: (calibration files, verification files, label)} from the source domains, or None if unavailable."""
+def _domain_files(config, calibration_dirs, directions=inference.DIRECTIONS):
+    """{direction: (calibration files, verification files, label)} from the source domains, or None if unavailable.
+
+    For one direction alone (a pretrained generator) a single --calibration-dir is
+    that direction's source images."""
+    if len(calibration_dirs) == 1 and len(directions) == 1:
+        files = data.list_images(calibration_dirs[0])
+        return {directions[0]: (files, files, str(calibration_dirs[0]))}
     if len(calibration_dirs) == 2:
         a, b = (data.list_images(d) for d in calibration_dirs)
         return {"a2b": (a, a, str(calibration_dirs[0])), "b2a": (b, b, str(calibration_dirs[1]))}
@@ -209,6 +221,8 @@ def _domain_files(config, calibration_dirs):
         )
     from tfcyclegan import datasets
 
+    if not (config.domain_a and config.domain_b):
+        return None  # a model directory of pretrained generators knows no training domains
     try:
         domain_a, domain_b = datasets.resolve_domains(
             config.domain_a, config.domain_b, config.data_root, download=False
@@ -227,7 +241,7 @@ def _load_batch(files, size, count, offset=0.0):
     return data.make_eval_batch(_spread(good, count), size, count)
 
 
-def sample_images(config, calibration_dirs=(), need_calibration=False, log=print):
+def sample_images(config, calibration_dirs=(), need_calibration=False, log=print, directions=inference.DIRECTIONS):
     """Per direction: (calibration batch or None, verification batch, where the images came from).
 
     Images are resized to the training size. With no domain images available the
@@ -236,9 +250,14 @@ def sample_images(config, calibration_dirs=(), need_calibration=False, log=print
     """
     if len(calibration_dirs) > 2:
         raise UserError("give --calibration-dir once (a folder with trainA/ and trainB/) or twice (A's, then B's)")
-    found = _domain_files(config, calibration_dirs)
+    found = _domain_files(config, calibration_dirs, directions)
     size = config.image_size
     if found is None:
+        if need_calibration and not (config.domain_a and config.domain_b):
+            raise UserError(
+                "int8 needs calibration images of the source domain and this model names none; pass "
+                "--calibration-dir FOLDER (for a2b: images of domain A)"
+            )
         if need_calibration:
             raise UserError(
                 f"int8 needs calibration images and the run's domains ({config.domain_a}, {config.domain_b}) are "
@@ -248,9 +267,12 @@ def sample_images(config, calibration_dirs=(), need_calibration=False, log=print
         return {
             d: (None, synthetic_images(VERIFY_COUNT, size, seed), "synthetic images")
             for seed, d in enumerate(inference.DIRECTIONS)
+            if d in directions
         }
     samples = {}
     for direction, (calibration, verification, label) in found.items():
+        if direction not in directions:
+            continue
         batch = _load_batch(verification, size, VERIFY_COUNT, offset=0.5)
         if not len(batch):
             raise UserError(f"no readable image in {label} to check the export against; pass --calibration-dir")
@@ -273,9 +295,13 @@ def _compare(reference, candidate, images):
 
 
 def default_output(run_dir, fmt, quantize="none"):
-    """saved_models/<run name>/savedmodel, or .../tflite (float32) and .../tflite-<quantize>."""
-    name = Path(run_dir).expanduser().resolve().name
-    leaf = SAVEDMODEL_DIR if fmt == "savedmodel" else "tflite" if quantize == "none" else f"tflite-{quantize}"
+    """saved_models/<run name>/savedmodel, or .../keras, .../tflite (float32) and .../tflite-<quantize>.
+
+    A model directory named keras (`tfcyclegan import`'s saved_models/<name>/keras)
+    exports beside itself, under its parent's name."""
+    path = Path(run_dir).expanduser().resolve()
+    name = path.parent.name if path.name == "keras" and modeldir.is_model_dir(path) else path.name
+    leaf = fmt if fmt != "tflite" else "tflite" if quantize == "none" else f"tflite-{quantize}"
     return Path("saved_models") / name / leaf
 
 
@@ -317,7 +343,7 @@ def _write_tflite(generator_g, generator_f, folder, quantize, samples, log):
     """a2b.tflite and b2a.tflite in `folder`, converted from a scratch SavedModel."""
     scratch = folder / ".savedmodel"
     write_savedmodel(generator_g, generator_f, scratch)
-    for direction in inference.DIRECTIONS:
+    for direction in samples:
         log(f"converting {direction} to TFLite ({quantize})")
         blob = convert_tflite(scratch, direction, quantize, samples[direction][0])
         (folder / f"{direction}.tflite").write_bytes(blob)
@@ -327,8 +353,8 @@ def _write_tflite(generator_g, generator_f, folder, quantize, samples, log):
 def _verify(folder, fmt, references, samples, limit, log):
     """Parity of the export in `folder` per direction; UserError if any misses `limit`."""
     parity, failed = {}, []
-    for direction in inference.DIRECTIONS:
-        path = folder if fmt == "savedmodel" else folder / f"{direction}.tflite"
+    for direction in references:
+        path = folder / f"{direction}.tflite" if fmt == "tflite" else folder
         _, images, label = samples[direction]
         max_abs, db = _compare(references[direction], inference.load_translator(path, direction), images)
         ok = limit.passes(max_abs, db)
@@ -350,7 +376,7 @@ def _check_uint8(path, references, samples):
     """Endpoints whose uint8 output is more than one level off the Keras float path."""
     loaded = tf.saved_model.load(str(path))
     failed = []
-    for direction in inference.DIRECTIONS:
+    for direction in references:
         images = data.to_uint8(samples[direction][1])
         expected = data.to_uint8(references[direction](data.to_float(images))).astype(np.int16)
         got = getattr(loaded, f"{direction}_uint8")(tf.constant(images)).numpy().astype(np.int16)
@@ -359,27 +385,61 @@ def _check_uint8(path, references, samples):
     return failed
 
 
+def _load(source):
+    """({direction: generator}, TrainConfig-like description, provenance) of a run or model directory."""
+    from tfcyclegan.config import TrainConfig
+
+    if modeldir.is_model_dir(source):
+        meta = modeldir.read_metadata(source)
+        generators = {d: modeldir.load_generator(source, d) for d in modeldir.directions(source)}
+        first = next(iter(generators.values()))
+        config = TrainConfig(
+            domain_a=meta.get("domain_a"),
+            domain_b=meta.get("domain_b"),
+            image_size=int(meta.get("image_size") or 256),
+            blocks=first.n_blocks,
+            ngf=first.ngf,
+        )
+        provenance = {"model_dir": str(source.resolve())}
+        if "sources" in meta:
+            provenance["sources"] = meta["sources"]
+        if "run_dir" in meta:
+            provenance.update(run_dir=meta["run_dir"], checkpoint=meta.get("checkpoint"))
+        return generators, config, provenance
+    generator_g, generator_f, config, checkpoint = train.restore_generators(source)
+    return (
+        {"a2b": generator_g, "b2a": generator_f},
+        config,
+        {"run_dir": str(source.resolve()), "checkpoint": Path(checkpoint).name},
+    )
+
+
 def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_dirs=(), log=print):
-    """Export the newest checkpoint of `run_dir`; returns an ExportResult.
+    """Export the newest checkpoint of `run_dir`, or a model directory; returns an ExportResult.
 
     savedmodel: one SavedModel with endpoints a2b, b2a (float32) and a2b_uint8,
-    b2a_uint8. tflite: a2b.tflite and b2a.tflite, quantized as `quantize` says. Both get
-    a metadata.json. Each direction must reach PARITY against the Keras generator on
-    source-domain images (or synthetic ones), else UserError and nothing is written.
+    b2a_uint8. tflite: a2b.tflite and b2a.tflite, quantized as `quantize` says. keras:
+    a model directory (tfcyclegan.modeldir). Each gets a metadata.json. A model
+    directory holding one generator exports that direction only. Each direction must
+    reach PARITY against the Keras generator on source-domain images (or synthetic
+    ones), else UserError and nothing is written.
     """
     if fmt not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if quantize not in QUANTIZE:
         raise UserError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
-    if fmt == "savedmodel" and quantize != "none":
-        raise UserError("--quantize applies to --format tflite only; a SavedModel keeps float32 weights")
+    if fmt != "tflite" and quantize != "none":
+        raise UserError(f"--quantize applies to --format tflite only; --format {fmt} keeps float32 weights")
     run_dir = Path(run_dir).expanduser()
     target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
     _check_target(target)
-    generator_g, generator_f, config = train.load_generators(run_dir)
-    samples = sample_images(config, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log)
-    references = {d: inference.keras_translator(g, d) for d, g in zip(inference.DIRECTIONS, (generator_g, generator_f))}
-    limit = PARITY[SAVEDMODEL_DIR if fmt == "savedmodel" else quantize]
+    generators, config, provenance = _load(run_dir)
+    generator_g, generator_f = generators["a2b"], generators.get("b2a")
+    samples = sample_images(
+        config, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log, directions=list(generators)
+    )
+    references = {d: inference.keras_translator(g, d) for d, g in generators.items()}
+    limit = PARITY[fmt if fmt != "tflite" else quantize]
     metadata = {
         "format": fmt,
         "tfcyclegan_version": __version__,
@@ -388,19 +448,20 @@ def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_
         "image_size": config.image_size,
         "blocks": config.blocks,
         "ngf": config.ngf,
-        "run_dir": str(run_dir.resolve()),
-        "checkpoint": Path(tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR)).name,
+        **provenance,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if fmt == "savedmodel":
-        metadata["endpoints"] = ENDPOINTS
-    else:
+        metadata["endpoints"] = {name: what for name, what in ENDPOINTS.items() if name.split("_")[0] in generators}
+    elif fmt == "tflite":
         metadata["quantize"] = quantize
         metadata["io"] = "float32 [-1, 1] (N, H, W, 3) in and out, any H, W >= 8"
-        metadata["files"] = {d: f"{d}.tflite" for d in inference.DIRECTIONS}
+        metadata["files"] = {d: f"{d}.tflite" for d in generators}
     with _staging(target) as staging:
         if fmt == "savedmodel":
             write_savedmodel(generator_g, generator_f, staging)
+        elif fmt == "keras":
+            metadata = modeldir.save(staging, generators, metadata)
         else:
             _write_tflite(generator_g, generator_f, staging, quantize, samples, log)
         parity = _verify(staging, fmt, references, samples, limit, log)

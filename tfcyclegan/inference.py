@@ -26,19 +26,33 @@ DIRECTIONS = ("a2b", "b2a")
 MULTIPLE = 4
 # The residual blocks reflection-pad by 1 at a quarter of the size, which needs >= 2 pixels.
 MIN_SIDE = 8
-# Peak memory of one forward pass grows linearly with pixels and filters: about 0.9 KB
-# per pixel for ngf 64 on CPU (docs/export.md). This budget keeps a pass near 4 GB; a
-# larger image is translated in overlapping tiles.
-PIXEL_BUDGET_NGF64 = 2048 * 2048
+# Memory one forward pass may hold; a larger image is translated in overlapping tiles.
+PASS_BYTES = 3 * 2**30
+# Float32 copies of the widest activation a pass holds at its peak, per input pixel:
+# measured on CPU 26, 69 and 273 floats per pixel for ngf 4, 16 and 64, that is 2.6,
+# 3.1 and 3.9 times ngf + 6 (docs/benchmarks.md, `benchmarks/inference.py --memory`).
+LIVE_COPIES = 4
 METADATA_FILE = "metadata.json"
 TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at byte offset 4
 
 IMAGE_SPEC = tf.TensorSpec((None, None, None, 3), tf.float32)
 
 
+def pass_bytes_per_pixel(ngf):
+    """Peak bytes of a forward pass per input pixel: LIVE_COPIES float32 copies of the
+    widest layer plus the input and output images.
+
+    Per input pixel the generator's activations have ngf channels at full size, 2 x ngf
+    at half size (ngf / 2 per input pixel) and 4 x ngf at a quarter (ngf / 4): the widest
+    is the full-size one, ngf channels, beside the 3-channel input and output.
+    """
+    return LIVE_COPIES * 4 * (max(int(ngf), 1) + 3 + 3)
+
+
 def pixel_budget(ngf):
-    """Pixels (batch x height x width) one forward pass may hold for a generator with `ngf` filters."""
-    return max(MIN_SIDE * MIN_SIDE, PIXEL_BUDGET_NGF64 * 64 // max(int(ngf), 1))
+    """Pixels (batch x height x width) one forward pass of a generator with `ngf` filters
+    may hold so that it stays within PASS_BYTES."""
+    return max(MIN_SIDE * MIN_SIDE, PASS_BYTES // pass_bytes_per_pixel(ngf))
 
 
 def _starts(length, size, overlap):
@@ -68,11 +82,13 @@ def _ramps(starts, size):
 class Translator:
     """One direction of a trained model: float32 images in [-1, 1], any size, in and out.
 
-    Call it on an (N, H, W, 3) or (H, W, 3) array; the result has the same shape. Each
-    image is reflection-padded to a multiple of 4, translated, and cropped back. Batches
-    are split so one forward pass holds at most `max_pixels` pixels; a single image
-    larger than that is cut into square tiles overlapping by a quarter of their side,
-    whose results are cross-faded linearly over the overlaps so no seam shows.
+    Call it on an (N, H, W, 3) or (H, W, 3) array; the result has the same shape
+    (`translate_uint8` does the same for uint8 images). Each image is reflection-padded to
+    a multiple of 4, translated, and cropped back. Batches are split so one forward pass
+    holds at most `max_pixels` pixels; a single image larger than that is cut into
+    square tiles overlapping by a quarter of their side, whose results are cross-faded
+    linearly over the overlaps so no seam shows. Tiles are blended one row of tiles at a
+    time, so beside the input and output a large image costs one band of float32 tiles.
 
     `run` maps a float32 numpy batch whose height and width are multiples of 4 to its
     translation. `kind` is "keras", "savedmodel" or "tflite"; `info` is what is known
@@ -94,7 +110,18 @@ class Translator:
         return f"Translator({self.direction}, {self.kind}, {self.source!r})"
 
     def __call__(self, images):
-        x = np.asarray(images, np.float32)
+        return self._translate(np.asarray(images, np.float32), np.float32)
+
+    def translate_uint8(self, images):
+        """uint8 images in, uint8 translations out: data.to_uint8(self(data.to_float(images)))
+        without float32 copies of a whole large image (3 bytes per pixel in and out)."""
+        return self._translate(np.asarray(images, np.uint8), np.uint8)
+
+    def _pass(self, x, dtype):
+        y = self.run(data.to_float(x) if x.dtype == np.uint8 else x)
+        return data.to_uint8(y) if dtype == np.uint8 else y
+
+    def _translate(self, x, dtype):
         single = x.ndim == 3
         if single:
             x = x[None]
@@ -105,33 +132,49 @@ class Translator:
             raise UserError(f"image of {w}x{h} pixels is too small; the generator needs at least {MIN_SIDE}x{MIN_SIDE}")
         ph, pw = -h % MULTIPLE, -w % MULTIPLE
         top, left = ph // 2, pw // 2
-        x = np.pad(x, [(0, 0), (top, ph - top), (left, pw - left), (0, 0)], mode="reflect")
+        if ph or pw:
+            x = np.pad(x, [(0, 0), (top, ph - top), (left, pw - left), (0, 0)], mode="reflect")
         hp, wp = x.shape[1:3]
         if hp * wp > self.max_pixels:
-            y = np.stack([self._tiled(image) for image in x])
+            y = np.empty(x.shape, dtype)
+            for image, out in zip(x, y):
+                self._tiled(image, out)
         else:
             per_pass = max(1, self.max_pixels // (hp * wp))
-            y = np.concatenate([self.run(x[i : i + per_pass]) for i in range(0, n, per_pass)])
+            y = np.concatenate([self._pass(x[i : i + per_pass], dtype) for i in range(0, n, per_pass)])
         y = y[:, top : top + h, left : left + w]
         return y[0] if single else y
 
-    def _tiled(self, image):
+    def _tiled(self, image, out):
+        """Translate one image tile by tile into `out`, a row of tiles at a time.
+
+        The blend weight of a pixel is the sum of its tiles' outer products of row and
+        column ramps, which factorises into (row ramp sum) x (column ramp sum). Once a row
+        of tiles is done, the rows above the next row of tiles are final: they are
+        divided by their weight, written to `out`, and the band moves down.
+        """
         h, w, _ = image.shape
         th, tw = min(self.tile, h), min(self.tile, w)
         rows, cols = _starts(h, th, self.overlap), _starts(w, tw, self.overlap)
         row_w, col_w = _ramps(rows, th), _ramps(cols, tw)
-        boxes = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
-        total = np.zeros((h, w, 3), np.float32)
-        weight = np.zeros((h, w, 1), np.float32)
+        row_sum, col_sum = np.zeros(h, np.float32), np.zeros(w, np.float32)
+        for start, ramp in zip(rows, row_w):
+            row_sum[start : start + th] += ramp
+        for start, ramp in zip(cols, col_w):
+            col_sum[start : start + tw] += ramp
+        band = np.zeros((th, w, 3), np.float32)
         per_pass = max(1, self.max_pixels // (th * tw))
-        for k in range(0, len(boxes), per_pass):
-            chunk = boxes[k : k + per_pass]
-            out = self.run(np.stack([image[rows[i] : rows[i] + th, cols[j] : cols[j] + tw] for i, j in chunk]))
-            for (i, j), tile in zip(chunk, out):
-                wt = np.outer(row_w[i], col_w[j])[..., None]
-                total[rows[i] : rows[i] + th, cols[j] : cols[j] + tw] += tile * wt
-                weight[rows[i] : rows[i] + th, cols[j] : cols[j] + tw] += wt
-        return total / weight
+        for i, top in enumerate(rows):
+            for k in range(0, len(cols), per_pass):
+                chunk = range(k, min(k + per_pass, len(cols)))
+                tiles = self._pass(np.stack([image[top : top + th, cols[j] : cols[j] + tw] for j in chunk]), np.float32)
+                for j, tile in zip(chunk, tiles):
+                    band[:, cols[j] : cols[j] + tw] += tile * np.outer(row_w[i], col_w[j])[..., None]
+            done = (rows[i + 1] if i + 1 < len(rows) else h) - top
+            final = band[:done] / (row_sum[top : top + done, None, None] * col_sum[None, :, None])
+            out[top : top + done] = data.to_uint8(final) if out.dtype == np.uint8 else final
+            band[: th - done] = band[done:]
+            band[th - done :] = 0
 
 
 def keras_translator(generator, direction="a2b", info=None, source="keras generator"):
@@ -147,6 +190,11 @@ def _check_direction(direction):
 
 
 def _read_metadata(folder):
+    """The export metadata.json in `folder` ({} if none). The architecture values used here
+    are held to the bounds of `tfcyclegan fit`'s options (config.value_problem), and
+    "files" must map directions to file names; anything else is a UserError naming the key."""
+    from tfcyclegan.config import value_problem
+
     path = Path(folder) / METADATA_FILE
     if not path.is_file():
         return {}
@@ -154,7 +202,18 @@ def _read_metadata(folder):
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {path}: {error}; re-export the model with `tfcyclegan export`") from None
-    return meta if isinstance(meta, dict) else {}
+    if not isinstance(meta, dict):
+        return {}
+    problems = [
+        value_problem(key, meta[key], json.dumps(key)) for key in ("ngf", "blocks", "image_size") if key in meta
+    ]
+    files = meta.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(name, str) for name in files.values()):
+        problems.append(f'"files" must map a2b and b2a to file names (got {json.dumps(files)})')
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise UserError(f"{path}: {'; '.join(problems)}; re-export the model with `tfcyclegan export`")
+    return meta
 
 
 def _from_run_dir(path, direction):
@@ -274,44 +333,69 @@ def _is_tflite(path):
 def load_translator(path, direction, num_threads=None):
     """The Translator for `direction` (a2b uses G, b2a uses F) stored at `path`.
 
-    `path` is a run directory (its newest checkpoint), a SavedModel from `tfcyclegan
-    export`, a .tflite file from it, or a folder of such .tflite files (the one for
-    `direction` is used). `num_threads` applies to TFLite (default: every core).
+    `path` is a run directory (its newest checkpoint), a model directory of .keras
+    generators (tfcyclegan.modeldir), a SavedModel from `tfcyclegan export`, a .tflite
+    file from it, a folder of such .tflite files (the one for `direction` is used), or
+    a PyTorch generator .pth file (tfcyclegan.pretrained; it translates the one way it
+    was trained, whatever `direction` says). `num_threads` applies to TFLite (default:
+    every core).
     """
     _check_direction(direction)
     path = Path(path).expanduser()
     if not path.exists():
-        raise UserError(f"model {path}: no such file or folder; give a run directory, a SavedModel or a .tflite file")
+        raise UserError(
+            f"model {path}: no such file or folder; give a run directory, a model directory, a SavedModel, "
+            "a .tflite or a .pth file"
+        )
     expected = (
-        "expected a run directory (config.json + checkpoints/), a SavedModel from `tfcyclegan export` or a .tflite file"
+        "expected a run directory (config.json + checkpoints/), a model directory (generator_g.keras), "
+        "a SavedModel from `tfcyclegan export`, a .tflite or a PyTorch .pth file"
     )
     if path.is_dir():
+        from tfcyclegan import modeldir
         from tfcyclegan.train import CONFIG_FILE
 
         if (path / CONFIG_FILE).is_file():
             return _from_run_dir(path, direction)
+        if modeldir.is_model_dir(path):
+            return keras_translator(
+                modeldir.load_generator(path, direction), direction, modeldir.read_metadata(path), source=path
+            )
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             return _from_savedmodel(path, direction)
         files = _read_metadata(path).get("files", {})
         if direction in files and (path / Path(files[direction]).name).is_file():
             return _from_tflite(path / Path(files[direction]).name, direction, num_threads)
         raise UserError(f"{path} is not a model: {expected}")
+    if not path.is_file():  # a named pipe or a device would block or never end
+        raise UserError(f"model {path} is not a regular file; {expected}")
     try:
         tflite = _is_tflite(path)
     except OSError as error:
         raise UserError(f"cannot read model {path}: {error.strerror}") from None
-    if not tflite:
-        raise UserError(f"{path} is not a model: {expected}")
-    return _from_tflite(path, direction, num_threads)
+    if tflite:
+        return _from_tflite(path, direction, num_threads)
+    if path.suffix.lower() in (".pth", ".pt"):
+        from tfcyclegan import pretrained
+
+        generator, described = pretrained.load_source(path)
+        return keras_translator(generator, direction, described, source=path)
+    raise UserError(f"{path} is not a model: {expected}")
 
 
 @dataclass
 class TranslateReport:
-    """What translate_files did: files written, inputs skipped (path, reason), inputs downscaled."""
+    """What translate_files did: files written, inputs skipped (path, reason), inputs downscaled.
+
+    `too_small` and `too_large` are the skipped inputs that were read but could not be
+    translated at their size (too_large: over the decoder's pixel limit, see --allow-large).
+    """
 
     written: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     downscaled: list = field(default_factory=list)
+    too_small: list = field(default_factory=list)
+    too_large: list = field(default_factory=list)
 
 
 FORMATS = {"png": ("PNG", ".png", {}), "jpg": ("JPEG", ".jpg", {"quality": 95})}
@@ -373,13 +457,17 @@ def _log(message):
     print(message, file=sys.stderr)
 
 
-def translate_files(translator, inputs, output_dir, batch_size=1, max_size=None, fmt="png", progress=None, log=_log):
+def translate_files(
+    translator, inputs, output_dir, batch_size=1, max_size=None, fmt="png", progress=None, log=_log, allow_large=False
+):
     """Translate image files and folders into `output_dir`; returns a TranslateReport.
 
     Images of the same size are batched (up to `batch_size`). An image whose longer side
-    exceeds `max_size` is downscaled (aspect kept) before translation, with a note. An
-    unreadable input is reported through `log` in one line and skipped.
-    `progress(done, total)` is called as inputs finish.
+    exceeds `max_size` is downscaled (aspect kept) before translation, with a note; one
+    whose shorter side would then fall below MIN_SIDE is skipped as too small. An image
+    over the decoder's pixel limit (data.ImageTooLarge) is skipped unless `allow_large`
+    or `max_size` is given. An unreadable input is reported through `log` in one line and
+    skipped. `progress(done, total)` is called as inputs finish.
     """
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1 (got {batch_size})")
@@ -398,33 +486,50 @@ def translate_files(translator, inputs, output_dir, batch_size=1, max_size=None,
 
     def flush(size):
         batch = pending.pop(size)
-        out = data.to_uint8(translator(data.to_float(np.stack([image for image, _ in batch]))))
+        # A single (possibly very large) image is passed as a view, not copied by np.stack.
+        images = batch[0][0][None] if len(batch) == 1 else np.stack([image for image, _ in batch])
+        out = translator.translate_uint8(images)
         for array, (_, target) in zip(out, batch):
             _save(array, target, fmt)
             report.written.append(str(target))
         finish(len(batch))
 
+    def skip(source, reason, kind=None):
+        report.skipped.append((str(source), reason))
+        if kind is not None:
+            kind.append((str(source), reason))
+        log(f"skipped {source}: {reason}")
+        finish(1)
+
     for source, target in plan:
         try:
-            image = data.load_image(source)
+            image = data.load_image(source, allow_large=allow_large or max_size is not None)
+        except data.ImageTooLarge as error:
+            skip(
+                source, f"{error.reason}; pass --max-size to translate it downscaled or --allow-large", report.too_large
+            )
+            continue
         except data.ImageError as error:
-            report.skipped.append((str(source), error.reason))
-            log(f"skipped {source}: {error.reason}")
-            finish(1)
+            skip(source, error.reason)
             continue
         h, w = image.shape[:2]
         if max_size is not None and max(h, w) > max_size:
             scale = max_size / max(h, w)
-            size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
+            size = (round(w * scale), round(h * scale))
+            if min(size) < MIN_SIDE:
+                skip(
+                    source,
+                    f"too small at --max-size {max_size}: {w}x{h} would become {size[0]}x{size[1]}, "
+                    f"and at least {MIN_SIDE}x{MIN_SIDE} is needed",
+                    report.too_small,
+                )
+                continue
             image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
             report.downscaled.append((str(source), (w, h), size))
             log(f"note: {source} is {w}x{h}; translated at {size[0]}x{size[1]} (--max-size {max_size})")
             h, w = image.shape[:2]
         if min(h, w) < MIN_SIDE:
-            reason = f"too small ({w}x{h}; at least {MIN_SIDE}x{MIN_SIDE} needed)"
-            report.skipped.append((str(source), reason))
-            log(f"skipped {source}: {reason}")
-            finish(1)
+            skip(source, f"too small ({w}x{h}; at least {MIN_SIDE}x{MIN_SIDE} needed)", report.too_small)
             continue
         pending.setdefault((h, w), []).append((image, target))
         if len(pending[(h, w)]) == batch_size:

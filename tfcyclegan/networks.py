@@ -4,7 +4,16 @@ ResNet generator: c7s1-ngf, d(2ngf), d(4ngf), R(4ngf) x n_blocks, u(2ngf),
 u(ngf), c7s1-3, tanh. 70x70 PatchGAN discriminator: C64-C128-C256-C512 then a
 one-channel convolution. Both follow the official PyTorch implementation
 (instance norm without affine parameters, biases on every convolution), so the
-parameter counts match it exactly.
+parameter counts match it exactly, and so does the pixel alignment: every
+stride-2 convolution pads by 1 on both sides as PyTorch's Conv2d(k3, s2, p1)
+does (Keras' padding="same" pads only after, one pixel off), and every
+transposed convolution crops its full output to [1, 2H + 1) as PyTorch's
+ConvTranspose2d(k3, s2, p1, output_padding=1) does. Weights of the official
+generators therefore give PyTorch's outputs (tfcyclegan.pretrained).
+
+Every layer and network is registered for Keras serialization under the package
+"tfcyclegan", so generators save to and load from .keras files
+(keras.saving.load_model(path, safe_mode=True)) without custom_objects.
 """
 
 import keras
@@ -18,25 +27,62 @@ def _init():
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
 
 
+@keras.saving.register_keras_serializable(package="tfcyclegan")
 class InstanceNormalization(layers.Layer):
     """Instance norm (Ulyanov et al. 2016): normalise each image and channel over H, W.
 
-    y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon). No affine parameters, as in
-    the official CycleGAN. Statistics are computed in float32 so that
-    mixed-precision training stays stable.
+    y = (x - mean_hw(x)) / sqrt(var_hw(x) + epsilon). No affine parameters by
+    default, as in the official CycleGAN; `affine=True` adds a per-channel
+    gamma (ones) and beta (zeros), y * gamma + beta, as PyTorch's
+    InstanceNorm2d(affine=True), for generators imported from forks that use it.
+    Statistics are computed in float32 so that mixed-precision training stays stable.
     """
 
-    def __init__(self, epsilon=1e-5, **kwargs):
+    def __init__(self, epsilon=1e-5, affine=False, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
+        self.affine = affine
+
+    def build(self, input_shape):
+        if self.affine:
+            channels = (input_shape[-1],)
+            self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
+            self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
+
+    def _scale_offset(self):
+        """(gamma, beta) in float32, where the statistics are computed."""
+        return ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
 
     def call(self, x, training=None):
         if training and self.compute_dtype != "float32":
             return self._fused(x)
         x32 = ops.cast(x, "float32")
-        mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
+        # Training keeps the one-pass moments its seeded results were measured with;
+        # inference, which exports run, takes the two-stage statistics.
+        if training:
+            mean, variance = ops.moments(x32, axes=[1, 2], keepdims=True)
+        else:
+            mean, variance = self._row_moments(x32)
         y = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
+        if self.affine:
+            gamma, beta = self._scale_offset()
+            y = y * gamma + beta
         return ops.cast(y, self.compute_dtype)
+
+    @staticmethod
+    def _row_moments(x):
+        """mean_hw(x) = mean_h(mean_w(x)) and var_hw(x) = mean_h(mean_w((x - mean_hw(x))^2)).
+
+        Equal to the one-pass moments (every row holds W pixels) up to float32
+        rounding, but each sum is W or H terms long instead of H * W. TFLite's MEAN
+        kernel sums in one float32 pass, so at 427 x 640 its one-pass statistics put
+        the float32 export 5e-4 off Keras; two stages keep it within 2e-4 at any size
+        (docs/export.md).
+        """
+        mean = tf.reduce_mean(tf.reduce_mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
+        # squared_difference stays one TFLite op, which int8 exports keep in float32 (export.INT8_FLOAT_OPS).
+        squares = tf.math.squared_difference(x, mean)
+        return mean, tf.reduce_mean(tf.reduce_mean(squares, axis=2, keepdims=True), axis=1, keepdims=True)
 
     def _fused(self, x):
         # Instance norm of (image n, channel c) is batch norm of channel n*c once the
@@ -49,16 +95,20 @@ class InstanceNormalization(layers.Layer):
         # the plain ops, which every TFLite converter path supports.
         n, h, w, c = (tf.shape(x)[i] for i in range(4))
         folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c])
-        scale = tf.ones([n * c], "float32")
-        y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            folded, scale, tf.zeros_like(scale), epsilon=self.epsilon, is_training=True
-        )
+        if self.affine:
+            # Folded channel n * C + c is image n's channel c: each image repeats gamma, beta.
+            scale, offset = (tf.tile(v, [n]) for v in self._scale_offset())
+        else:
+            scale = tf.ones([n * c], "float32")
+            offset = tf.zeros_like(scale)
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(folded, scale, offset, epsilon=self.epsilon, is_training=True)
         return tf.transpose(tf.reshape(y, [h, w, n, c]), [2, 0, 1, 3])
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine}
 
 
+@keras.saving.register_keras_serializable(package="tfcyclegan")
 class ReflectionPadding2D(layers.Layer):
     """Reflection padding, which the paper uses to reduce border artifacts."""
 
@@ -74,20 +124,29 @@ class ReflectionPadding2D(layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+@keras.saving.register_keras_serializable(package="tfcyclegan")
 class ResidualBlock(layers.Layer):
-    """R-k: two reflection-padded 3x3 convolutions with instance norm, plus the input."""
+    """R-k: two reflection-padded 3x3 convolutions with instance norm, plus the input.
 
-    def __init__(self, filters, **kwargs):
+    `dropout=True` puts Dropout(0.5) after the first ReLU, as the official
+    ResnetBlock(use_dropout=True) (the official training default) does; `affine`
+    is InstanceNormalization's.
+    """
+
+    def __init__(self, filters, dropout=False, affine=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.dropout = dropout
+        self.affine = affine
         self.body = [
             ReflectionPadding2D(1),
             layers.Conv2D(filters, 3, kernel_initializer=_init()),
-            InstanceNormalization(),
+            InstanceNormalization(affine=affine),
             layers.ReLU(),
+            *([layers.Dropout(0.5)] if dropout else []),
             ReflectionPadding2D(1),
             layers.Conv2D(filters, 3, kernel_initializer=_init()),
-            InstanceNormalization(),
+            InstanceNormalization(affine=affine),
         ]
 
     def call(self, x):
@@ -97,37 +156,45 @@ class ResidualBlock(layers.Layer):
         return x + y
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "dropout": self.dropout, "affine": self.affine}
 
 
+@keras.saving.register_keras_serializable(package="tfcyclegan")
 class ResnetGenerator(keras.Model):
     """Generator G: X -> Y (or F: Y -> X), fully convolutional.
 
     Any input whose height and width are multiples of 4 gives an output of the
-    same size; values are in [-1, 1].
+    same size; values are in [-1, 1]. `dropout` and `affine` are the residual
+    blocks' (off by default, as the official pretrained generators); neither
+    changes the default parameter count.
     """
 
-    def __init__(self, ngf=64, n_blocks=6, **kwargs):
+    def __init__(self, ngf=64, n_blocks=6, dropout=False, affine=False, **kwargs):
         super().__init__(**kwargs)
         self.ngf = ngf
         self.n_blocks = n_blocks
+        self.dropout = dropout
+        self.affine = affine
         stack = [
             ReflectionPadding2D(3),
             layers.Conv2D(ngf, 7, kernel_initializer=_init()),
-            InstanceNormalization(),
+            InstanceNormalization(affine=affine),
             layers.ReLU(),
         ]
-        for mult in (2, 4):  # d128, d256
+        for mult in (2, 4):  # d128, d256: PyTorch's Conv2d(k3, s2, p1)
             stack += [
-                layers.Conv2D(ngf * mult, 3, strides=2, padding="same", kernel_initializer=_init()),
-                InstanceNormalization(),
+                layers.ZeroPadding2D(1),
+                layers.Conv2D(ngf * mult, 3, strides=2, kernel_initializer=_init()),
+                InstanceNormalization(affine=affine),
                 layers.ReLU(),
             ]
-        stack += [ResidualBlock(ngf * 4) for _ in range(n_blocks)]
-        for mult in (2, 1):  # u128, u64
+        stack += [ResidualBlock(ngf * 4, dropout=dropout, affine=affine) for _ in range(n_blocks)]
+        for mult in (2, 1):  # u128, u64: PyTorch's ConvTranspose2d(k3, s2, p1, output_padding=1)
             stack += [
-                layers.Conv2DTranspose(ngf * mult, 3, strides=2, padding="same", kernel_initializer=_init()),
-                InstanceNormalization(),
+                layers.Conv2DTranspose(ngf * mult, 3, strides=2, kernel_initializer=_init()),
+                # The full 2H + 1 output less its first row and column.
+                layers.Cropping2D(((1, 0), (1, 0))),
+                InstanceNormalization(affine=affine),
                 layers.ReLU(),
             ]
         stack += [
@@ -144,9 +211,16 @@ class ResnetGenerator(keras.Model):
         return x
 
     def get_config(self):
-        return {**super().get_config(), "ngf": self.ngf, "n_blocks": self.n_blocks}
+        return {
+            **super().get_config(),
+            "ngf": self.ngf,
+            "n_blocks": self.n_blocks,
+            "dropout": self.dropout,
+            "affine": self.affine,
+        }
 
 
+@keras.saving.register_keras_serializable(package="tfcyclegan")
 class PatchDiscriminator(keras.Model):
     """70x70 PatchGAN D_X or D_Y: one real/fake score per overlapping image patch.
 

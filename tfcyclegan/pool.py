@@ -4,18 +4,50 @@ The discriminators are updated with fakes drawn from a buffer of the last
 `pool_size` generated images rather than only the newest ones, which damps
 oscillation. The state lives in tf.Variables, so the pool runs inside
 `tf.function`, keeps one buffer per replica under a distribution strategy, and
-is saved and restored with the checkpoint.
+is saved and restored with the checkpoint, every replica's buffer included.
 """
 
 import tensorflow as tf
 
-# One buffer per replica: each replica reads and writes its own copy, and a
-# checkpoint keeps the first replica's, which every replica gets back on restore.
+# One buffer per replica: each replica reads and writes its own copy. A sync-on-read
+# variable would checkpoint only the first replica's; _EveryReplica saves them all.
 _PER_REPLICA = dict(
     synchronization=tf.VariableSynchronization.ON_READ,
     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
     trainable=False,
 )
+_VALUE = "VARIABLE_VALUE"  # the attribute a plain variable is saved under
+
+
+class _EveryReplica(tf.__internal__.tracking.Trackable):
+    """The checkpoint entry of one per-replica variable: the values of all its local replicas.
+
+    One replica (a single device) saves its value as a plain variable would, so
+    single-device checkpoints keep their format; R > 1 replicas save theirs stacked
+    along a new leading axis. On restore, local replica i gets stacked entry i mod R,
+    or the one value of an unstacked (single-device) entry.
+    """
+
+    def __init__(self, variable):
+        # A Trackable (unlike a tf.Module) does not track its attributes: the variable
+        # is saved only through this entry.
+        self.variable = variable
+
+    def _replicas(self):
+        return getattr(self.variable, "values", (self.variable,))
+
+    def _serialize_to_tensors(self):
+        values = [v.read_value() for v in self._replicas()]
+        return {_VALUE: values[0] if len(values) == 1 else tf.stack(values)}
+
+    def _restore_from_tensors(self, restored_tensors):
+        value = restored_tensors[_VALUE]
+        replicas = self._replicas()
+        if value.shape.rank == self.variable.shape.rank:
+            values = [value] * len(replicas)
+        else:
+            values = [value[i % value.shape[0]] for i in range(len(replicas))]
+        return tf.group([replica.assign(v) for replica, v in zip(replicas, values)])
 
 
 class ImagePool(tf.Module):
@@ -28,6 +60,7 @@ class ImagePool(tf.Module):
     draws exactly what an uninterrupted one would.
     """
 
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
     def __init__(self, pool_size, image_shape, seed=0, name=None):
         super().__init__(name=name)
         self.pool_size = int(pool_size)
@@ -36,6 +69,9 @@ class ImagePool(tf.Module):
         self.images = tf.Variable(tf.zeros(shape, tf.float32), name="images", **_PER_REPLICA)
         self.count = tf.Variable(tf.constant(0, tf.int64), name="count", **_PER_REPLICA)
         self.draws = tf.Variable(tf.constant(0, tf.int64), name="draws", **_PER_REPLICA)
+        # Checkpointed under the names a tracked variable would have, through _EveryReplica.
+        for key in ("images", "count", "draws"):
+            self._track_trackable(_EveryReplica(getattr(self, key)), name=key)
 
     def query(self, images):
         """Return a batch the size of `images`, mixing new fakes with stored ones."""

@@ -1,7 +1,7 @@
 """Training as importable library code: build, restore, fit, save (what `tfcyclegan fit` runs)."""
 
-import dataclasses
 import os
+import re
 import shutil
 import signal
 import sys
@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import callbacks, data, datasets, distribute
+from tfcyclegan import callbacks, data, datasets, distribute, rundir
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UsageError, UserError
 from tfcyclegan.model import CycleGAN
@@ -135,29 +135,8 @@ def _readable(domain, label, image_size):
 
 
 def load_config(run_dir):
-    """The TrainConfig saved in `run_dir`; a damaged or foreign config.json is a UserError."""
-    path = Path(run_dir) / CONFIG_FILE
-    problem = None
-    try:
-        config = TrainConfig.load(path)  # unreadable or not JSON: a UserError of its own
-    except AttributeError:
-        problem = "not a JSON object"
-    else:
-        for field in dataclasses.fields(config):
-            value, default = getattr(config, field.name), field.default
-            expected = (int, float) if isinstance(default, float) else type(default)
-            if value is not None and default is not None and not isinstance(value, expected):
-                problem = problem or f"{field.name} is {value!r}"
-        if problem is None:
-            try:
-                config.validate()
-            except (TypeError, UserError) as error:
-                problem = str(error)
-    if problem:
-        raise UserError(
-            f"{path} is not a valid tfcyclegan config ({problem}); give a run directory written by `tfcyclegan fit`"
-        )
-    return config
+    """The TrainConfig saved in `run_dir`; a damaged, incomplete or foreign config.json is a UserError."""
+    return TrainConfig.load(Path(run_dir) / CONFIG_FILE)
 
 
 # Options a resumed run may change: where it lives, the learning rate (the remedy for a
@@ -191,14 +170,73 @@ def _check_resume(config, run_dir, explicit):
 def _save_config(config, run_dir):
     # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
     partial = run_dir / (CONFIG_FILE + ".tmp")
-    config.save(partial)
-    os.replace(partial, run_dir / CONFIG_FILE)
+    try:
+        config.save(partial)
+        os.replace(partial, run_dir / CONFIG_FILE)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(
+            f"cannot write {run_dir / CONFIG_FILE}: {error.strerror or error}; free some disk space or pass a "
+            "--run-dir on another disk"
+        ) from None
 
 
 def has_checkpoint(run_dir):
-    return (Path(run_dir) / CONFIG_FILE).exists() and tf.train.latest_checkpoint(
-        Path(run_dir) / CHECKPOINT_DIR
-    ) is not None
+    """Whether `run_dir` holds a config.json and a checkpoint (intact or not: see rundir.candidates)."""
+    return (Path(run_dir) / CONFIG_FILE).exists() and bool(rundir.candidates(Path(run_dir) / CHECKPOINT_DIR))
+
+
+def newest_checkpoint(run_dir):
+    """The newest intact checkpoint of `run_dir` as a rundir.Found, with a note on stderr for
+    each newer damaged one; a UserError when there is none."""
+    found = rundir.newest_intact(Path(run_dir) / CHECKPOINT_DIR)
+    for note in found.notes():
+        print(note, file=sys.stderr)
+    if found.path:
+        return found
+    if found.damaged:
+        raise UserError(
+            f"no checkpoint of {run_dir} is intact (listed above); move the damaged ckpt-* files out of "
+            f"{Path(run_dir) / CHECKPOINT_DIR} to train the run again from the start, or pass a new --run-dir"
+        )
+    raise UserError(f"{run_dir} has no checkpoint yet; train it with: tfcyclegan fit --run-dir {run_dir}")
+
+
+def check_matches(checkpoint, parts, run_dir):
+    """Compare the shapes config.json builds with checkpoint `checkpoint` before restoring it.
+
+    `parts` maps a checkpoint name (generator_g, pool_x...) to a network's variables (a
+    list) or one variable. A config.json that disagrees with its checkpoint would fail
+    deep in TensorFlow, after a page of warnings; this names the first variable that differs.
+    """
+    shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    suffix = "/.ATTRIBUTES/VARIABLE_VALUE"
+    problem = None
+    for part, variables in parts.items():
+        if not isinstance(variables, list):
+            saved = shapes.get(part + suffix)
+            if saved is not None and list(saved) != list(variables.shape):
+                problem = f"{part} has shape {list(saved)} there, {list(variables.shape)} by config.json"
+                break
+            continue
+        saved = [k for k in shapes if re.fullmatch(re.escape(part) + r"/\d+" + re.escape(suffix), k)]
+        if len(saved) != len(variables):
+            problem = f"{part} has {len(saved)} variables there, {len(variables)} by config.json"
+            break
+        mismatched = [
+            (v.path, list(shapes[f"{part}/{i}{suffix}"]), list(v.shape))
+            for i, v in enumerate(variables)
+            if list(shapes[f"{part}/{i}{suffix}"]) != list(v.shape)
+        ]
+        if mismatched:
+            path, there, here = mismatched[0]
+            problem = f"{path} has shape {there} there, {here} by config.json"
+            break
+    if problem:
+        raise UserError(
+            f"{Path(run_dir) / CONFIG_FILE} does not match checkpoint {checkpoint} ({problem}); put back the "
+            "config.json this run was trained with"
+        )
 
 
 def fit(config, explicit=frozenset(), verbose=None):
@@ -224,9 +262,23 @@ def fit(config, explicit=frozenset(), verbose=None):
             f"(it is the global batch, split evenly among them)"
         )
     chief = distribute.is_chief(strategy)
-    keras.utils.set_random_seed(config.seed)
+    lock = rundir.RunLock(run_dir)
+    if chief:
+        rundir.check_writable(run_dir)
+        if (run_dir / CONFIG_FILE).exists():
+            lock.acquire()  # before any work: another fit may be training in it
+    try:
+        return _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock)
+    finally:
+        lock.release()
 
+
+def _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock):
+    keras.utils.set_random_seed(config.seed)
+    replicas = strategy.num_replicas_in_sync
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
+    if chief:
+        rundir.check_outside(run_dir, [("A", domain_a.root), ("B", domain_b.root)])
     files_a = _readable(domain_a, "A", config.image_size)
     files_b = _readable(domain_b, "B", config.image_size)
     steps = config.steps_per_epoch or data.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
@@ -236,6 +288,8 @@ def fit(config, explicit=frozenset(), verbose=None):
     out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="tfcyclegan-worker-"))
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not lock.held:  # a new run directory: locked as soon as it exists
+            lock.acquire()
         _save_config(config, run_dir)
     print(config.describe())
     print(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
@@ -252,10 +306,15 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     with strategy.scope():
         model = build_model(config, steps)
     checkpoint = make_checkpoint(model)
+    found = newest_checkpoint(run_dir) if rundir.candidates(run_dir / CHECKPOINT_DIR) else rundir.Found()
+    if found.path:
+        check_matches(found.path, _parts(model), run_dir)
+        if chief and rundir.listed_newest(run_dir / CHECKPOINT_DIR) != found.number:
+            # The manager would resume from (and in time delete) what the state file lists.
+            rundir.relist(run_dir / CHECKPOINT_DIR, found)
     manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=3)
-    latest = tf.train.latest_checkpoint(run_dir / CHECKPOINT_DIR)
-    if latest:
-        checkpoint.restore(latest).assert_consumed()
+    if found.path:
+        checkpoint.restore(found.path).assert_consumed()
     step_variable = model.generator_optimizer.iterations
     first_epoch, done_in_epoch = divmod(int(step_variable.numpy()), steps)
     if first_epoch >= config.epochs:
@@ -267,7 +326,10 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     writer = tf.summary.create_file_writer(str(out_dir / "logs"))
     count = config.sample_count
     guard = callbacks.StopOnNonFinite(step_variable)
-    side_work = [callbacks.Throughput(config.batch_size), guard]
+    # Checkpoints are numbered by step, but above any damaged one left in place; saved
+    # before the samples and the loss log, so neither can keep an epoch from being saved.
+    saver = callbacks.CheckpointSaver(manager, step_variable, taken=found.highest_damaged, restored=found.path)
+    side_work = [callbacks.Throughput(config.batch_size), guard, saver]
     if chief:
         side_work += [
             callbacks.TensorBoardLog(writer, model.generator_optimizer, config.log_every),
@@ -279,7 +341,6 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
             ),
             callbacks.LossLog(run_dir),
         ]
-    side_work.append(callbacks.CheckpointSaver(manager, step_variable))
 
     def dataset(first, last):
         return data.make_train_dataset(
@@ -326,14 +387,18 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
                 shuffle=False,  # the dataset is already shuffled, per epoch and reproducibly
             )
     except KeyboardInterrupt:
-        path = callbacks.save_checkpoint(manager, int(step_variable.numpy()))
+        path = saver.save()
         print(f"\ninterrupted: saved {path}; resume with: tfcyclegan fit --run-dir {run_dir}")
         return run_dir
     except distribute.PEER_LOST as error:
         if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise
-        kept = tf.train.latest_checkpoint(run_dir / CHECKPOINT_DIR)
-        kept = f"the last checkpoint, {kept}, is intact" if kept else "no checkpoint was saved yet"
+        kept = rundir.candidates(run_dir / CHECKPOINT_DIR)
+        kept = (
+            f"the last checkpoint, {run_dir / CHECKPOINT_DIR}/ckpt-{kept[0]}, is intact"
+            if kept
+            else "no checkpoint was saved yet"
+        )
         raise UserError(
             f"lost contact with another worker: {distribute.peer_lost_reason(error, config.worker_timeout)}; "
             f"{kept}; restart every worker with the same command to go on"
@@ -363,20 +428,32 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     return run_dir
 
 
+def _parts(model):
+    """What check_matches compares: each network's variables and each pool's images."""
+    networks = ("generator_g", "generator_f", "discriminator_x", "discriminator_y")
+    parts = {name: network_variables(getattr(model, name)) for name in networks}
+    return {**parts, "pool_x/images": model.pool_x.images, "pool_y/images": model.pool_y.images}
+
+
 def load_generators(run_dir):
-    """Restore G and F from a run directory's newest checkpoint; returns (G, F, config)."""
+    """Restore G and F from a run directory's newest intact checkpoint; returns (G, F, config)."""
+    generator_g, generator_f, config, _ = restore_generators(run_dir)
+    return generator_g, generator_f, config
+
+
+def restore_generators(run_dir):
+    """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint; a newer
+    damaged one is skipped with a note (newest_checkpoint)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
     config = load_config(run_dir)
-    latest = tf.train.latest_checkpoint(run_dir / CHECKPOINT_DIR)
-    if latest is None:
-        raise UserError(f"{run_dir} has no checkpoint yet; train it with: tfcyclegan fit --run-dir {run_dir}")
+    found = newest_checkpoint(run_dir)
     generator_g, generator_f = build_generators(config)
     probe = tf.zeros((1, 32, 32, 3))
     generator_g(probe), generator_f(probe)
-    status = tf.train.Checkpoint(
-        generator_g=network_variables(generator_g), generator_f=network_variables(generator_f)
-    ).restore(latest)
+    networks = {"generator_g": network_variables(generator_g), "generator_f": network_variables(generator_f)}
+    check_matches(found.path, networks, run_dir)
+    status = tf.train.Checkpoint(**networks).restore(found.path)
     status.expect_partial().assert_existing_objects_matched()
-    return generator_g, generator_f, config
+    return generator_g, generator_f, config, found.path

@@ -1,0 +1,385 @@
+"""`tfcyclegan study` and `study-report` without a browser: preparation, the HTTP server
+(only the study's files, bad POSTs, concurrent and restarted appends), the answers store
+and the report's arithmetic."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from helpers import write_untrained_run
+from PIL import Image
+from tfcyclegan_cli.main import main
+
+from tfcyclegan import study, study_report
+from tfcyclegan.errors import UserError
+
+PRACTICE, TRIALS = 2, 4
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny untrained run whose domains are folders of 36 px noise images."""
+    root = tmp_path_factory.mktemp("study")
+    rng = np.random.default_rng(0)
+    for domain in "AB":
+        (root / domain).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
+    return write_untrained_run(root)
+
+
+@pytest.fixture(scope="module")
+def prepared(run_dir):
+    """A study directory for both directions, 5 images each (the folders hold 5)."""
+    directory = run_dir.parent / "study"
+    study.prepare(run_dir, directory, directions=["a2b", "b2a"], count=PRACTICE + TRIALS, log=lambda m: None)
+    return directory
+
+
+class Served:
+    """A StudyServer on a free loopback port, in a thread; stop() shuts it down (once)."""
+
+    def __init__(self, directory, **settings):
+        settings = {"practice": PRACTICE, "trials": TRIALS, "log": lambda m: None, **settings}
+        self.study = study.Study(directory, **settings)
+        self.server = study.StudyServer(self.study, "127.0.0.1", 0)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def request(self, method, path, body=None, headers=None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type"), response.read()
+        finally:
+            connection.close()
+
+    def session(self):
+        status, _, body = self.request("GET", "/api/session")
+        assert status == 200
+        return json.loads(body)
+
+    def post(self, answer):
+        status, _, body = self.request("POST", "/api/answers", json.dumps(answer).encode(),
+                                       {"Content-Type": "application/json"})  # fmt: skip
+        return status, json.loads(body)
+
+    def stop(self):
+        if not self.thread.is_alive():
+            return
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def served(prepared, tmp_path):
+    """A copy of the prepared study (its own answers.jsonl) being served."""
+    import shutil
+
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+    server = Served(directory)
+    yield server
+    server.stop()
+
+
+def answer_all(session, choose):
+    """The POST body of a session answered with choose(trial index, trial) -> "left"/"right"."""
+    trials = [{"left": t["left"], "right": t["right"], "choice": choose(i, t), "rt_ms": 500 + i, "practice": t["practice"]}
+              for i, t in enumerate(session["sequence"])]  # fmt: skip
+    return {"participant": session["participant"], "direction": session["direction"], "duration_ms": 9000,
+            "trials": trials}  # fmt: skip
+
+
+def lines(directory):
+    return (
+        (directory / study.ANSWERS).read_bytes().decode().splitlines() if (directory / study.ANSWERS).exists() else []
+    )
+
+
+def test_prepare_stores_real_and_translated_images_under_opaque_ids(prepared, run_dir):
+    manifest = study.read_manifest(prepared)
+    assert manifest["model"] == str(run_dir.resolve()) and manifest["image_size"] == 32
+    for direction in ("a2b", "b2a"):
+        entry = manifest["directions"][direction]
+        assert len(entry["real"]) == len(entry["fake"]) == 5
+        target = study.target_domain(direction).upper()
+        assert all(os.path.dirname(image["from"]).endswith(f"/{target}") for image in entry["real"])
+        for image in entry["real"] + entry["fake"]:
+            assert Image.open(prepared / "images" / f"{image['id']}.png").size == (32, 32)
+            assert "real" not in image["id"] and "fake" not in image["id"]
+        for image in entry["fake"]:
+            assert (prepared / "sources" / f"{image['id']}.png").is_file()
+
+
+def test_prepare_reuses_the_directory_and_refuses_another_model(prepared, run_dir, tmp_path):
+    before = (prepared / study.MANIFEST).read_text()
+    assert study.prepare(run_dir, prepared, directions=["a2b"], count=3, log=lambda m: None)["directions"]
+    assert (prepared / study.MANIFEST).read_text() == before
+    with pytest.raises(UserError, match="was made for model .*; pass another --study-dir"):
+        study.prepare(tmp_path, prepared, directions=["a2b"], log=lambda m: None)
+
+
+def test_sessions_alternate_directions_and_hide_the_scored_truth(served):
+    first, second = served.session(), served.session()
+    assert {first["direction"], second["direction"]} == {"a2b", "b2a"}
+    assert first["participant"] != second["participant"]
+    sequence = first["sequence"]
+    assert len(sequence) == PRACTICE + TRIALS
+    assert [t["practice"] for t in sequence] == [True] * PRACTICE + [False] * TRIALS
+    assert all(t["real"] in ("left", "right") for t in sequence[:PRACTICE])
+    assert all("real" not in t for t in sequence[PRACTICE:])
+    truth = served.study.truth[first["direction"]]
+    assert all(sorted((truth[t["left"]], truth[t["right"]])) == ["fake", "real"] for t in sequence)
+
+
+def test_a_finished_session_is_one_line_with_the_truth_from_the_manifest(served):
+    session = served.session()
+    status, reply = served.post(answer_all(session, lambda i, t: "left"))
+    truth = served.study.truth[session["direction"]]
+    real_sides = ["left" if truth[t["left"]] == "real" else "right" for t in session["sequence"]]
+    assert status == 200
+    assert reply == {"recorded": True, "correct": real_sides[PRACTICE:].count("left"), "scored": TRIALS}
+    [line] = lines(served.study.dir)
+    record = json.loads(line)
+    assert record["participant"] == session["participant"] and record["direction"] == session["direction"]
+    assert record["model"] == served.study.manifest["model"] and record["start"] < record["end"]
+    assert [t["real"] for t in record["trials"]] == real_sides
+    assert [t["practice"] for t in record["trials"]] == [True] * PRACTICE + [False] * TRIALS
+    assert [t["rt_ms"] for t in record["trials"]] == [500.0 + i for i in range(PRACTICE + TRIALS)]
+    assert served.post(answer_all(session, lambda i, t: "left"))[0] == 409
+    assert len(lines(served.study.dir)) == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/../manifest.json", "/manifest.json", "/answers.jsonl", "/images/../manifest.json", "/%2e%2e/manifest.json",
+     "/images/%2e%2e/manifest.json", "/study_page/index.html", "/sources/{fake}.png", "/images/{fake}.png/..",
+     "/images/{fake}", "//etc/passwd", "/images/", "/api/answers"],
+)  # fmt: skip
+def test_only_the_study_files_are_served(served, path):
+    fake = served.study.manifest["directions"]["a2b"]["fake"][0]["id"]
+    status, content_type, body = served.request("GET", path.format(fake=fake))
+    assert (status, content_type, json.loads(body)) == (404, "application/json", {"error": "not found"})
+
+
+def test_the_page_and_the_images_are_served(served):
+    for path, kind in (("/", "text/html"), ("/study.js", "text/javascript"), ("/study.css", "text/css")):
+        status, content_type, body = served.request("GET", path)
+        assert status == 200 and content_type.startswith(kind) and body
+    image = served.study.manifest["directions"]["b2a"]["real"][0]["id"]
+    status, content_type, body = served.request("GET", f"/images/{image}.png?cache=1")
+    assert (status, content_type) == (200, "image/png")
+    assert body == (served.study.dir / "images" / f"{image}.png").read_bytes()
+
+
+def bad_answers(session, served):
+    good = answer_all(session, lambda i, t: "right")
+    other = "b2a" if session["direction"] == "a2b" else "a2b"
+    foreign = served.study.manifest["directions"][other]["real"][0]["id"]
+    yield b"not json", "not JSON"
+    yield b"\xff\xfe", "not JSON"
+    yield b"[" * 100_000, "not JSON"
+    yield json.dumps([good]).encode(), "JSON object"
+    yield json.dumps({**good, "extra": 1}).encode(), "exactly the keys"
+    yield json.dumps({**good, "participant": "../../x"}).encode(), "participant"
+    yield json.dumps({**good, "direction": "c2d"}).encode(), "direction"
+    yield json.dumps({**good, "trials": good["trials"][:-1]}).encode(), "trials must be a list of"
+    yield json.dumps({**good, "duration_ms": -1}).encode(), "duration_ms"
+    yield json.dumps({**good, "duration_ms": "NaN"}).encode(), "duration_ms"
+    for change, message in (({"choice": "both"}, "choice"), ({"rt_ms": True}, "rt_ms"), ({"practice": True}, "practice"),
+                            ({"left": foreign}, "one real and one translated"), ({"left": ["x"]}, "image ids"),
+                            ({"right": session["sequence"][-1]["left"]}, "one real and one translated")):  # fmt: skip
+        trials = [*good["trials"][:-1], {**good["trials"][-1], **change}]
+        yield json.dumps({**good, "trials": trials}).encode(), message
+
+
+def test_bad_posts_are_400_with_a_short_json_error_and_write_nothing(served):
+    session = served.session()
+    for body, message in bad_answers(session, served):
+        status, content_type, reply = served.request("POST", "/api/answers", body)
+        assert (status, content_type) == (400, "application/json"), (body[:80], reply)
+        error = json.loads(reply)["error"]
+        assert message in error and len(error) < 120
+    status, _, reply = served.request("POST", "/api/answers", b"x" * (study.MAX_POST_BYTES + 1))
+    assert status == 400 and "bytes" in json.loads(reply)["error"]
+    status, _, reply = served.request("POST", "/api/answers", None, {"Content-Length": "-5"})
+    assert status == 400
+    assert served.request("POST", "/elsewhere", b"{}")[0] == 404
+    assert lines(served.study.dir) == []
+    assert served.post(answer_all(session, lambda i, t: "right"))[0] == 200
+    assert len(lines(served.study.dir)) == 1
+
+
+def test_concurrent_participants_lose_no_line_and_tear_none(served):
+    sessions = [served.session() for _ in range(12)]
+    results = []
+
+    def take_part(session):
+        results.append(served.post(answer_all(session, lambda i, t: "left" if i % 3 else "right"))[0])
+
+    threads = [threading.Thread(target=take_part, args=(s,)) for s in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 12
+    records = [json.loads(line) for line in lines(served.study.dir)]
+    assert sorted(r["participant"] for r in records) == sorted(s["participant"] for s in sessions)
+
+
+def test_appends_from_separate_stores_are_whole_lines(tmp_path):
+    # Two stores (two servers on one directory) share only the file lock; long lines
+    # show a torn write if there is one.
+    path = tmp_path / study.ANSWERS
+    stores = [study.AnswerStore(path), study.AnswerStore(path)]
+
+    def write(worker):
+        for i in range(25):
+            stores[worker % 2].append({"worker": worker, "i": i, "pad": str(worker) * 70_000})
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = study.AnswerStore(path).read()
+    assert sorted((r["worker"], r["i"]) for r in records) == [(w, i) for w in range(6) for i in range(25)]
+    assert all(r["pad"] == str(r["worker"]) * 70_000 for r in records)
+
+
+def test_an_append_after_a_torn_line_starts_on_its_own_line(tmp_path):
+    path = tmp_path / study.ANSWERS
+    path.write_bytes(b'{"participant": "a"}\n{"partic')
+    study.AnswerStore(path).append({"participant": "b"})
+    notes = []
+    assert study.AnswerStore(path).read(notes.append) == [{"participant": "a"}, {"participant": "b"}]
+    assert notes == [f"note: {path} line 2 is not a JSON object; skipped"]
+
+
+def test_a_restarted_server_keeps_the_earlier_answers(served):
+    first = served.session()
+    assert served.post(answer_all(first, lambda i, t: "left"))[0] == 200
+    served.stop()
+    again = Served(served.study.dir)
+    try:
+        assert again.post(answer_all(first, lambda i, t: "left"))[0] == 409
+        second = again.session()
+        assert second["direction"] != first["direction"]  # alternation goes on across the restart
+        assert again.post(answer_all(second, lambda i, t: "right"))[0] == 200
+    finally:
+        again.stop()
+    records = [json.loads(line) for line in lines(served.study.dir)]
+    assert [r["participant"] for r in records] == [first["participant"], second["participant"]]
+
+
+def test_wilson_interval_against_hand_computed_values():
+    # The bounds are the roots p of (k/n - p)^2 = z^2 p (1 - p) / n, z = 1.959964; for 7 of 10:
+    # 1.384146 p^2 - 1.784146 p + 0.49 = 0, p = (1.784146 -+ 0.685748) / 2.768292.
+    assert study_report.wilson_interval(7, 10) == pytest.approx((0.396778, 0.892209), abs=1e-6)
+    assert study_report.wilson_interval(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
+    assert study_report.wilson_interval(10, 10) == pytest.approx((0.722467, 1.0), abs=1e-6)
+    assert study_report.wilson_interval(50, 100) == pytest.approx((0.403832, 0.596168), abs=1e-6)
+    assert study_report.wilson_interval(0, 0) == (None, None)
+
+
+def record(participant, direction, trials):
+    """A recorded session from (real side, choice, practice) triples."""
+    return {"participant": participant, "direction": direction, "start": "t",
+            "trials": [{"real": real, "choice": choice, "practice": practice} for real, choice, practice in trials]}  # fmt: skip
+
+
+def test_fooling_rate_counts_only_scored_trials():
+    records = [
+        # practice trials fooled every time: they must not count
+        record("p1", "a2b", [("left", "right", True), ("left", "right", True), ("left", "right", False),
+                             ("right", "right", False), ("left", "left", False), ("right", "left", False)]),
+        record("p2", "a2b", [("left", "right", True), ("left", "left", False), ("right", "right", False)]),
+        record("p3", "b2a", [("left", "right", False)]),
+    ]  # fmt: skip
+    summary = study_report.summarize(records, ["a2b", "b2a"])
+    a2b = summary["a2b"]
+    assert (a2b["participants"], a2b["scored_trials"], a2b["fooled"]) == (2, 6, 2)
+    assert a2b["fooling_rate"] == pytest.approx(2 / 6)
+    assert a2b["ci95"] == pytest.approx(list(study_report.wilson_interval(2, 6)))
+    assert [(p["participant"], p["fooled"], p["scored_trials"]) for p in a2b["per_participant"]] == [
+        ("p1", 2, 4),
+        ("p2", 0, 2),
+    ]
+    assert summary["b2a"]["fooling_rate"] == 1.0 and summary["b2a"]["participants"] == 1
+
+
+def test_study_report_cli_table_and_json(served, tmp_path):
+    session = served.session()
+    served.post(answer_all(session, lambda i, t: "left"))
+    [line] = lines(served.study.dir)
+    scored = [t for t in json.loads(line)["trials"] if not t["practice"]]
+    fooled = sum(t["choice"] != t["real"] for t in scored)
+    result = CliRunner().invoke(main, ["study-report", str(served.study.dir), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    d = report["directions"][session["direction"]]
+    assert (d["participants"], d["scored_trials"], d["fooled"]) == (1, TRIALS, fooled)
+    assert f"{fooled / TRIALS:.1%}" in result.stdout and session["participant"] in result.stdout
+    other = report["directions"]["b2a" if session["direction"] == "a2b" else "a2b"]
+    assert other["scored_trials"] == 0 and other["fooling_rate"] is None
+
+
+def test_study_report_with_the_domain_classifier(served, tmp_path, monkeypatch):
+    monkeypatch.setenv("TFCYCLEGAN_CACHE", str(tmp_path / "cache"))
+    result = study_report.report(served.study.dir, with_classifier=True, log=lambda m: None)
+    verdicts = result["classifier"]
+    for direction in ("a2b", "b2a"):
+        v = verdicts[direction]
+        assert v["images"] == 5 and 0 <= v["accuracy"] <= 1
+        assert (v["fooling_rate"] is None) == (not v["meaningful"])
+    assert "domain classifier on the same images" in study_report.format_table(result)
+
+
+def test_study_report_of_a_folder_that_is_no_study(tmp_path):
+    result = CliRunner().invoke(main, ["study-report", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (
+        result.stderr
+        == f"error: {tmp_path} is not a study directory (no manifest.json); make one with `tfcyclegan study`\n"
+    )
+
+
+def test_study_into_a_directory_of_another_model_is_one_line(prepared, tmp_path):
+    result = CliRunner().invoke(main, ["study", str(tmp_path), "--study-dir", str(prepared)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: study directory {prepared} was made for model ")
+
+
+def test_the_study_command_prints_its_url_and_stops_cleanly_on_ctrl_c(run_dir, tmp_path):
+    command = [os.path.join(os.path.dirname(sys.executable), "tfcyclegan"), "study", str(run_dir), "--port", "0",
+               "--practice", "1", "--trials", "2", "--study-dir", str(tmp_path / "s")]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/"), process.stderr.read()
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/api/session")
+        session = json.loads(connection.getresponse().read())
+        assert len(session["sequence"]) == 3 and session["direction"] == "a2b"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and stderr.rstrip().endswith(
+        f"stopped; answers are in {tmp_path / 's' / 'answers.jsonl'}"
+    )

@@ -1,0 +1,88 @@
+"""A model directory: Keras-native generator files that `translate`, `export`, `evaluate`
+and `fit --init-generators` take, written by `tfcyclegan import` (pretrained PyTorch
+generators) and by `tfcyclegan export RUN --format keras`.
+
+    generator_g.keras   G: A -> B (a2b)
+    generator_f.keras   F: B -> A (b2a), absent when only one direction is known
+    metadata.json       sources, architecture, pre/post-processing
+
+Each .keras file loads with keras.saving.load_model(path, safe_mode=True): the
+networks are registered Keras classes (tfcyclegan.networks), nothing else is needed.
+"""
+
+import json
+from pathlib import Path
+
+from tfcyclegan.errors import UserError
+
+GENERATOR_FILES = {"a2b": "generator_g.keras", "b2a": "generator_f.keras"}
+METADATA_FILE = "metadata.json"
+PREPROCESSING = "RGB float32 (N, H, W, 3) in [-1, 1]: x = pixel / 127.5 - 1; any H, W >= 8 (multiples of 4 natively)"
+POSTPROCESSING = "y in [-1, 1]: image = (y + 1) / 2 in [0, 1], times 255 for 8-bit"
+
+
+def is_model_dir(path):
+    """Whether `path` is a folder holding at least one generator file."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).is_file() for name in GENERATOR_FILES.values())
+
+
+def read_metadata(path):
+    """The folder's metadata.json as a dict ({} when absent); unreadable is a UserError."""
+    meta_path = Path(path) / METADATA_FILE
+    if not meta_path.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {meta_path}: {error}; import or export the model again") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path} is not a JSON object; import or export the model again")
+    return meta
+
+
+def directions(path):
+    """The directions whose generator file `path` holds, in DIRECTIONS order."""
+    return [d for d, name in GENERATOR_FILES.items() if (Path(path) / name).is_file()]
+
+
+def load_generator(path, direction):
+    """The generator for `direction` in model directory `path` (safe-mode .keras load)."""
+    import keras
+
+    from tfcyclegan import networks
+
+    path = Path(path)
+    file = path / GENERATOR_FILES[direction]
+    if not file.is_file():
+        other = "a2b" if direction == "b2a" else "b2a"
+        raise UserError(
+            f"{path} has no {direction} generator ({GENERATOR_FILES[direction]}), only {other}: pretrained files "
+            f"translate one way; use --direction {other}, or import the reverse .pth as the second file"
+        )
+    try:
+        generator = keras.saving.load_model(file, safe_mode=True, compile=False)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load {file}: {first}; import or export the model again") from None
+    if not isinstance(generator, networks.ResnetGenerator):
+        raise UserError(
+            f"{file} holds a {type(generator).__name__}, not a tfcyclegan ResnetGenerator; import or export it again"
+        )
+    return generator
+
+
+def save(folder, generators, metadata):
+    """Write {direction: generator} and `metadata` (plus the file names) into `folder`."""
+    folder = Path(folder)
+    for direction, generator in generators.items():
+        generator.save(folder / GENERATOR_FILES[direction])
+    full = {
+        "format": "keras",
+        **metadata,
+        "generators": {d: GENERATOR_FILES[d] for d in generators},
+        "preprocessing": PREPROCESSING,
+        "postprocessing": POSTPROCESSING,
+    }
+    (folder / METADATA_FILE).write_text(json.dumps(full, indent=2) + "\n")
+    return full

@@ -1,0 +1,342 @@
+"""Pretrained PyTorch CycleGAN generators as tfcyclegan Keras generators.
+
+The official implementation (junyanz/pytorch-CycleGAN-and-pix2pix) publishes its
+generators as .pth state dicts of define_G(3, 3, 64, 'resnet_9blocks', 'instance',
+use_dropout=False): `model.1` c7s1-64, `model.4` / `model.7` the stride-2
+convolutions, `model.10`.. residual blocks (`conv_block.1`, `conv_block.5`; with
+dropout the second is `conv_block.6`), then two ConvTranspose2d(k3, s2, p1,
+output_padding 1) and `model.<last>` c7s1-3. The architecture is read from the
+tensors in file order: the number of blocks from the number of convolutions, ngf from
+the first one's shape, affine instance norm from per-channel weights after a
+convolution, the dropout layout from the block's key numbering; so forks that renamed
+modules but kept the layer order import too. Weights map as
+
+    Conv2d          (out, in, kh, kw) -> Conv2D kernel          (kh, kw, in, out)
+    ConvTranspose2d (in, out, kh, kw) -> Conv2DTranspose kernel (kh, kw, out, in)
+
+(both libraries correlate, so no spatial flip), and tfcyclegan's generator has
+PyTorch's pixel alignment (tfcyclegan.networks), so the outputs agree with PyTorch's
+to float32 rounding (docs/pretrained.md).
+"""
+
+import hashlib
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfcyclegan import modeldir, torch_state
+from tfcyclegan.errors import UserError
+from tfcyclegan.version import __version__
+
+# scripts/download_cyclegan_model.sh of the official repository; the file of each
+# name holds one generator, translating as the name says (style_X: photo -> X).
+OFFICIAL = (
+    "apple2orange",
+    "orange2apple",
+    "summer2winter_yosemite",
+    "winter2summer_yosemite",
+    "horse2zebra",
+    "zebra2horse",
+    "monet2photo",
+    "style_monet",
+    "style_cezanne",
+    "style_ukiyoe",
+    "style_vangogh",
+    "sat2map",
+    "map2sat",
+    "cityscapes_photo2label",
+    "cityscapes_label2photo",
+    "facades_photo2label",
+    "facades_label2photo",
+    "iphone2dslr_flower",
+)
+OFFICIAL_PREFIX = "official:"
+OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
+# The official repository publishes no checksums; a name gets one here once a
+# verified SHA-256 is known. Until then `--sha256` pins a download.
+OFFICIAL_SHA256 = {}
+CACHE_SUBDIR = "tfcyclegan_pretrained"
+# Keys the official loader drops (PyTorch <= 0.3 instance norm kept running stats).
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+SUPPORTED = "a CycleGAN ResNet generator (official resnet_6blocks / resnet_9blocks, instance norm)"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the tensors say about a ResNet generator: ResnetGenerator's constructor options."""
+
+    ngf: int
+    n_blocks: int
+    affine: bool
+    dropout: bool
+
+    def build(self, name=None):
+        from tfcyclegan.networks import ResnetGenerator
+
+        return ResnetGenerator(
+            ngf=self.ngf, n_blocks=self.n_blocks, affine=self.affine, dropout=self.dropout, name=name
+        )
+
+
+@dataclass
+class _Layer:
+    """One module of the file with weights: a convolution (4-D weight) or an affine norm."""
+
+    name: str
+    weight: np.ndarray
+    bias: np.ndarray | None
+    stats: bool = False  # it also had running statistics
+
+
+def _layers(state, path):
+    """The file's modules with weights, in file order, `module.` prefixes and running stats dropped."""
+    modules = {}
+    for key, value in state.items():
+        key = key[len("module.") :] if key.startswith("module.") else key
+        prefix, _, param = key.rpartition(".")
+        entry = modules.setdefault(prefix, {})
+        if param in RUNNING_STATS:
+            entry["stats"] = True
+        elif param in ("weight", "bias"):
+            entry[param] = np.asarray(value, np.float32)
+        else:
+            raise UserError(f"{path} has tensor {key}, which {SUPPORTED} does not have; supported: {SUPPORTED}")
+    layers = []
+    for prefix, entry in modules.items():
+        if "weight" not in entry:
+            if "bias" in entry:
+                raise UserError(f"{path}: {prefix} has a bias but no weight; supported: {SUPPORTED}")
+            continue  # stats of a non-affine instance norm
+        layers.append(_Layer(prefix, entry["weight"], entry.get("bias"), entry.get("stats", False)))
+    return layers
+
+
+def _kind(path, convs):
+    """Why a file whose convolutions are not the ResNet generator's is not one."""
+    shapes = [c.weight.shape for c in convs]
+    if shapes and all(s[2:] == (4, 4) for s in shapes):
+        if shapes[-1][0] == 1:
+            return f"{path} holds a PatchGAN discriminator (4x4 convolutions ending in one channel), not a generator"
+        return f"{path} holds a U-Net generator (4x4 convolutions), not a ResNet one"
+    return f"{path} is not a ResNet generator (convolutions shaped {', '.join(str(tuple(s)) for s in shapes[:4])}...)"
+
+
+def _dropout(convs):
+    """The dropout layout: the first block's second convolution one module further on (conv_block.6, not .5)."""
+    first, second = convs[3].name, convs[4].name
+    a, b = re.match(r"(.*)\.(\d+)$", first), re.match(r"(.*)\.(\d+)$", second)
+    return bool(a and b and a.group(1) == b.group(1) and int(b.group(2)) - int(a.group(2)) == 5)
+
+
+def infer(state, path="the state dict"):
+    """(Architecture, [(Keras layer role, weights)]) of a ResNet generator state dict.
+
+    The returned list holds, in the Keras generator's weight order, each convolution's
+    kernel and bias in Keras layout and, with affine norm, each norm's gamma and beta.
+    Anything that is not such a generator is a UserError naming what it is.
+    """
+    layers = _layers(state, path)
+    convs = [layer for layer in layers if layer.weight.ndim == 4]
+    if not convs:
+        raise UserError(f"{path} has no convolution weights, so it is no generator; supported: {SUPPORTED}")
+    if len(convs) < 8 or len(convs) % 2 or convs[0].weight.shape[2:] != (7, 7):
+        raise UserError(f"{_kind(path, convs)}; supported: {SUPPORTED}")
+    ngf, n_blocks = convs[0].weight.shape[0], (len(convs) - 6) // 2
+    c = 4 * ngf
+    expected = (
+        [(ngf, 3, 7, 7), (2 * ngf, ngf, 3, 3), (c, 2 * ngf, 3, 3)]
+        + [(c, c, 3, 3)] * (2 * n_blocks)
+        + [(c, 2 * ngf, 3, 3), (2 * ngf, ngf, 3, 3), (3, ngf, 7, 7)]
+    )
+    for conv, shape in zip(convs, expected):
+        if conv.weight.shape != shape:
+            raise UserError(
+                f"{path}: {conv.name}.weight is {tuple(conv.weight.shape)} where a ResNet generator with ngf {ngf} "
+                f"and {n_blocks} blocks has {shape} (3 input and 3 output channels); supported: {SUPPORTED}"
+            )
+    norms = [layer for layer in layers if layer.weight.ndim == 1]
+    if len(layers) != len(convs) + len(norms):
+        odd = next(layer for layer in layers if layer.weight.ndim not in (1, 4))
+        raise UserError(f"{path}: {odd.name}.weight is {tuple(odd.weight.shape)}; supported: {SUPPORTED}")
+    affine = bool(norms)
+    if norms and any(conv.bias is None for conv in convs) and any(n.stats for n in norms):
+        raise UserError(f"{path} is a generator with batch norm; supported: {SUPPORTED}")
+    if affine:
+        # An affine norm after every convolution but the last, in that order.
+        order = [layer.weight.ndim for layer in layers]
+        if order != [4, 1] * (len(convs) - 1) + [4]:
+            raise UserError(
+                f"{path} has {len(norms)} normalization layers with weights for {len(convs)} convolutions, not one "
+                f"after each but the last; supported: {SUPPORTED}"
+            )
+    weights = []
+    transposed = {len(convs) - 3, len(convs) - 2}
+    for i, layer in enumerate(layers):
+        if layer.weight.ndim == 4:
+            index = sum(1 for other in layers[:i] if other.weight.ndim == 4)
+            out = layer.weight.shape[1] if index in transposed else layer.weight.shape[0]
+            bias = layer.bias if layer.bias is not None else np.zeros(out, np.float32)
+            # (out, in, kh, kw) and ConvTranspose2d's (in, out, kh, kw) both become (kh, kw, ., .).
+            weights.append(("conv", [layer.weight.transpose(2, 3, 1, 0), bias]))
+        else:
+            channels = layer.weight.shape[0]
+            bias = layer.bias if layer.bias is not None else np.zeros(channels, np.float32)
+            weights.append(("norm", [layer.weight, bias]))
+    return Architecture(int(ngf), int(n_blocks), affine, _dropout(convs)), weights
+
+
+def _keras_layers(generator):
+    """The generator's layers that hold weights, in weight order."""
+    from keras import layers
+
+    from tfcyclegan.networks import InstanceNormalization, ResidualBlock
+
+    found = []
+    for layer in generator.stack:
+        for inner in layer.body if isinstance(layer, ResidualBlock) else [layer]:
+            if isinstance(inner, (layers.Conv2D, layers.Conv2DTranspose)) or (
+                isinstance(inner, InstanceNormalization) and inner.affine
+            ):
+                found.append(inner)
+    return found
+
+
+def to_keras(state, path="the state dict", name=None):
+    """(ResnetGenerator with the state dict's weights, its Architecture)."""
+    architecture, weights = infer(state, path)
+    generator = architecture.build(name)
+    generator(np.zeros((1, 16, 16, 3), np.float32))
+    targets = _keras_layers(generator)
+    for layer, (_, values) in zip(targets, weights, strict=True):
+        layer.set_weights(values)
+    return generator, architecture
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def official_name(source):
+    """The official model name of `source` ("official:NAME"), or None for a file path."""
+    if not str(source).startswith(OFFICIAL_PREFIX):
+        return None
+    name = str(source)[len(OFFICIAL_PREFIX) :]
+    if name not in OFFICIAL:
+        raise UserError(f"{source} is no official model; the names are: {', '.join(OFFICIAL)}")
+    return name
+
+
+def _log(message):
+    print(message, file=sys.stderr)
+
+
+def fetch_official(name, sha256_hex=None, cache_dir=None, log=_log):
+    """The local path of official model `name`, downloaded once into the Keras cache.
+
+    Checked against `sha256_hex` or the pinned OFFICIAL_SHA256; with neither, the size
+    and SHA-256 of what arrived are logged, to be recorded and pinned with --sha256.
+    """
+    import keras
+
+    url = OFFICIAL_URL.format(name=name)
+    pinned = sha256_hex or OFFICIAL_SHA256.get(name)
+    try:
+        local = keras.utils.get_file(
+            fname=f"{name}.pth",
+            origin=url,
+            file_hash=pinned,
+            hash_algorithm="sha256",
+            cache_dir=cache_dir,
+            cache_subdir=CACHE_SUBDIR,
+        )
+    except ValueError as error:
+        if pinned and "corrupted" in str(error):
+            raise UserError(
+                f"official:{name} from {url} does not have SHA-256 {pinned}; the download is damaged or the file "
+                "changed: check the --sha256 value, or download it yourself and import the file"
+            ) from None
+        raise UserError(f"cannot download official:{name} from {url}: {error}") from None
+    except Exception as error:
+        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+        raise UserError(
+            f"cannot download official:{name} from {url} ({reason}); offline? download that URL elsewhere and "
+            f"run: tfcyclegan import {name}.pth"
+        ) from None
+    if not pinned:
+        log(
+            f"note: official:{name} has no published checksum: {Path(local).stat().st_size} bytes, SHA-256 "
+            f"{sha256(local)} (recorded in metadata.json; pass --sha256 with it to pin)"
+        )
+    return Path(local)
+
+
+def load_source(source, sha256_hex=None, cache_dir=None, log=_log, name=None):
+    """(generator, description for metadata.json) of a .pth file or an "official:NAME"."""
+    official = official_name(source)
+    path = fetch_official(official, sha256_hex, cache_dir, log) if official else Path(source).expanduser()
+    if not official and not path.is_file():
+        raise UserError(f"{source}: no such file; give a .pth file or official:NAME (one of {', '.join(OFFICIAL)})")
+    digest = sha256(path)
+    if sha256_hex and not official and digest != sha256_hex.lower():
+        raise UserError(f"{path} has SHA-256 {digest}, not the --sha256 {sha256_hex} given; check the file")
+    generator, architecture = to_keras(torch_state.read_state_dict(path), path, name=name)
+    described = {
+        "source": f"{OFFICIAL_PREFIX}{official}" if official else path.name,
+        "sha256": digest,
+        "bytes": path.stat().st_size,
+        "architecture": asdict(architecture),
+    }
+    if official:
+        described["url"] = OFFICIAL_URL.format(name=official)
+    return generator, described
+
+
+def default_output(source):
+    """saved_models/<name of the a2b source>/keras."""
+    official = official_name(source)
+    return Path("saved_models") / (official or Path(source).stem) / "keras"
+
+
+def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, log=_log):
+    """Write a model directory from .pth files / official names; returns (folder, metadata).
+
+    `a2b` becomes generator_g.keras, `b2a` (optional) generator_f.keras; `sha256s`
+    pins them in that order.
+    """
+    from tfcyclegan import export
+
+    sources = {"a2b": a2b, **({"b2a": b2a} if b2a else {})}
+    if len(sha256s) > len(sources):
+        raise UserError(f"{len(sha256s)} --sha256 values for {len(sources)} files; give one per file, in order")
+    target = Path(output).expanduser() if output else default_output(a2b)
+    export._check_target(target)
+    generators, described = {}, {}
+    for (direction, source), pinned in zip(sources.items(), list(sha256s) + [None] * 2):
+        name = "generator_g" if direction == "a2b" else "generator_f"
+        generators[direction], described[direction] = load_source(source, pinned, cache_dir, log, name=name)
+        arch = described[direction]["architecture"]
+        log(
+            f"{direction}: {described[direction]['source']}: ngf {arch['ngf']}, {arch['n_blocks']} blocks"
+            f"{', affine norm' if arch['affine'] else ''}{', dropout layout' if arch['dropout'] else ''}"
+        )
+    first = described["a2b"]["architecture"]
+    metadata = {
+        "tfcyclegan_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sources": described,
+        "ngf": first["ngf"],
+        "blocks": first["n_blocks"],
+        # The official generators were trained on 256 x 256 crops.
+        "image_size": 256,
+    }
+    with export._staging(target) as staging:
+        metadata = modeldir.save(staging, generators, metadata)
+    return target, metadata

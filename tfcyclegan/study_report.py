@@ -1,0 +1,157 @@
+"""`tfcyclegan study-report` as library code: fooling rates from a study's answers.jsonl.
+
+The fooling rate of a direction is the fraction of its scored trials in which the
+participant picked the translation as the real image (CycleGAN, Zhu et al. 2017,
+Table 1: "% Turkers labeled real"); 50 % means people cannot tell. Its 95 % interval is
+Wilson's score interval (Wilson 1927; Brown, Cai & DasGupta 2001), which pools every
+scored trial as independent. Practice trials never count.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from tfcyclegan import study
+
+Z95 = 1.959963984540054  # standard normal quantile at 0.975
+
+
+def _log(message):
+    print(message, file=sys.stderr)
+
+
+def wilson_interval(successes, trials, z=Z95):
+    """Wilson score interval of a binomial proportion: (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n).
+
+    Returns (low, high); (None, None) when there are no trials.
+    """
+    if trials <= 0:
+        return None, None
+    p = successes / trials
+    z2 = z * z
+    centre = p + z2 / (2 * trials)
+    spread = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials))
+    denominator = 1 + z2 / trials
+    return max(0.0, (centre - spread) / denominator), min(1.0, (centre + spread) / denominator)
+
+
+def fooled(trial):
+    """Whether a recorded trial picked the translation as real."""
+    return trial["choice"] != trial["real"]
+
+
+def _rate(k, n):
+    return k / n if n else None
+
+
+def summarize(records, directions):
+    """Per direction: participants, scored trials, fooled count, fooling rate, Wilson 95 % interval,
+    and each participant's own rate (in file order). Records of other directions are ignored."""
+    result = {}
+    for direction in directions:
+        people = []
+        for record in records:
+            if record.get("direction") != direction:
+                continue
+            scored = [t for t in record.get("trials", []) if not t.get("practice")]
+            k = sum(fooled(t) for t in scored)
+            people.append({"participant": record.get("participant"), "start": record.get("start"),
+                           "scored_trials": len(scored), "fooled": k, "fooling_rate": _rate(k, len(scored))})  # fmt: skip
+        n = sum(p["scored_trials"] for p in people)
+        k = sum(p["fooled"] for p in people)
+        low, high = wilson_interval(k, n)
+        result[direction] = {"participants": len(people), "scored_trials": n, "fooled": k,
+                             "fooling_rate": _rate(k, n), "ci95": [low, high], "per_participant": people}  # fmt: skip
+    return result
+
+
+def _classifier(manifest, study_dir, cache_dir, log):
+    """The domain classifier's verdicts on the study's own images, as `evaluate` computes them.
+
+    Its accuracy is measured on the study's real images: the target images shown and the
+    source images the translations were made from.
+    """
+    from tfcyclegan import classifier, data, datasets
+
+    size = manifest["image_size"]
+    a, b = datasets.resolve_domains(manifest["domain_a"]["spec"], manifest["domain_b"]["spec"], manifest["data_root"])
+    judge, path, cached = classifier.load_or_train(a.train_files, b.train_files, size, cache_dir, log)
+
+    def load(folder, images):
+        files = [study_dir / folder / f"{image['id']}.png" for image in images]
+        return data.make_eval_batch(files, size, len(files))
+
+    result = {"weights": path, "cached": cached, "min_accuracy": classifier.MIN_ACCURACY}
+    for direction, entry in manifest["directions"].items():
+        real_target, sources = load(study.IMAGES, entry["real"]), load(study.SOURCES, entry["fake"])
+        fakes = load(study.IMAGES, entry["fake"])
+        real_a, real_b = (sources, real_target) if direction == "a2b" else (real_target, sources)
+        verdict = judge.accuracy(real_a, real_b)
+        verdict["meaningful"] = verdict["accuracy"] >= classifier.MIN_ACCURACY
+        rates = judge.fooling_rates(fakes if direction == "a2b" else None, fakes if direction == "b2a" else None)
+        verdict["fooling_rate"] = rates[direction] if verdict["meaningful"] else None
+        verdict["images"] = len(fakes)
+        result[direction] = verdict
+    return result
+
+
+def report(study_dir, with_classifier=False, classifier_cache=None, log=_log):
+    """Everything `study-report` prints, as a JSON-ready dict; see the module docstring."""
+    study_dir = Path(study_dir).expanduser()
+    manifest = study.read_manifest(study_dir)
+    records = study.AnswerStore(study_dir / study.ANSWERS).read(log)
+    result = {
+        "study": str(study_dir),
+        "model": manifest["model"],
+        "domain_a": manifest["domain_a"]["name"],
+        "domain_b": manifest["domain_b"]["name"],
+        "image_size": manifest["image_size"],
+        "sessions": len(records),
+        "directions": summarize(records, list(manifest["directions"])),
+    }
+    if with_classifier:
+        result["classifier"] = _classifier(manifest, study_dir, classifier_cache, log)
+    return result
+
+
+def _percent(value):
+    return "-" if value is None else f"{value:.1%}"
+
+
+def format_table(result):
+    """The report as aligned text lines for a terminal."""
+    lines = [
+        f"study {result['study']}: model {result['model']}, {result['image_size']}px, "
+        f"A {result['domain_a']}, B {result['domain_b']}; {result['sessions']} sessions",
+        "fooling rate: fraction of scored trials in which the translation was picked as real (50% = indistinguishable)",
+        "",
+        f"{'direction':10s} {'participants':>12s} {'scored trials':>13s} {'fooling rate':>12s} {'95% CI (Wilson)':>17s}",
+    ]
+    for direction, d in result["directions"].items():
+        low, high = d["ci95"]
+        ci = "-" if low is None else f"{low:.1%}-{high:.1%}"
+        lines.append(
+            f"{direction:10s} {d['participants']:>12d} {d['scored_trials']:>13d} {_percent(d['fooling_rate']):>12s} {ci:>17s}"
+        )
+    for direction, d in result["directions"].items():
+        if d["per_participant"]:
+            lines += ["", f"{direction} per participant:"]
+            for p in d["per_participant"]:
+                lines.append(
+                    f"  {p['participant']}  {p['start']}  fooled in {p['fooled']:>4d} of {p['scored_trials']:<4d} "
+                    f"{_percent(p['fooling_rate']):>7s}"
+                )
+    c = result.get("classifier")
+    if c:
+        lines += ["", "domain classifier on the same images (as `tfcyclegan evaluate`):"]
+        for direction in result["directions"]:
+            v = c[direction]
+            rate = _percent(v["fooling_rate"]) if v["meaningful"] else f"not meaningful (< {c['min_accuracy']:.0%})"
+            lines.append(f"  {direction}: accuracy on the real images {v['accuracy']:.1%}, fooling rate {rate}")
+    return "\n".join(lines)
+
+
+def to_json(result):
+    """Strict JSON text of a report() result."""
+    return json.dumps(result, indent=2, allow_nan=False) + "\n"
