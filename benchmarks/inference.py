@@ -8,13 +8,22 @@ Latency is the median per image at batch 1 for 256x256 and 512x512 inputs with
 from the newest checkpoint of --run-dir, or else are random (9 blocks, ngf 64), which
 the output says: random weights say nothing about quantization quality. Prints a
 markdown table.
+
+    .venv/bin/python benchmarks/inference.py --memory [--ngf 4 64] [--memory-sizes 4096 12000]
+
+instead measures the peak resident memory of translating one uint8 image of each size
+(random 6-block weights, `Translator.translate_uint8`, as `tfcyclegan translate` does),
+each in its own process (resource.getrusage), beside the pass budget and tile size.
 """
 
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,12 +43,61 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per kind and size (after 2 warm-ups)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--memory", action="store_true", help="measure peak RSS of large translations instead")
+    parser.add_argument("--ngf", type=int, nargs="+", default=[4, 64], help="generator widths for --memory")
+    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[4096, 12000], help="square sides for --memory")
+    parser.add_argument("--memory-child", type=int, nargs=2, help=argparse.SUPPRESS)  # ngf, side: one measurement
     return parser.parse_args()
+
+
+def memory_child(ngf, side, threads):
+    """Translate one side x side uint8 image; print baseline and peak RSS (GiB) and the tile side."""
+    from tfcyclegan import inference
+    from tfcyclegan.networks import ResnetGenerator
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.keras.utils.set_random_seed(0)
+    generator = ResnetGenerator(ngf=ngf, n_blocks=6)
+    generator(tf.zeros((1, 32, 32, 3)))
+    translator = inference.keras_translator(generator)
+    translator.translate_uint8(np.zeros((64, 64, 3), np.uint8))  # trace outside the measurement
+    image = np.random.default_rng(0).integers(0, 256, (side, side, 3), np.uint8)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    translator.translate_uint8(image)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(baseline / 2**20, peak / 2**20, translator.tile, translator.max_pixels, seconds)
+
+
+def memory(args):
+    from tfcyclegan import inference
+
+    print(
+        f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
+    )
+    print(f"pass budget {inference.PASS_BYTES / 2**30:.1f} GiB; one uint8 image per process, peak RSS by getrusage\n")
+    print("| ngf | image | tile | pixels per pass | peak RSS GiB | before the image GiB | seconds |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for ngf in args.ngf:
+        for side in args.memory_sizes:
+            command = [sys.executable, __file__, "--memory-child", str(ngf), str(side), "--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                print(f"| {ngf} | {side} x {side} | failed: {done.stderr.strip().splitlines()[-1]} |||||")
+                continue
+            baseline, peak, tile, pixels, seconds = (float(v) for v in done.stdout.split()[-5:])
+            print(
+                f"| {ngf} | {side} x {side} | {tile:.0f} | {pixels / 1e6:.1f} M | {peak:.2f} | {baseline:.2f} | "
+                f"{seconds:.0f} |",
+                flush=True,
+            )
 
 
 def load_weights(run_dir):
     """(G, F, description, training image size, (domain A eval files, domain A train files) or None)."""
     from tfcyclegan import datasets, train
+    from tfcyclegan.errors import UserError
     from tfcyclegan.networks import ResnetGenerator
 
     if run_dir:
@@ -47,7 +105,8 @@ def load_weights(run_dir):
         try:
             domain_a, _ = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root, download=False)
             files = domain_a.test_files or domain_a.train_files, domain_a.train_files
-        except Exception:
+        except UserError as error:
+            print(f"note: {error}; measuring on synthetic images instead (or give --images DIR)", file=sys.stderr)
             files = None
         description = f"trained: {run_dir} ({config.blocks} blocks, ngf {config.ngf}, {config.image_size} px)"
         return generator_g, generator_f, description, config.image_size, files
@@ -118,6 +177,10 @@ def size_mb(path):
 
 def main():
     args = parse_args()
+    if args.memory_child:
+        return memory_child(*args.memory_child, args.threads)
+    if args.memory:
+        return memory(args)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from tfcyclegan import data, export, inference

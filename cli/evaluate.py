@@ -15,7 +15,7 @@ from tfcyclegan_cli.common import user_errors
     type=click.Choice(["test", "train"]),
     default="test",
     show_default=True,
-    help="Images to evaluate on (a domain without test images falls back to train, with a note).",
+    help="Images to evaluate on (a domain without test images: a held-out 20% of train, with a note).",
 )
 @click.option("--json", "json_path", default=None, help="Also write every number to this JSON file.")
 @click.option(

@@ -1,18 +1,20 @@
-"""`tfcyclegan export`: a run's generators as a SavedModel or TFLite files, parity-checked."""
+"""`tfcyclegan export`: a run's (or model directory's) generators as a SavedModel, TFLite
+files or .keras files, parity-checked."""
 
 import click
 from tfcyclegan_cli.common import user_errors
 
 
 @click.command("export")
-@click.argument("run_dir")
+@click.argument("run_dir", metavar="MODEL")
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["savedmodel", "tflite"]),
+    type=click.Choice(["savedmodel", "tflite", "keras"]),
     default="savedmodel",
     show_default=True,
-    help="savedmodel: one SavedModel with a2b, b2a, a2b_uint8, b2a_uint8 endpoints; tflite: a2b.tflite and b2a.tflite.",
+    help="savedmodel: one SavedModel with a2b, b2a, a2b_uint8, b2a_uint8 endpoints; tflite: a2b.tflite and "
+    "b2a.tflite; keras: a model directory (generator_g.keras, generator_f.keras).",
 )
 @click.option(
     "--quantize",
@@ -38,14 +40,18 @@ from tfcyclegan_cli.common import user_errors
 @click.pass_context
 @user_errors
 def export(ctx, run_dir, fmt, quantize, calibration_dir, output):
-    """Export RUN_DIR's newest checkpoint and verify it against the Keras generators.
+    """Export MODEL and verify it against the Keras generators.
+
+    MODEL is a run directory (its newest checkpoint) or a model directory from
+    `tfcyclegan import` (a one-way pretrained generator exports its one direction; for
+    int8 give --calibration-dir once, a folder of its source images).
 
     \b
     tfcyclegan export runs/horse2zebra --format tflite --quantize int8
     """
     from tfcyclegan import export as exporting
 
-    if fmt == "savedmodel" and quantize != "none":
+    if fmt != "tflite" and quantize != "none":
         raise click.UsageError("--quantize applies to --format tflite only", ctx)
     if len(calibration_dir) > 2:
         raise click.UsageError("give --calibration-dir once or twice", ctx)
@@ -57,5 +63,5 @@ def export(ctx, run_dir, fmt, quantize, calibration_dir, output):
         calibration_dirs=calibration_dir,
         log=lambda message: click.echo(message, err=True),
     )
-    kind = "SavedModel" if fmt == "savedmodel" else f"TFLite ({quantize})"
+    kind = {"savedmodel": "SavedModel", "keras": "Keras model directory"}.get(fmt, f"TFLite ({quantize})")
     click.echo(f"exported {kind} to {result.path} ({result.size / 1e6:.1f} MB)")

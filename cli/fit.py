@@ -74,9 +74,17 @@ def _options(command):
 @click.command("fit")
 @_options
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir (re-running a run dir also resumes).")
+@click.option(
+    "--init-generators",
+    "init_from",
+    default=None,
+    metavar="DIR",
+    help="Start G (and F, when present) from a model directory (`tfcyclegan import` or `export --format keras`); "
+    "its blocks and ngf become the run's. Discriminators start fresh.",
+)
 @click.pass_context
 @user_errors
-def fit(ctx, resume, **options):
+def fit(ctx, resume, init_from, **options):
     """Train CycleGAN: tfcyclegan fit --domain-a photos --domain-b ukiyoe"""
     from tfcyclegan import train
     from tfcyclegan.config import TrainConfig
@@ -87,4 +95,4 @@ def fit(ctx, resume, **options):
     config.run_dir = config.run_dir or train.default_run_dir(config)
     if resume and not train.has_checkpoint(config.run_dir):
         raise UserError(f"--resume: {config.run_dir} has no checkpoint to resume from")
-    train.fit(config, explicit=explicit)
+    train.fit(config, explicit=explicit, init_from=init_from)

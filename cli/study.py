@@ -69,7 +69,7 @@ def study(model, domain_a, domain_b, direction, practice, trials, exposure_ms, s
                     data_root=data_root, log=_err)  # fmt: skip
     served = studies.Study(study_dir, directions, practice, trials, exposure_ms, log=_err)
     server = studies.StudyServer(served, host, port)
-    if host not in studies.LOCAL_HOSTS:
+    if not studies.is_loopback(host):
         _err(f"warning: listening on {host}: anyone who can reach this machine on that network can take part")
     _err(f"serving the study in {study_dir} ({', '.join(directions)}; {practice} practice + {trials} scored trials); "
          "Ctrl-C stops")  # fmt: skip

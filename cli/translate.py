@@ -48,8 +48,13 @@ def _fresh_line(bar):
     is_flag=True,
     help="Translate images over the decoder's safety limit (89 megapixels) at full size; trust the files first.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace outputs that already exist in --output [default: leave them as they are and skip their inputs].",
+)
 @user_errors
-def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow_large):
+def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow_large, overwrite):
     """Translate images (files or folders, recursively) of any size.
 
     \b
@@ -58,6 +63,7 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
     from tfcyclegan import inference
     from tfcyclegan.errors import UserError
 
+    inference.check_output_dir(output)  # before the model is loaded: a file there is a mistake
     translator = inference.load_translator(model, direction)
     with contextlib.ExitStack() as stack:
         bar = None
@@ -78,6 +84,14 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
             progress=progress,
             log=lambda message: click.echo(_fresh_line(bar) + message, err=True),
             allow_large=allow_large,
+            overwrite=overwrite,
+        )
+    if report.existing:
+        total = len(report.existing) + len(report.written) + len(report.skipped)
+        click.echo(
+            f"skipped {len(report.existing)} of {total} inputs: their output already exists in {output}; "
+            "pass --overwrite to replace them",
+            err=True,
         )
     written, skipped = len(report.written), len(report.skipped)
     small, large = len(report.too_small), len(report.too_large)

@@ -79,15 +79,15 @@ def test_load_image_rejects_bad_file_with_reason(bad_folder, name):
 
 def test_load_image_permission_denied(tmp_path, monkeypatch):
     path = save(tmp_path / "locked.png", Image.new("RGB", (8, 8)))
-    read_bytes = Path.read_bytes
+    os_open = os.open
 
-    def refuse(self):
-        if self.name == "locked.png":
-            raise PermissionError(13, "Permission denied", str(self))
-        return read_bytes(self)
+    def refuse(name, *args, **kwargs):
+        if Path(name).name == "locked.png":
+            raise PermissionError(13, "Permission denied", str(name))
+        return os_open(name, *args, **kwargs)
 
     # Root (as in CI) reads files whatever their mode, so the refusal is simulated.
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(ImageError, match="permission denied"):
         data.load_image(path)
 

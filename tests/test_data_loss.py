@@ -99,6 +99,8 @@ def test_fit_on_demo_domains_keeps_a_demo_folder_it_did_not_write(tmp_path):
         "demo:striped",
         "--run-dir",
         tmp_path / "run",
+        *("--ngf", 4, "--ndf", 4, "--blocks", 1, "--image-size", 16, "--load-size", 16),
+        *("--epochs", 1, "--decay-epoch", 0, "--steps-per-epoch", 1),
         env={"TFCYCLEGAN_DATA": str(tmp_path / "data")},
     )
     assert "is not tfcyclegan's demo data" in one_line_error(result)

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -113,6 +112,7 @@ def finish(workers):
     return outputs
 
 
+@pytest.mark.slow
 def test_two_workers_train_alike_only_the_chief_writes_and_both_resume(cluster, tmp_path):
     run = tmp_path / "run"
     workers = cluster(epochs=2, steps=3, stop_after=1)
@@ -132,20 +132,18 @@ def test_two_workers_train_alike_only_the_chief_writes_and_both_resume(cluster, 
     assert list(tmp1.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_dead_worker_stops_the_other_with_a_message(cluster):
-    timeout = 60
-    (chief, _, _), (worker, _, _) = cluster(epochs=1, steps=100_000, worker_timeout=timeout)
+    (chief, _, _), (worker, _, _) = cluster(epochs=1, steps=100_000, worker_timeout=60)
     for line in chief.stdout:  # wait until both train
         if line.startswith("STEP 3"):
             break
     worker.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
     output, _ = chief.communicate(timeout=TIMEOUT)
-    waited = time.monotonic() - killed
     assert chief.returncode == 1, output[-3000:]
+    # "died" is the heartbeat's verdict (UnavailableError), not the --worker-timeout's.
     assert "error: lost contact with another worker: a worker died" in output and "restart every worker" in output
     assert "Traceback" not in output
-    assert waited < timeout  # TensorFlow's heartbeats notice a dead process within seconds
 
 
 def test_tf_config_is_required_and_checked(monkeypatch):
@@ -211,3 +209,63 @@ def test_checkpoints_restore_across_mirrored_and_single_device():
     lines = [line.split() for line in result.stdout.splitlines() if "->" in line]
     assert [line[:3] for line in lines] == [["mirrored->single", "SAME", "2"], ["single->mirrored", "SAME", "2"]]
     assert all(int(line[3]) > 10 for line in lines)  # the restore really replaced the fresh model's values
+
+
+# Trains 2 epochs straight and 1 + resume 1 on 2 mirrored logical CPUs through train.fit,
+# then prints the largest difference between the two final checkpoints and what the
+# resumed run's pool checkpoint holds.
+MIRRORED_RESUME = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tfcyclegan import callbacks, train
+    from tfcyclegan.config import TrainConfig
+
+    root = sys.argv[1]
+
+    def fit(run):
+        train.fit(TrainConfig(domain_a=root + "/a", domain_b=root + "/b", run_dir=root + "/" + run, epochs=2,
+                              decay_epoch=1, steps_per_epoch=3, ngf=4, ndf=4, blocks=1, disc_layers=1,
+                              image_size=16, load_size=16, batch_size=2, pool_size=2, sample_count=1,
+                              strategy="mirrored"), verbose=0)
+
+    def state(run):
+        reader = tf.train.load_checkpoint(root + "/" + run + "/checkpoints")
+        dtypes = reader.get_variable_to_dtype_map()
+        return {k: reader.get_tensor(k) for k, t in dtypes.items() if t.is_numeric and "save_counter" not in k}
+
+    fit("straight")
+    save = callbacks.CheckpointSaver.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    callbacks.CheckpointSaver.on_epoch_end = stop_after_first_epoch
+    fit("resumed")
+    callbacks.CheckpointSaver.on_epoch_end = save
+    fit("resumed")
+    a, b = state("straight"), state("resumed")
+    assert a.keys() == b.keys()
+    pools = b["pool_x/images/.ATTRIBUTES/VARIABLE_VALUE"]
+    print("POOLS", pools.shape[0], "DIFFERENT" if not np.array_equal(pools[0], pools[1]) else "EQUAL")
+    print("MAXDIFF", max(float(np.max(np.abs(a[k].astype("float64") - b[k]))) for k in a))
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_resume_restores_every_replicas_pool(tmp_path):
+    """Each replica draws from its own pool, so an exact resume needs all of them back."""
+    write_noise_domains(tmp_path, count=4, size=16)
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_RESUME, str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines() if line.startswith(("POOLS", "MAX")))
+    assert lines["POOLS"] == "2 DIFFERENT"
+    # Weights, Adam moments, steps and both replicas' pools; with only the first
+    # replica's pool restored, the weights end 2.6e-3 apart.
+    assert float(lines["MAXDIFF"]) <= 1e-6

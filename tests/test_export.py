@@ -150,6 +150,22 @@ def test_savedmodel_without_our_endpoints_is_refused(tmp_path):
         inference.load_translator(tmp_path / "other", "a2b")
 
 
+def test_a_conversion_failure_says_why_in_one_line(tmp_path):
+    module = tf.Module()
+    # SVD has no TFLite kernel: the converter refuses the graph.
+    module.f = tf.function(
+        lambda x: {"y": x * tf.reduce_sum(tf.linalg.svd(x[0, :, :, 0], compute_uv=False))},
+        input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
+    )
+    tf.saved_model.save(module, str(tmp_path / "svd"), signatures={"a2b": module.f})
+    with pytest.raises(UserError) as failure:
+        export.convert_tflite(tmp_path / "svd", "a2b")
+    assert str(failure.value) == (
+        "TFLite conversion of a2b (--quantize none) failed: 'tf.Svd' op is neither a custom op nor a flex op; "
+        "export --format savedmodel instead, or try another --quantize"
+    )
+
+
 def test_failed_conversion_leaves_no_target(run_dir, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("converter crashed")

@@ -117,6 +117,7 @@ class Delays:
         return self.rng.uniform(0, min(self.gaps, default=1.0))
 
 
+@pytest.mark.slow
 def test_killed_and_interrupted_runs_resume_from_the_last_complete_checkpoint(run_args, tmp_path):
     run_dir, args = run_args
     delays = Delays(seed=0)

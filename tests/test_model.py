@@ -4,6 +4,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfcyclegan.model import LOSS_NAMES, CycleGAN
@@ -131,6 +132,7 @@ def smooth_images(n, size, rng):
     return low + (high - low) * field
 
 
+@pytest.mark.slow
 def test_learning_on_a_known_mapping():
     """B is A with colour channels permuted; unpaired training must find it."""
     rng = np.random.default_rng(0)

@@ -36,18 +36,35 @@ def test_discriminator_parameter_count_matches_official():
     assert d.count_params() == 2_764_737
 
 
+PATHS = ["inference", "training", "fused"]
+
+
 def normalize(layer, x, path):
-    """The layer's plain ops (float32 and inference) or its fused kernel (mixed-precision training)."""
-    return layer(x) if path == "plain" else layer._fused(x)
+    """Inference's two-stage statistics, float32 training's one-pass moments, or the fused
+    kernel of mixed-precision training."""
+    return layer._fused(x) if path == "fused" else layer(x, training=path == "training")
 
 
-@pytest.mark.parametrize("path", ["plain", "fused"])
+def instance_norm_float64(x):
+    """y = (x - mean_hw(x)) / sqrt(var_hw(x) + 1e-5), in float64."""
+    x = np.asarray(x, np.float64)
+    return (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(x.var(axis=(1, 2), keepdims=True) + 1e-5)
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_instance_norm_against_numpy(path):
     x = np.random.default_rng(1).normal(3.0, 2.0, (2, 5, 7, 4)).astype("float32")
-    mean = x.mean(axis=(1, 2), keepdims=True)
-    var = x.var(axis=(1, 2), keepdims=True)
     y = normalize(InstanceNormalization(), tf.constant(x), path)
-    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), atol=1e-5)
+    np.testing.assert_allclose(y, instance_norm_float64(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["inference", "training"])
+def test_instance_norm_of_a_large_offset_image_is_the_definition_to_float32_rounding(path):
+    # A photo-sized map whose mean is 50 standard deviations from zero: the statistics
+    # are long sums of nearly equal values, where float32 rounding would show first.
+    x = np.random.default_rng(4).normal(5.0, 0.1, (1, 427, 640, 3)).astype("float32")
+    y = normalize(InstanceNormalization(), tf.constant(x), path)
+    np.testing.assert_allclose(y, instance_norm_float64(x), atol=2e-5)
 
 
 def test_instance_norm_fused_kernel_with_unknown_batch_and_bfloat16():
@@ -63,7 +80,7 @@ def test_instance_norm_fused_kernel_with_unknown_batch_and_bfloat16():
     np.testing.assert_allclose(tf.cast(y16, "float32"), expected, atol=0.05)
 
 
-@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("path", PATHS)
 def test_instance_norm_gradient_against_numpy_finite_differences(path):
     rng = np.random.default_rng(2)
     x = rng.normal(1.0, 2.0, (2, 3, 4, 2))
@@ -101,3 +118,72 @@ def test_weights_are_normal_0_002_and_differ_between_layers():
     # Same-shaped kernels must not be copies of each other (shared seeded initializer bug).
     same = [k for k in kernels if k.shape == big[-1].shape]
     assert len(same) >= 2 and not np.allclose(same[0], same[1])
+
+
+def _layers_and_networks():
+    from tfcyclegan.networks import ResidualBlock
+
+    return [
+        (InstanceNormalization(epsilon=1e-3), (2, 6, 5, 4)),
+        (InstanceNormalization(affine=True), (2, 6, 5, 4)),
+        (ReflectionPadding2D(2), (1, 6, 5, 3)),
+        (ResidualBlock(4, dropout=True, affine=True), (1, 6, 6, 4)),
+        (ResnetGenerator(ngf=4, n_blocks=1), (1, 16, 20, 3)),
+        (ResnetGenerator(ngf=4, n_blocks=2, dropout=True, affine=True), (1, 16, 20, 3)),
+        (PatchDiscriminator(ndf=4, n_layers=2), (1, 32, 32, 3)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_every_layer_and_network_round_trips_through_keras_serialization(index, tmp_path):
+    import keras
+
+    layer, shape = _layers_and_networks()[index]
+    x = np.random.default_rng(index).uniform(-1, 1, shape).astype("float32")
+    y = layer(x)
+    config = keras.saving.serialize_keras_object(layer)
+    assert config["registered_name"].startswith("tfcyclegan>")
+    rebuilt = keras.saving.deserialize_keras_object(config)
+    assert rebuilt.get_config() == layer.get_config()
+    if isinstance(layer, keras.Model):
+        layer.save(tmp_path / "net.keras")
+        loaded = keras.saving.load_model(tmp_path / "net.keras", safe_mode=True)
+        np.testing.assert_array_equal(loaded(x), y)
+
+
+# Affine norm: a gamma and a beta per channel of each norm (c7s1-64, d128, d256, 12 x R256, u128, u64).
+@pytest.mark.parametrize(
+    "dropout,affine,extra", [(True, False, 0), (False, True, 2 * (64 + 128 + 256 + 12 * 256 + 128 + 64))]
+)
+def test_dropout_adds_no_parameters_and_affine_norm_adds_gamma_and_beta(dropout, affine, extra):
+    g = ResnetGenerator(ngf=64, n_blocks=6, dropout=dropout, affine=affine)
+    g(np.zeros((1, 32, 32, 3), "float32"))
+    assert g.count_params() == 7_837_699 + extra
+
+
+def test_strided_convolutions_have_pytorch_alignment():
+    """Conv2d(k3, s2, p1) pads both sides; ConvTranspose2d(k3, s2, p1, output_padding 1) is
+    the full transposed output cropped to [1, 2H + 1): a one-hot input shows both."""
+    from keras import layers
+
+    g = ResnetGenerator(ngf=1, n_blocks=1)
+    g(np.zeros((1, 8, 8, 3), "float32"))
+    down = next(layer for layer in g.stack if isinstance(layer, layers.Conv2D) and layer.strides == (2, 2))
+    up = next(layer for layer in g.stack if isinstance(layer, layers.Conv2DTranspose))
+    pad = g.stack[g.stack.index(down) - 1]
+    crop = g.stack[g.stack.index(up) + 1]
+    kernel = np.zeros(down.kernel.shape, "float32")
+    kernel[0, 0] = 1  # output (i, j) reads input (2i - 1, 2j - 1) as PyTorch's does
+    down.set_weights([kernel, np.zeros(down.bias.shape, "float32")])
+    x = np.arange(64, dtype="float32").reshape(1, 8, 8, 1)
+    y = down(pad(x)).numpy()[0, :, :, 0]
+    expected = np.pad(x[0, :, :, 0], 1)[0:8:2, 0:8:2]
+    np.testing.assert_array_equal(y, expected)
+    kernel = np.zeros(up.kernel.shape, "float32")
+    kernel[0, 0, 0, 0] = 1  # input (i, j) lands on full output (2i, 2j), cropped by one: (2i - 1, 2j - 1)
+    up.set_weights([kernel, np.zeros(up.bias.shape, "float32")])
+    z = crop(up(np.ones((1, 4, 4, up.kernel.shape[-1]), "float32"))).numpy()[0, :, :, 0]
+    assert z.shape == (8, 8)
+    expected = np.zeros((8, 8), "float32")
+    expected[1:7:2, 1:7:2] = 1  # input row 0 falls on cropped row -1; nothing reaches row 7
+    np.testing.assert_array_equal(z, expected)

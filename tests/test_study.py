@@ -383,3 +383,27 @@ def test_the_study_command_prints_its_url_and_stops_cleanly_on_ctrl_c(run_dir, t
     assert "Traceback" not in stderr and stderr.rstrip().endswith(
         f"stopped; answers are in {tmp_path / 's' / 'answers.jsonl'}"
     )
+
+
+class QuitAtOnce:
+    """Stands in for StudyServer: takes the address, then serve_forever is Ctrl-C."""
+
+    def __init__(self, served_study, host, port):
+        self.url = f"http://{host}:{port}/"
+
+    def serve_forever(self):
+        raise KeyboardInterrupt
+
+    def server_close(self):
+        pass
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "localhost", "127.0.0.2", "::1"])
+def test_a_host_beyond_loopback_is_warned_about(prepared, host, monkeypatch):
+    monkeypatch.setattr(study, "StudyServer", QuitAtOnce)
+    result = CliRunner().invoke(main, ["study", str(prepared.parent / "run"), "--study-dir", str(prepared),
+                                       "--host", host, "--port", "9"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"http://{host}:9/\n"
+    warning = f"warning: listening on {host}: anyone who can reach this machine on that network can take part"
+    assert (warning in result.stderr.splitlines()) == (host in ("0.0.0.0", "10.1.2.3"))

@@ -10,6 +10,7 @@ training file lists and the image size.
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -153,10 +154,12 @@ def train_classifier(images_a, images_b, epochs=10, batch_size=32, seed=0, verbo
 def load_or_train(files_a, files_b, image_size, cache_dir=None, log=print, **train_options):
     """The classifier for these training files at this size: from the cache, else trained and cached.
 
-    Returns (DomainClassifier, path of its weights, whether it came from the cache).
-    The cache file is <cache_dir or cache_root()/classifiers>/<cache_key>.weights.h5,
-    beside a .json naming what it was trained on; it is written under a temporary name
-    and renamed, so a concurrent or interrupted run never reads half a file.
+    Returns (DomainClassifier, path of its weights or None when they could not be cached,
+    whether it came from the cache). The cache file is <cache_dir or
+    cache_root()/classifiers>/<cache_key>.weights.h5, beside a .json naming what it was
+    trained on; it is written under a temporary name and renamed, so a concurrent or
+    interrupted run never reads half a file. An unwritable cache is noted through `log`
+    and the classifier is still returned.
     """
     folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "classifiers"
     key = cache_key(files_a, files_b, image_size)
@@ -165,6 +168,14 @@ def load_or_train(files_a, files_b, image_size, cache_dir=None, log=print, **tra
         network = build_network(image_size)
         network.load_weights(str(path))
         return DomainClassifier(network, image_size), str(path), True
+    # Checked before the training, so an unwritable cache (a read-only HOME) costs the
+    # cache only, never the trained classifier or the evaluation waiting for it.
+    problem = _unwritable(folder)
+    if problem:
+        log(
+            f"note: cannot write the classifier cache {folder} ({problem}); training without caching "
+            "(set TFCYCLEGAN_CACHE to a writable folder to keep it)"
+        )
     chosen = []
     for label, files in (("A", files_a), ("B", files_b)):
         good, bad = data.scan_images(_subsample(files, MAX_TRAIN_PER_DOMAIN))
@@ -176,11 +187,32 @@ def load_or_train(files_a, files_b, image_size, cache_dir=None, log=print, **tra
     chosen_a, chosen_b = chosen
     log(f"training the domain classifier on {len(chosen_a)} + {len(chosen_b)} real training images at {image_size}px")
     classifier = train_classifier(_load_uint8(chosen_a, image_size), _load_uint8(chosen_b, image_size), **train_options)
-    folder.mkdir(parents=True, exist_ok=True)
+    if problem:
+        return classifier, None, False
     partial = folder / f"{key}.part{os.getpid()}.weights.h5"
-    classifier.network.save_weights(str(partial))
-    os.replace(partial, path)
-    info = {"version": VERSION, "image_size": image_size, "train_a": len(chosen_a), "train_b": len(chosen_b),
-            "folder_a": os.path.dirname(chosen_a[0]), "folder_b": os.path.dirname(chosen_b[0])}  # fmt: skip
-    path.with_suffix("").with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    try:
+        classifier.network.save_weights(str(partial))
+        os.replace(partial, path)
+        info = {"version": VERSION, "image_size": image_size, "train_a": len(chosen_a), "train_b": len(chosen_b),
+                "folder_a": os.path.dirname(chosen_a[0]), "folder_b": os.path.dirname(chosen_b[0])}  # fmt: skip
+        path.with_suffix("").with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    except OSError as error:  # e.g. the disk filled up during training
+        partial.unlink(missing_ok=True)
+        log(f"note: cannot write the classifier cache {folder} ({error.strerror or error}); it was not cached")
+        return classifier, None, False
     return classifier, str(path), False
+
+
+def _unwritable(folder):
+    """Why files cannot be created in `folder` (made if missing), or None when they can.
+
+    A real file is created and removed: permission bits say nothing for root or on a
+    read-only file system.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return error.strerror or str(error)
+    return None

@@ -19,6 +19,7 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 from tfcyclegan.errors import UserError
+from tfcyclegan.rundir import is_run_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Files above this size are refused before they are read. No real image file comes near
@@ -57,7 +58,8 @@ def _log(message):
 def list_images(folder, *, allow_empty=False, log=_log):
     """Image files under `folder`, recursively and sorted.
 
-    Hidden files and folders are skipped; symlinked folders are followed, each real
+    Hidden files and folders are skipped, and so is a tfcyclegan run directory (with a
+    note): its samples must never train a run. Symlinked folders are followed, each real
     folder at most once, so a link loop ends the walk instead of hanging it. The walk
     keeps its own stack, so no nesting depth exhausts Python's recursion limit. A
     subfolder that cannot be listed (it vanished during the walk, as in /proc, or its
@@ -103,7 +105,10 @@ def list_images(folder, *, allow_empty=False, log=_log):
                 is_folder = entry.is_dir()  # follows symlinks
             except OSError:
                 is_folder = False
-            if is_folder:
+            if is_folder and is_run_dir(entry.path):
+                # A run kept among the data: its samples and figures are not training images.
+                log(f"note: skipped folder {entry.path}: a tfcyclegan run directory, not data")
+            elif is_folder:
                 stack.append(entry.path)
             elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
                 files.append(entry.path)

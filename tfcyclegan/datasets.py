@@ -1,16 +1,16 @@
 """Where a domain's images come from: a folder, a named Berkeley domain, or the demo pair."""
 
+import hashlib
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
-from tfcyclegan import demo
+from tfcyclegan import demo, fsutil
 from tfcyclegan.data import list_images
 from tfcyclegan.errors import UserError
 
@@ -101,9 +101,10 @@ class Domain:
     """One side of the translation.
 
     `root` is the folder the spec resolved to: the user's folder, the extracted archive
-    <data_root>/<archive>, or <data_root>/demo. A plain folder without train/ and
-    test/ subfolders gives all its images to `train_files` and leaves `test_files`
-    empty: evaluation then has to fall back to the training images, knowingly.
+    <data_root>/<archive>, or <data_root>/demo. A folder X/trainA (or trainB) beside
+    X/testA takes that as its test split. A plain folder without train/ and test/
+    subfolders gives all its images to `train_files` and leaves `test_files` empty:
+    evaluation then holds out part of the training images (evaluate.held_out).
     """
 
     name: str
@@ -152,29 +153,72 @@ def _unsafe_member(member):
     return name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in name.split("/")
 
 
-def _extract(zip_path, archive, data_root):
-    """Unzip into <data_root>/<name>, refusing absolute or `..` member paths; all or nothing."""
+def _extract(zip_path, archive, data_root, label, advice):
+    """Unzip into <data_root>/<name>, refusing absolute or `..` member paths; all or nothing.
+
+    `label` names the zip in messages, `advice` says what to do about a bad one."""
     target = data_root / archive.name
     with zipfile.ZipFile(zip_path) as zf:
         bad = [m for m in zf.namelist() if _unsafe_member(m)]
         if bad:
-            raise UserError(
-                f"{zip_path} holds a file outside its folder ({bad[0]!r}); refusing to unzip it, "
-                f"delete it and download {archive.url} again"
-            )
-        staging = Path(tempfile.mkdtemp(prefix=f".{archive.name}-", dir=data_root))
+            raise UserError(f"{label} holds a file outside its folder ({bad[0]!r}); refusing to unzip it, {advice}")
+        staging = fsutil.unique_dir(data_root, f".{archive.name}-")
         try:
             zf.extractall(staging)
             source = staging / archive.name if (staging / archive.name).is_dir() else staging
             if not _is_complete(source):
-                raise UserError(f"{zip_path} lacks {'/'.join(SPLITS)}; delete it and download {archive.url} again")
+                raise UserError(f"{label} lacks {'/'.join(SPLITS)}; {advice}")
             os.rename(source, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _delete(path):
-    Path(path).unlink(missing_ok=True)
+def _mismatch(path, archive):
+    """Why the file at `path` is not `archive` ("wrong size", "SHA-256 mismatch"), or None if it is."""
+    if path.stat().st_size != archive.size:
+        return "wrong size"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return None if digest.hexdigest() == archive.sha256 else "SHA-256 mismatch"
+
+
+def _fetch(archive, data_root, by_hand, kept):
+    """Download `archive` into a folder of our own under `data_root`; returns that folder
+    (holding <name>.zip, verified). Nothing outside that folder is written or deleted;
+    `kept` is a sentence about an archive of the same name already there, or ""."""
+    scratch = fsutil.unique_dir(data_root, f".{archive.name}.download-")
+    zip_path = scratch / f"{archive.name}.zip"
+    try:
+        keras.utils.get_file(
+            fname=zip_path.name,
+            origin=archive.url,
+            file_hash=archive.sha256,
+            hash_algorithm="sha256",
+            cache_dir=str(scratch),
+            cache_subdir="",
+        )
+        if zip_path.stat().st_size != archive.size:
+            raise UserError(f"{archive.url} arrived with the wrong size and was deleted; try again{kept}. {by_hand}")
+    except Exception as e:
+        # Keras deletes a failed fetch itself; a file left behind failed the checksum.
+        damaged = zip_path.exists()
+        shutil.rmtree(scratch, ignore_errors=True)
+        if isinstance(e, UserError):
+            raise
+        if damaged:
+            raise UserError(
+                f"{archive.url} arrived damaged (SHA-256 mismatch) and was deleted; try again{kept}. {by_hand}"
+            ) from None
+        cause = e.__context__ or e
+        raise UserError(
+            f"could not download {archive.url}: {getattr(cause, 'reason', cause)}{kept}. {by_hand}"
+        ) from None
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return scratch
 
 
 def download_archive(name, data_root):
@@ -196,30 +240,44 @@ def download_archive(name, data_root):
         writable = False
     if not writable:
         raise UserError(f"cannot write to {data_root}; set TFCYCLEGAN_DATA or --data-root to a writable folder")
-    zip_path = data_root / f"{name}.zip"
+    # An archive of that name already there (a download by hand, an earlier version's
+    # leftover, or another file altogether) is used if it verifies, and never deleted
+    # or overwritten: this call downloads into a folder of its own.
+    existing = data_root / f"{name}.zip"
+    kept = ""
+    if existing.is_file():
+        try:
+            why = _mismatch(existing, archive)
+        except OSError as e:
+            why = f"unreadable: {e.strerror}"
+        if why is None:
+            _extract(existing, archive, data_root, str(existing), f"move it away and download {archive.url} again")
+            print(
+                f"note: unzipped {existing}, which was already there (SHA-256 ok); it is kept, "
+                "delete it if you no longer need it",
+                file=sys.stderr,
+            )
+            return str(target)
+        kept = f"; {existing} was already there but is not a complete copy ({why}), so it was not used and is kept as it is"
+    elif os.path.lexists(existing):
+        why = "not a file"
+        kept = f"; {existing} was already there but is {why}, so it was not used and is kept as it is"
     try:
-        keras.utils.get_file(
-            fname=zip_path.name,
-            origin=archive.url,
-            file_hash=archive.sha256,
-            hash_algorithm="sha256",
-            cache_dir=str(data_root),
-            cache_subdir="",
-        )
-    except Exception as e:
-        # Keras deletes a failed fetch itself; a file left behind failed the checksum.
-        if zip_path.exists():
-            _delete(zip_path)
-            raise UserError(
-                f"{archive.url} arrived damaged (SHA-256 mismatch) and was deleted; try again. {by_hand}"
-            ) from None
-        cause = e.__context__ or e
-        raise UserError(f"could not download {archive.url}: {getattr(cause, 'reason', cause)}. {by_hand}") from None
-    if zip_path.stat().st_size != archive.size:
-        _delete(zip_path)
-        raise UserError(f"{archive.url} arrived with the wrong size and was deleted; try again. {by_hand}")
-    _extract(zip_path, archive, data_root)
-    _delete(zip_path)
+        scratch = _fetch(archive, data_root, by_hand, kept)
+    except OSError as e:
+        raise UserError(
+            f"cannot write to {data_root}: {e.strerror}; set TFCYCLEGAN_DATA or --data-root to a writable folder"
+        ) from None
+    try:
+        if kept:
+            print(
+                f"note: {existing} is not a complete copy of {name} ({why}); it is kept as it is, "
+                "and a fresh copy was downloaded",
+                file=sys.stderr,
+            )
+        _extract(scratch / f"{name}.zip", archive, data_root, archive.url, "the download was deleted")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return str(target)
 
 
@@ -247,7 +305,12 @@ def _split_domain(name, root, side):
 
 def _folder_domain(spec):
     root = Path(spec).expanduser().resolve()
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    # The Berkeley layout (what `download` writes): X/trainA is one domain's training
+    # split and its sibling X/testA the test split.
+    sibling = root.with_name("test" + root.name[len("train") :])
+    if root.name in ("trainA", "trainB") and sibling.is_dir():
+        train, test = list_images(root), list_images(sibling, allow_empty=True)
+    elif (root / "train").is_dir() and (root / "test").is_dir():
         train, test = list_images(root / "train"), list_images(root / "test", allow_empty=True)
     else:
         train, test = list_images(root), []

@@ -18,13 +18,14 @@ then measured that loss of information, not the translation.
 """
 
 import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from tfcyclegan import fsutil
 from tfcyclegan.errors import UserError
 
 STRIPE_PERIOD = 4
@@ -86,45 +87,107 @@ def _marker(size, n_train, n_test):
     return f"tfcyclegan demo v3 size={size} n_train={n_train} n_test={n_test}\n"
 
 
+# What every version of ensure_demo_data writes, and nothing else: the marker, the four
+# splits, and in them `<seed>.png`.
+_ANY_MARKER = re.compile(r"tfcyclegan demo v\d+ size=\d+ n_train=\d+ n_test=\d+\n")
+_DEMO_IMAGE = re.compile(r"\d+\.png")
+_ELSEWHERE = "or use another --data-root (or TFCYCLEGAN_DATA)"
+
+
+def _check_ours(target):
+    """Raise a UserError unless `target` is demo data written by tfcyclegan and nothing else,
+    so replacing it loses no file of the user's."""
+    marker = target / "COMPLETE"
+    why = None
+    if target.is_symlink():
+        why = "a symbolic link"
+    elif not target.is_dir():
+        why = "a file"
+    elif not marker.is_file() or marker.is_symlink():
+        why = "no demo COMPLETE marker"
+    else:
+        try:
+            ours = _ANY_MARKER.fullmatch(marker.read_text(errors="replace")) is not None
+        except OSError:
+            ours = False
+        if not ours:
+            why = "its COMPLETE file is not a tfcyclegan demo marker"
+    if why:
+        raise UserError(f"{target} exists and is not tfcyclegan's demo data ({why}); move it away, {_ELSEWHERE}")
+    foreign = []
+    for entry in sorted(target.iterdir()):
+        if entry.name == "COMPLETE":
+            continue
+        if entry.name not in SPLITS or entry.is_symlink() or not entry.is_dir():
+            foreign.append(entry.name)
+            continue
+        foreign += [
+            f"{entry.name}/{f.name}"
+            for f in sorted(entry.iterdir())
+            if not _DEMO_IMAGE.fullmatch(f.name) or f.is_symlink() or not f.is_file()
+        ]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(
+            f"{target} holds files that are not tfcyclegan's demo data ({shown}); move them away, {_ELSEWHERE}"
+        )
+
+
 def ensure_demo_data(root, size=64, n_train=200, n_test=50):
     """Write the demo PNGs once under <root>/demo/{trainA,trainB,testA,testB}; return that folder.
 
     File names are the scene seeds, `<seed>.png`. The set is built in a temporary
-    folder and renamed into place, so it is never seen half-made.
+    folder and renamed into place, so it is never seen half-made. An existing
+    <root>/demo made with other parameters is replaced only if it is demo data that
+    tfcyclegan wrote (its COMPLETE marker) holding nothing else; otherwise UserError.
     """
     root = Path(root).expanduser()
     target = root / "demo"
     marker = _marker(size, n_train, n_test)
-    if (target / "COMPLETE").is_file() and (target / "COMPLETE").read_text() == marker:
+    if (target / "COMPLETE").is_file() and (target / "COMPLETE").read_text(errors="replace") == marker:
         return str(target)
+    if os.path.lexists(target):
+        _check_ours(target)  # before any work: a folder of the user's stops the command here
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
+        staging = fsutil.unique_dir(root, ".demo-")
     except OSError as e:
         raise UserError(
             f"cannot write the demo data into {root}: {e.strerror}; set TFCYCLEGAN_DATA or --data-root to a writable folder"
         ) from None
-    counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test}
-    for split in SPLITS:
-        (staging / split).mkdir()
-        for i in range(counts[split]):
-            seed = SEED_OFFSETS[split] + i
-            Image.fromarray(render(seed, size, striped=split.endswith("B"))).save(staging / split / f"{seed}.png")
-    (staging / "COMPLETE").write_text(marker)
-    # A set made with other parameters is replaced; losing a race to a concurrent
-    # writer of the same set is fine, theirs is as good as ours.
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=".demo-old-", dir=root))
-        os.rename(target, old / "demo")
     try:
+        counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test}
+        for split in SPLITS:
+            (staging / split).mkdir()
+            for i in range(counts[split]):
+                seed = SEED_OFFSETS[split] + i
+                Image.fromarray(render(seed, size, striped=split.endswith("B"))).save(staging / split / f"{seed}.png")
+        (staging / "COMPLETE").write_text(marker)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise UserError(
+                f"cannot write the demo data into {root}: {error.strerror or error}; free some disk space, "
+                "or set TFCYCLEGAN_DATA or --data-root to another folder"
+            ) from None
+        raise
+    # A set made with other parameters is replaced, if it is ours alone (checked again
+    # now: files may have been added while the new set was made); losing a race to a
+    # concurrent writer of the same set is fine, theirs is as good as ours.
+    old = None
+    try:
+        if os.path.lexists(target):
+            _check_ours(target)
+            old = fsutil.unique_dir(root, ".demo-old-")
+            os.rename(target, old / "demo")
         os.rename(staging, target)
-    except OSError:
-        shutil.rmtree(staging)
-        if not ((target / "COMPLETE").is_file() and (target / "COMPLETE").read_text() == marker):
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not ((target / "COMPLETE").is_file() and (target / "COMPLETE").read_text(errors="replace") == marker):
             raise
-    if old is not None:
-        shutil.rmtree(old)
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return str(target)
 
 

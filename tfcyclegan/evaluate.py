@@ -89,13 +89,13 @@ def _splits(domain, split, label, log):
             "evaluating on its training images"
         )
         return _readable(train, "training", label, domain, log), train, [], "train"
-    files = _readable(held, "held-out", label, domain, log)
-    return files, rest, files, f"held-out {HOLDOUT_FRACTION:.0%} of train"
     log(
         f"note: domain {label} ({domain.name}) has no test split; evaluating on a held-out "
         f"{HOLDOUT_FRACTION:.0%} of its training images ({len(held)} of {len(train)}), "
         "which the domain classifier does not train on"
     )
+    files = _readable(held, "held-out", label, domain, log)
+    return files, rest, files, f"held-out {HOLDOUT_FRACTION:.0%} of train"
 
 
 def _ground_truth(files, translations, sources, image_size):
@@ -104,6 +104,8 @@ def _ground_truth(files, translations, sources, image_size):
 
 
 def _fid_kid(weights, real_a, real_b, fake_a, fake_b, log):
+    if min(len(real_a), len(real_b)) < 2:  # covariances and unbiased MMD need two images per set
+        return {"unavailable": f"needs at least 2 images per domain, got A {len(real_a)} and B {len(real_b)}"}
     try:
         features = metrics.InceptionFeatures(weights)
     except UserError as error:
@@ -314,13 +316,11 @@ def format_table(result):
             f"train on {c['accuracy']:.1%} (A {c['accuracy_a']:.1%}, B {c['accuracy_b']:.1%})"
             f"{' [cached]' if c['cached'] else ''}"
         )
-    if c["accuracy"] is None:
-        pass
-    elif c["meaningful"]:
-        for key, label in (("fooling_a2b", "G(a) called B"), ("fooling_b2a", "F(b) called A")):
-            lines.append(f"  {label:26s} {'-' if c[key] is None else format(c[key], '.1%'):>8s}")
-    else:
-        lines.append(f"  {c['unavailable']}")
+        if c["meaningful"]:
+            for key, label in (("fooling_a2b", "G(a) called B"), ("fooling_b2a", "F(b) called A")):
+                lines.append(f"  {label:26s} {'-' if c[key] is None else format(c[key], '.1%'):>8s}")
+        else:
+            lines.append(f"  {c['unavailable']}")
     fk = result["fid_kid"]
     lines.append("")
     if "unavailable" in fk:

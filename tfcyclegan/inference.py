@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import data
+from tfcyclegan import data, fsutil
 from tfcyclegan.errors import UserError
 
 DIRECTIONS = ("a2b", "b2a")
@@ -32,6 +32,8 @@ PASS_BYTES = 3 * 2**30
 # measured on CPU 26, 69 and 273 floats per pixel for ngf 4, 16 and 64, that is 2.6,
 # 3.1 and 3.9 times ngf + 6 (docs/benchmarks.md, `benchmarks/inference.py --memory`).
 LIVE_COPIES = 4
+# Rows of blended tiles divided and converted at once: a few MB even for wide images.
+BLEND_ROWS = 64
 METADATA_FILE = "metadata.json"
 TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at byte offset 4
 
@@ -171,8 +173,11 @@ class Translator:
                 for j, tile in zip(chunk, tiles):
                     band[:, cols[j] : cols[j] + tw] += tile * np.outer(row_w[i], col_w[j])[..., None]
             done = (rows[i + 1] if i + 1 < len(rows) else h) - top
-            final = band[:done] / (row_sum[top : top + done, None, None] * col_sum[None, :, None])
-            out[top : top + done] = data.to_uint8(final) if out.dtype == np.uint8 else final
+            # A few rows at a time, so the division and conversion need no band-sized temporaries.
+            for r in range(top, top + done, BLEND_ROWS):
+                end = min(r + BLEND_ROWS, top + done)
+                final = band[r - top : end - top] / (row_sum[r:end, None, None] * col_sum[None, :, None])
+                out[r:end] = data.to_uint8(final) if out.dtype == np.uint8 else final
             band[: th - done] = band[done:]
             band[th - done :] = 0
 
@@ -366,6 +371,12 @@ def load_translator(path, direction, num_threads=None):
         files = _read_metadata(path).get("files", {})
         if direction in files and (path / Path(files[direction]).name).is_file():
             return _from_tflite(path / Path(files[direction]).name, direction, num_threads)
+        if isinstance(files, dict) and files and direction not in files:
+            other = ", ".join(sorted(map(str, files)))
+            raise UserError(
+                f"{path} has no {direction} model, only {other} (its generator translates one way); "
+                f"use --direction {other}"
+            )
         raise UserError(f"{path} is not a model: {expected}")
     if not path.is_file():  # a named pipe or a device would block or never end
         raise UserError(f"model {path} is not a regular file; {expected}")
@@ -394,6 +405,9 @@ class TranslateReport:
     written: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     downscaled: list = field(default_factory=list)
+    # Outputs that already existed and were left as they are (no `overwrite`); their
+    # inputs are not translated and not in `skipped`.
+    existing: list = field(default_factory=list)
     too_small: list = field(default_factory=list)
     too_large: list = field(default_factory=list)
 
@@ -401,56 +415,103 @@ class TranslateReport:
 FORMATS = {"png": ("PNG", ".png", {}), "jpg": ("JPEG", ".jpg", {"quality": 95})}
 
 
+def check_output_dir(output_dir):
+    """UserError unless `output_dir` is a folder or can be made one: a file there (or in
+    place of one of its parents) stops the command before any work."""
+    path = Path(output_dir).expanduser()
+    for parent in (path, *path.parents):
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise UserError(
+                    f"--output {output_dir}: {parent} is a file, not a folder; give a folder for the translated images"
+                )
+            return
+
+
+def _key(path):
+    return os.path.normcase(path)
+
+
+def _inside(path, folder):
+    """Whether the resolved `path` is `folder` or lies under it (both resolved, as _key gives them)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def plan_outputs(inputs, output_dir, fmt="png"):
     """[(input file, output file)] for files and folders (recursive, subfolders kept).
 
-    Each output keeps its input's file name with the extension of `fmt`. Two inputs
-    that would land on the same output, or an output that would overwrite its input,
-    are an error before any work is done.
+    Each output keeps its input's file name with the extension of `fmt`. Paths are
+    compared resolved (links, `..`), so an --output that is a link to an input folder is
+    seen for what it is. Two inputs that would land on the same output, an output that
+    would overwrite its input, or an input inside the output folder are an error before
+    any work is done. An output folder inside an input folder is left out of that
+    input: what is in it are earlier outputs, never inputs.
     """
     if fmt not in FORMATS:
         raise UserError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     suffix = FORMATS[fmt][1]
     output_dir = Path(output_dir).expanduser()
+    check_output_dir(output_dir)
+    out_real = _key(os.path.realpath(output_dir))
     jobs = []
     for item in inputs:
         item = Path(item).expanduser()
         if item.is_dir():
-            jobs += [(Path(p), Path(p).relative_to(item)) for p in data.list_images(item)]
+            item_real = _key(os.path.realpath(item))
+            nested = out_real != item_real and _inside(out_real, item_real)
+            for p in data.list_images(item):
+                if nested and _inside(_key(os.path.realpath(p)), out_real):
+                    continue
+                jobs.append((item, Path(p), Path(p).relative_to(item)))
         elif item.exists():
-            jobs.append((item, Path(item.name)))
+            jobs.append((item, item, Path(item.name)))
         else:
             raise UserError(f"input {item}: no such file or folder")
     if not jobs:
         raise UserError("no input images given")
     seen = {}
     plan = []
-    for source, relative in jobs:
+    for item, source, relative in jobs:
         target = output_dir / relative.with_suffix(suffix)
-        key = os.path.normcase(os.path.abspath(target))
+        # The folder resolved (a link inside --output may lead anywhere), not the file:
+        # replacing a link named like the target replaces the link, not what it points to.
+        key = _key(os.path.join(os.path.realpath(target.parent), target.name))
         if key in seen:
             raise UserError(
                 f"{seen[key]} and {source} would both be written to {target}; "
                 "translate them into separate --output folders"
             )
-        if key == os.path.normcase(os.path.abspath(source)):
-            raise UserError(f"{target} would overwrite its input; choose another --output folder")
+        source_real = _key(os.path.realpath(source))
+        if key == source_real:
+            raise UserError(f"{target} would overwrite its input {source}; choose another --output folder")
+        if _inside(source_real, out_real):
+            raise UserError(
+                f"input {item} is inside the --output folder {output_dir}, so earlier outputs would be taken as "
+                "inputs; choose an --output folder outside the inputs"
+            )
         seen[key] = source
         plan.append((source, target))
     return plan
 
 
-def _save(array, target, fmt):
+def _save(array, target, fmt, overwrite=True):
+    """Write `target`; False if it exists (appeared since planning) and not `overwrite`."""
     kind, _, options = FORMATS[fmt]
-    partial = target.with_name(f".{target.name}.part")
+    partial = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside the target and renamed, so an interrupted run leaves no half image.
-        Image.fromarray(array).save(partial, format=kind, **options)
-        os.replace(partial, target)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise UserError(f"cannot write {target}: {error.strerror or error}; check the --output folder") from None
+        # Written under a unique hidden name beside the target and then given its name, so
+        # an interrupted run leaves no half image and two runs never share a temporary file.
+        file, partial = fsutil.unique_file(target.parent, f".{target.name}.", ".part")
+        with file:
+            Image.fromarray(array).save(file, format=kind, **options)
+        return fsutil.publish(partial, target, overwrite)
+    except BaseException as error:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise UserError(f"cannot write {target}: {error.strerror or error}; check the --output folder") from None
+        raise
 
 
 def _log(message):
@@ -458,7 +519,16 @@ def _log(message):
 
 
 def translate_files(
-    translator, inputs, output_dir, batch_size=1, max_size=None, fmt="png", progress=None, log=_log, allow_large=False
+    translator,
+    inputs,
+    output_dir,
+    batch_size=1,
+    max_size=None,
+    fmt="png",
+    progress=None,
+    log=_log,
+    allow_large=False,
+    overwrite=False,
 ):
     """Translate image files and folders into `output_dir`; returns a TranslateReport.
 
@@ -467,7 +537,9 @@ def translate_files(
     whose shorter side would then fall below MIN_SIDE is skipped as too small. An image
     over the decoder's pixel limit (data.ImageTooLarge) is skipped unless `allow_large`
     or `max_size` is given. An unreadable input is reported through `log` in one line and
-    skipped. `progress(done, total)` is called as inputs finish.
+    skipped. `progress(done, total)` is called as inputs finish. An output that already
+    exists is left as it is and its input not translated (report.existing), unless
+    `overwrite`.
     """
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1 (got {batch_size})")
@@ -475,6 +547,9 @@ def translate_files(
         raise UserError(f"--max-size must be >= {MIN_SIDE} (got {max_size})")
     plan = plan_outputs(inputs, output_dir, fmt)
     report = TranslateReport()
+    if not overwrite:
+        report.existing = [str(target) for _, target in plan if os.path.lexists(target)]
+        plan = [(source, target) for source, target in plan if not os.path.lexists(target)]
     total, done = len(plan), 0
     pending = {}  # (h, w) -> [(image, target)]
 
@@ -490,8 +565,10 @@ def translate_files(
         images = batch[0][0][None] if len(batch) == 1 else np.stack([image for image, _ in batch])
         out = translator.translate_uint8(images)
         for array, (_, target) in zip(out, batch):
-            _save(array, target, fmt)
-            report.written.append(str(target))
+            if _save(array, target, fmt, overwrite):
+                report.written.append(str(target))
+            else:
+                report.existing.append(str(target))
         finish(len(batch))
 
     def skip(source, reason, kind=None):

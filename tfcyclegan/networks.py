@@ -149,6 +149,12 @@ class ResidualBlock(layers.Layer):
             InstanceNormalization(affine=affine),
         ]
 
+    def build(self, input_shape):
+        # Built layer by layer, so a block deserialized on its own holds its weights at once.
+        x = keras.KerasTensor(input_shape)
+        for layer in self.body:
+            x = layer(x)
+
     def call(self, x):
         y = x
         for layer in self.body:

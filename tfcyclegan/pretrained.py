@@ -19,6 +19,7 @@ PyTorch's pixel alignment (tfcyclegan.networks), so the outputs agree with PyTor
 to float32 rounding (docs/pretrained.md).
 """
 
+import contextlib
 import hashlib
 import re
 import sys
@@ -249,14 +250,16 @@ def fetch_official(name, sha256_hex=None, cache_dir=None, log=_log):
     url = OFFICIAL_URL.format(name=name)
     pinned = sha256_hex or OFFICIAL_SHA256.get(name)
     try:
-        local = keras.utils.get_file(
-            fname=f"{name}.pth",
-            origin=url,
-            file_hash=pinned,
-            hash_algorithm="sha256",
-            cache_dir=cache_dir,
-            cache_subdir=CACHE_SUBDIR,
-        )
+        # Keras prints its download progress on stdout, which is for results.
+        with contextlib.redirect_stdout(sys.stderr):
+            local = keras.utils.get_file(
+                fname=f"{name}.pth",
+                origin=url,
+                file_hash=pinned,
+                hash_algorithm="sha256",
+                cache_dir=cache_dir,
+                cache_subdir=CACHE_SUBDIR,
+            )
     except ValueError as error:
         if pinned and "corrupted" in str(error):
             raise UserError(

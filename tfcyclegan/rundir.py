@@ -138,12 +138,15 @@ def _damage(prefix):
     try:
         for name in reader.get_variable_to_dtype_map():
             reader.get_tensor(name)
-    except tf.errors.NotFoundError:
-        return "a .data file is missing"
     except IndexError:  # what TensorFlow raises for a file shorter than its index says
         return "a .data file is truncated"
     except tf.errors.OpError as error:
-        return f"a .data file is damaged: {_first_line(error)}"
+        reason = _first_line(error)
+        if "No such file" in reason:
+            return "a .data file is missing"
+        if "Checksum does not match" in reason:
+            return "a .data file fails its checksum"
+        return f"a .data file is damaged: {reason}"
     return None
 
 

@@ -16,6 +16,7 @@ Nothing here imports TensorFlow until images are prepared, so serving and report
 import datetime
 import errno
 import fcntl
+import ipaddress
 import json
 import math
 import os
@@ -48,7 +49,6 @@ MAX_POST_BYTES = 256 * 1024
 MAX_TRIALS = 1000
 # Longest believable response time or session: a day, in milliseconds.
 MAX_MS = 24 * 3600 * 1000
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -62,6 +62,16 @@ def _now():
 
 def _iso(moment):
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_loopback(host):
+    """Whether only this machine can reach a server listening on `host`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def target_domain(direction):

@@ -215,7 +215,8 @@ def check_matches(checkpoint, parts, run_dir):
     for part, variables in parts.items():
         if not isinstance(variables, list):
             saved = shapes.get(part + suffix)
-            if saved is not None and list(saved) != list(variables.shape):
+            # A pool saved by several replicas stacks their buffers on a leading axis (pool._EveryReplica).
+            if saved is not None and list(saved)[len(saved) - len(variables.shape) :] != list(variables.shape):
                 problem = f"{part} has shape {list(saved)} there, {list(variables.shape)} by config.json"
                 break
             continue
@@ -239,11 +240,49 @@ def check_matches(checkpoint, parts, run_dir):
         )
 
 
-def fit(config, explicit=frozenset(), verbose=None):
+def init_generators(folder, config, explicit=frozenset()):
+    """{direction: generator} of model directory `folder` to start a new run from.
+
+    The run takes the directory's blocks and ngf; an explicit --blocks / --ngf that
+    differs is an error naming both. A directory without F (pretrained files are one
+    way) starts F fresh, said in one line.
+    """
+    from tfcyclegan import modeldir
+
+    folder = Path(folder).expanduser()
+    if not modeldir.is_model_dir(folder):
+        raise UserError(
+            f"--init-generators {folder} is not a model directory (no generator_g.keras); "
+            "write one with `tfcyclegan import` or `tfcyclegan export RUN --format keras`"
+        )
+    generators = {d: modeldir.load_generator(folder, d) for d in modeldir.directions(folder)}
+    for direction, generator in generators.items():
+        for option, theirs in (("blocks", generator.n_blocks), ("ngf", generator.ngf)):
+            if option in explicit and getattr(config, option) != theirs:
+                raise UsageError(
+                    f"--{option} {getattr(config, option)} disagrees with --init-generators {folder}, whose "
+                    f"{direction} generator has {option} {theirs}; drop --{option}"
+                )
+            setattr(config, option, theirs)
+        if generator.affine:
+            raise UserError(
+                f"--init-generators {folder}: its {direction} generator uses affine instance norm, which `fit` does "
+                "not train; fine-tune a generator without it"
+            )
+        if generator.dropout:
+            print(f"note: {folder}'s {direction} generator was trained with dropout; fit trains it without")
+    if "b2a" not in generators:
+        print(f"note: {folder} has no generator_f.keras (F: B -> A); F starts from scratch")
+    return generators
+
+
+def fit(config, explicit=frozenset(), verbose=None, init_from=None):
     """Train (or resume) the run in config.run_dir; returns the run directory.
 
     `explicit` names the options the user set, checked against a run being resumed.
     `verbose` is Keras' (default: a progress bar on a terminal, a line per epoch in logs).
+    `init_from` is a model directory whose generators a new run starts from
+    (init_generators); a resumed run continues from its checkpoint instead.
     """
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -252,6 +291,9 @@ def fit(config, explicit=frozenset(), verbose=None):
     resuming = has_checkpoint(run_dir)
     if resuming:
         config = _check_resume(config, run_dir, explicit)
+        if init_from:
+            print(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
+    start = init_generators(init_from, config, explicit) if init_from and not resuming else None
     config.validate()
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
     strategy = distribute.make_strategy(config.strategy, config.simulate_devices, config.worker_timeout)
@@ -268,12 +310,12 @@ def fit(config, explicit=frozenset(), verbose=None):
         if (run_dir / CONFIG_FILE).exists():
             lock.acquire()  # before any work: another fit may be training in it
     try:
-        return _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock)
+        return _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock, start)
     finally:
         lock.release()
 
 
-def _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock):
+def _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock, start=None):
     keras.utils.set_random_seed(config.seed)
     replicas = strategy.num_replicas_in_sync
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
@@ -296,13 +338,13 @@ def _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock):
     if replicas > 1:
         print(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
     try:
-        return _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose)
+        return _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose, start)
     finally:
         if not chief:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose):
+def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose, start=None):
     with strategy.scope():
         model = build_model(config, steps)
     checkpoint = make_checkpoint(model)
@@ -315,6 +357,10 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=3)
     if found.path:
         checkpoint.restore(found.path).assert_consumed()
+    elif start:
+        for direction, generator in start.items():
+            target = model.generator_g if direction == "a2b" else model.generator_f
+            target.set_weights(generator.get_weights())
     step_variable = model.generator_optimizer.iterations
     first_epoch, done_in_epoch = divmod(int(step_variable.numpy()), steps)
     if first_epoch >= config.epochs:

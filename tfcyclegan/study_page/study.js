@@ -167,10 +167,9 @@
   });
   for (const button of buttons()) button.addEventListener("click", () => answer(button.dataset.choice));
   document.addEventListener("keydown", (event) => {
-    if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
-      event.preventDefault();
-      answer(event.key === "ArrowLeft" ? "left" : "right");
-    }
+    if (!accepting || (event.key !== "ArrowLeft" && event.key !== "ArrowRight")) return;
+    event.preventDefault();
+    answer(event.key === "ArrowLeft" ? "left" : "right");
   });
   $("#retry").addEventListener("click", () => {
     show("trial");

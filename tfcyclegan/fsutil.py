@@ -1,0 +1,55 @@
+"""Files and folders tfcyclegan creates for itself: unique temporary names (so two runs
+never share one), permissions from the umask (unlike tempfile's 0600/0700, so a shared
+model or data set stays readable by whoever the user's umask allows), and publishing a
+finished file without replacing one that appeared meanwhile."""
+
+import os
+import secrets
+from pathlib import Path
+
+
+def unique_dir(parent, prefix):
+    """A new, empty folder <parent>/<prefix><random>, mode 0777 less the umask."""
+    for _ in range(100):
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            os.mkdir(path, 0o777)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no unused temporary name {prefix}* in {parent}")
+
+
+def unique_file(parent, prefix, suffix=""):
+    """(open binary file, path) of a new, empty file <parent>/<prefix><random><suffix>, mode 0666 less the umask."""
+    for _ in range(100):
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        return os.fdopen(fd, "wb"), path
+    raise FileExistsError(f"no unused temporary name {prefix}*{suffix} in {parent}")
+
+
+def publish(temporary, target, overwrite):
+    """Give the finished file `temporary` the name `target`; False (and `temporary` removed)
+    when `target` exists and `overwrite` is off, even if it appeared a moment ago."""
+    if overwrite:
+        os.replace(temporary, target)
+        return True
+    try:
+        # A hard link fails if the name is taken, atomically; a rename would replace it.
+        os.link(temporary, target)
+    except FileExistsError:
+        os.unlink(temporary)
+        return False
+    except OSError:
+        # A filesystem without hard links (FAT, some network shares): check, then rename.
+        if os.path.lexists(target):
+            os.unlink(temporary)
+            return False
+        os.replace(temporary, target)
+        return True
+    os.unlink(temporary)
+    return True
