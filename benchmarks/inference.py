@@ -77,7 +77,7 @@ def memory(args):
         f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
     )
     print(f"pass budget {inference.PASS_BYTES / 2**30:.1f} GiB; one uint8 image per process, peak RSS by getrusage\n")
-    print("| ngf | image | tile | pixels per pass | peak RSS GiB | before the image GiB | seconds |")
+    print("| ngf | image | tile | pixels per pass | peak RSS GiB | before translating GiB | seconds |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for ngf in args.ngf:
         for side in args.memory_sizes:

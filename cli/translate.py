@@ -14,7 +14,12 @@ def _fresh_line(bar):
 
 @click.command("translate")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--model", required=True, help="Run directory, exported SavedModel, or .tflite file.")
+@click.option(
+    "--model",
+    required=True,
+    help="Run directory, model directory (tfcyclegan import), exported SavedModel, .tflite file, or PyTorch "
+    "generator .pth file.",
+)
 @click.option(
     "--direction",
     required=True,

@@ -82,7 +82,8 @@ def test_wrong_model_path(images, tmp_path):
     result = invoke("translate", "--model", tmp_path / "nowhere", "--direction", "a2b", images, "--output", tmp_path)
     assert_one_line_error(
         result,
-        f"model {tmp_path / 'nowhere'}: no such file or folder; give a run directory, a SavedModel or a .tflite file",
+        f"model {tmp_path / 'nowhere'}: no such file or folder; give a run directory, a model directory, "
+        "a SavedModel, a .tflite or a .pth file",
     )
 
 
@@ -92,7 +93,8 @@ def test_a_file_that_is_not_a_model(images, tmp_path):
     assert_one_line_error(
         result,
         f"{tmp_path / 'notes.txt'} is not a model: expected a run directory (config.json + checkpoints/), "
-        "a SavedModel from `tfcyclegan export` or a .tflite file",
+        "a model directory (generator_g.keras), a SavedModel from `tfcyclegan export`, a .tflite or a PyTorch "
+        ".pth file",
     )
 
 

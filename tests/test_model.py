@@ -208,7 +208,8 @@ REPLICA_SCRIPT = textwrap.dedent(
 
 
 def test_two_replicas_match_one_device():
-    result = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT], capture_output=True, text=True, timeout=300)
+    # The timeout only stops a hang: on a loaded shared machine the script can take minutes.
+    result = subprocess.run([sys.executable, "-c", REPLICA_SCRIPT], capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     values = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()}
     # Each of the 2 replicas' mean loss is halved, so their summed gradients make the global mean's.

@@ -265,3 +265,4 @@ def test_official_download_failures_are_one_line(official_server, tmp_path):
     with pytest.raises(UserError, match="official:style_picasso is no official model; the names are: apple2orange"):
         pretrained.official_name("official:style_picasso")
     assert set(pretrained.OFFICIAL) >= {"style_ukiyoe", "style_vangogh", "horse2zebra", "iphone2dslr_flower"}
+    assert set(pretrained.REVERSE) <= set(pretrained.OFFICIAL) and pretrained.REVERSE["zebra2horse"] == "horse2zebra"

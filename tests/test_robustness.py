@@ -267,9 +267,10 @@ def test_foreign_model_files_are_refused_without_running_them(domains, tmp_path)
         "garbage run": f"cannot read {hostile / 'garbage run' / 'config.json'}: Expecting property name enclosed in "
         "double quotes: line 1 column 12 (char 11); is this a tfcyclegan run directory?",
         "list run": f"{hostile / 'list run' / 'config.json'} is not a valid tfcyclegan config (not a JSON object); "
-        "give a run directory written by `tfcyclegan fit`",
-        "typed run": f"{hostile / 'typed run' / 'config.json'} is not a valid tfcyclegan config (ngf is 'four'); "
-        "give a run directory written by `tfcyclegan fit`",
+        "give a run directory written by `tfcyclegan fit` (its config.json lists every option)",
+        "typed run": f'{hostile / "typed run" / "config.json"} is not a valid tfcyclegan config ("ngf" must be an '
+        'integer (got "four"); "domain_a", "domain_b", "data_root" and 24 more keys are missing); give a run '
+        "directory written by `tfcyclegan fit` (its config.json lists every option)",
         "not a model": f"{hostile / 'not a model'} is not a model: {expected}",
         "savedmodel": f"cannot load SavedModel {hostile / 'savedmodel'}: ",
         "model.keras": f"{hostile / 'model.keras'} is not a model: {expected}",

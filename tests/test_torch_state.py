@@ -191,3 +191,9 @@ def test_a_dict_without_tensors_is_not_a_state_dict(tmp_path):
     path = zip_pth(tmp_path / "empty_dict.pth", {"epoch": 3}, {})
     with pytest.raises(UserError, match="not a state dict of tensors"):
         torch_state.read_state_dict(path)
+
+
+def test_a_state_dict_nested_in_a_checkpoint_dict_is_found(fake_torch, tmp_path):
+    checkpoint = {"epoch": 3, "state_dict": {"w": _Tensor("0", 0, (2, 2), (2, 1))}}
+    path = zip_pth(tmp_path / "checkpoint.pth", checkpoint, {"0": np.arange(4, dtype="f4").tobytes()})
+    np.testing.assert_array_equal(torch_state.read_state_dict(path)["w"], [[0, 1], [2, 3]])

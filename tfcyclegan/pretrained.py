@@ -55,6 +55,17 @@ OFFICIAL = (
     "facades_label2photo",
     "iphone2dslr_flower",
 )
+# Official files that translate the other way of each other.
+REVERSE_PAIRS = (
+    ("apple2orange", "orange2apple"),
+    ("summer2winter_yosemite", "winter2summer_yosemite"),
+    ("horse2zebra", "zebra2horse"),
+    ("monet2photo", "style_monet"),
+    ("map2sat", "sat2map"),
+    ("cityscapes_photo2label", "cityscapes_label2photo"),
+    ("facades_photo2label", "facades_label2photo"),
+)
+REVERSE = {a: b for pair in REVERSE_PAIRS for a, b in (pair, pair[::-1])}
 OFFICIAL_PREFIX = "official:"
 OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
 # The official repository publishes no checksums; a name gets one here once a
@@ -134,10 +145,10 @@ def _dropout(convs):
 
 
 def infer(state, path="the state dict"):
-    """(Architecture, [(Keras layer role, weights)]) of a ResNet generator state dict.
+    """(Architecture, [weights of each Keras layer]) of a ResNet generator state dict.
 
     The returned list holds, in the Keras generator's weight order, each convolution's
-    kernel and bias in Keras layout and, with affine norm, each norm's gamma and beta.
+    [kernel, bias] in Keras layout and, with affine norm, each norm's [gamma, beta].
     Anything that is not such a generator is a UserError naming what it is.
     """
     layers = _layers(state, path)
@@ -176,17 +187,26 @@ def infer(state, path="the state dict"):
             )
     weights = []
     transposed = {len(convs) - 3, len(convs) - 2}
-    for i, layer in enumerate(layers):
+    index, out = 0, None
+    for layer in layers:
         if layer.weight.ndim == 4:
-            index = sum(1 for other in layers[:i] if other.weight.ndim == 4)
             out = layer.weight.shape[1] if index in transposed else layer.weight.shape[0]
-            bias = layer.bias if layer.bias is not None else np.zeros(out, np.float32)
+            index += 1
             # (out, in, kh, kw) and ConvTranspose2d's (in, out, kh, kw) both become (kh, kw, ., .).
-            weights.append(("conv", [layer.weight.transpose(2, 3, 1, 0), bias]))
+            kernel = layer.weight.transpose(2, 3, 1, 0)
+        elif layer.weight.shape != (out,):
+            raise UserError(
+                f"{path}: {layer.name}.weight is {tuple(layer.weight.shape)} after a convolution of {out} channels; "
+                f"supported: {SUPPORTED}"
+            )
         else:
-            channels = layer.weight.shape[0]
-            bias = layer.bias if layer.bias is not None else np.zeros(channels, np.float32)
-            weights.append(("norm", [layer.weight, bias]))
+            kernel = layer.weight
+        bias = layer.bias if layer.bias is not None else np.zeros(out, np.float32)
+        if bias.shape != (out,):
+            raise UserError(
+                f"{path}: {layer.name}.bias is {tuple(bias.shape)} for {out} channels; supported: {SUPPORTED}"
+            )
+        weights.append([kernel, bias])
     return Architecture(int(ngf), int(n_blocks), affine, _dropout(convs)), weights
 
 
@@ -212,7 +232,7 @@ def to_keras(state, path="the state dict", name=None):
     generator = architecture.build(name)
     generator(np.zeros((1, 16, 16, 3), np.float32))
     targets = _keras_layers(generator)
-    for layer, (_, values) in zip(targets, weights, strict=True):
+    for layer, values in zip(targets, weights, strict=True):
         layer.set_weights(values)
     return generator, architecture
 
@@ -317,6 +337,9 @@ def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, lo
     from tfcyclegan import export
 
     sources = {"a2b": a2b, **({"b2a": b2a} if b2a else {})}
+    reverse = REVERSE.get(official_name(a2b))
+    if reverse and not b2a:
+        log(f"note: official:{reverse} translates the other way; give it as B2A to import both directions")
     if len(sha256s) > len(sources):
         raise UserError(f"{len(sha256s)} --sha256 values for {len(sources)} files; give one per file, in order")
     target = Path(output).expanduser() if output else default_output(a2b)

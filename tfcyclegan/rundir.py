@@ -50,9 +50,15 @@ class RunLock:
                 f"{self.run_dir} is in use by another `tfcyclegan fit` ({holder}); wait for it to finish or stop "
                 "it, or pass another --run-dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:
+            self.release()
+            raise UserError(
+                f"cannot write {path}: {error.strerror}; free some disk space or pass a --run-dir on another disk"
+            ) from None
 
     @property
     def held(self):
