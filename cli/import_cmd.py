@@ -32,9 +32,9 @@ def import_(a2b, b2a, output, sha256):
     (A2B), generator_f.keras (B2A, when given) and metadata.json.
 
     \b
-    tfcyclegan import official:style_ukiyoe --output saved_models/ukiyoe
+    tfcyclegan import official:style_ukiyoe --output saved_models/ukiyoe/keras
     tfcyclegan import official:horse2zebra official:zebra2horse
-    tfcyclegan translate --model saved_models/ukiyoe --direction a2b photos/ -o ukiyoe/
+    tfcyclegan translate --model saved_models/ukiyoe/keras --direction a2b photos/ -o ukiyoe/
     """
     from tfcyclegan import pretrained
 

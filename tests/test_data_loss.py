@@ -107,17 +107,20 @@ def test_fit_on_demo_domains_keeps_a_demo_folder_it_did_not_write(tmp_path):
     assert tree(tmp_path / "data") == before
 
 
-def test_a_demo_folder_of_ours_holding_a_user_file_is_not_replaced(tmp_path):
+def test_a_demo_folder_of_ours_holding_a_user_file_is_neither_replaced_nor_used(tmp_path):
     root = Path(demo.ensure_demo_data(tmp_path, size=16, n_train=2, n_test=1))
     (root / "trainA" / "mine.png").write_bytes(b"user's image")
     (root / "README").write_text("user's notes")
     before = tree(tmp_path)
-    with pytest.raises(UserError) as info:
-        demo.ensure_demo_data(tmp_path, size=16, n_train=3, n_test=1)  # other parameters: would be remade
-    assert str(info.value) == (
-        f"{root} holds files that are not tfcyclegan's demo data (README, trainA/mine.png); "
-        "move them away, or use another --data-root (or TFCYCLEGAN_DATA)"
-    )
+    # Other parameters: the folder would be remade (deleting the user's files); the same
+    # parameters: the user's image would be trained on.
+    for n_train in (3, 2):
+        with pytest.raises(UserError) as info:
+            demo.ensure_demo_data(tmp_path, size=16, n_train=n_train, n_test=1)
+        assert str(info.value) == (
+            f"{root} holds files that are not tfcyclegan's demo data (README, trainA/mine.png); "
+            "move them away, or use another --data-root (or TFCYCLEGAN_DATA)"
+        )
     assert tree(tmp_path) == before
 
 
@@ -377,9 +380,10 @@ def test_temporary_names_are_unique_and_never_another_runs(translator, photos, t
     assert sorted(p.name for p in out.iterdir()) == [".0.png.part", "0.png", "1.png", "2.png"]
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_folder_at_once(run_dir, photos, tmp_path):
     out = tmp_path / "out"
-    for i in range(40):
+    for i in range(17):
         shutil.copy(photos / "0.png", photos / f"copy{i}.png")
     command = [str(Path(sys.executable).parent / "tfcyclegan"), "translate", "--model", str(run_dir),
                "--direction", "a2b", str(photos), "-o", str(out), "--batch-size", "1"]  # fmt: skip
@@ -388,7 +392,7 @@ def test_two_runs_into_one_folder_at_once(run_dir, photos, tmp_path):
     for code, _, err in results:
         assert code == 0, err[-2000:]
     # Between them every image once: none lost to a shared temporary name, none written twice.
-    assert sum(int(stdout.split()[1]) for _, stdout, _ in results) == 43
+    assert sum(int(stdout.split()[1]) for _, stdout, _ in results) == 20
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in photos.iterdir())
     assert all(Image.open(p).size == (28, 24) for p in out.iterdir())
 
@@ -480,6 +484,8 @@ def test_export_into_the_current_folder(run_dir, earlier_export, tmp_path, monke
         shutil.copytree(earlier_export, here)
     else:
         here.mkdir()
+        here.chmod(0o750)
+    inode = here.stat().st_ino
     monkeypatch.chdir(here)
     result = invoke("export", run_dir, "--output", ".")
     assert result.exit_code == 0, result.output
@@ -487,20 +493,12 @@ def test_export_into_the_current_folder(run_dir, earlier_export, tmp_path, monke
     assert sorted(p.name for p in here.iterdir()) == sorted(p.name for p in earlier_export.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no stray ..old-* or staging folder
     assert inference.load_translator(here, "a2b").kind == "savedmodel"
+    # The folder itself is kept (the shell in it is not left in a deleted folder), with its permissions.
+    assert here.stat().st_ino == inode and (earlier or stat.S_IMODE(here.stat().st_mode) == 0o750)
 
 
-def test_export_into_an_empty_folder_keeps_that_folder(run_dir, tmp_path):
-    target = tmp_path / "empty"
-    target.mkdir()
-    target.chmod(0o750)
-    inode = target.stat().st_ino
-    export.export(run_dir, "savedmodel", output=target, log=print)
-    assert target.stat().st_ino == inode and stat.S_IMODE(target.stat().st_mode) == 0o750
-    assert (target / "saved_model.pb").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
-
-
-@pytest.mark.parametrize("mask", [0o022, 0o027])
-def test_exports_follow_the_umask(run_dir, tmp_path, umask, mask):
+def test_exports_follow_the_umask(run_dir, tmp_path, umask):
+    mask = 0o027  # group may read, others may not: neither tempfile's 0700 nor world-readable
     umask(mask)
     path = export.export(run_dir, "savedmodel", output=tmp_path / "shared", log=print).path
     assert modes(path) == expected_modes(path, mask)
@@ -524,6 +522,27 @@ def test_disk_full_during_export_keeps_the_earlier_export(run_dir, earlier_expor
         f"export in {target} is intact; free some disk space or choose another --output"
     )
     assert tree(tmp_path) == before
+
+
+def test_a_failed_swap_in_the_current_folder_puts_the_earlier_export_back(tmp_path, monkeypatch):
+    work, staging = tmp_path / "here", tmp_path / ".here.tmp-x"
+    for folder, content in ((work, b"old"), (staging, b"new")):
+        folder.mkdir()
+        (folder / "a2b.tflite").write_bytes(content)
+        (folder / "metadata.json").write_bytes(content)
+    monkeypatch.chdir(work)
+    rename = os.rename
+
+    def flaky(source, destination):
+        if Path(source) == staging / "metadata.json":
+            raise OSError(errno.EIO, "Input/output error")
+        return rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", flaky)
+    with pytest.raises(OSError):
+        export._replace(staging, work)
+    assert tree(work) == {"a2b.tflite": b"old", "metadata.json": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".here.tmp-x", "here"]  # the caller removes its staging
 
 
 @pytest.fixture

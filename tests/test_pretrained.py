@@ -266,3 +266,9 @@ def test_official_download_failures_are_one_line(official_server, tmp_path):
         pretrained.official_name("official:style_picasso")
     assert set(pretrained.OFFICIAL) >= {"style_ukiyoe", "style_vangogh", "horse2zebra", "iphone2dslr_flower"}
     assert set(pretrained.REVERSE) <= set(pretrained.OFFICIAL) and pretrained.REVERSE["zebra2horse"] == "horse2zebra"
+
+
+def test_fit_refuses_generators_of_two_shapes(imported, tmp_path):
+    result = invoke("fit", "--run-dir", tmp_path / "run", "--init-generators", imported)
+    assert_one_line_error(result, "G has 2 blocks and ngf 4, F 3 blocks and ngf 8; a run trains two generators")
+    assert not (tmp_path / "run").exists()

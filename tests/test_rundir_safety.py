@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from helpers import write_noise_domains
 from tfcyclegan_cli.main import main
 
-from tfcyclegan import callbacks, data, inference, train
+from tfcyclegan import callbacks, data, export, inference, rundir, train
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
 
@@ -163,6 +163,8 @@ def test_resume_falls_back_never_overwrites_the_damaged_checkpoint_and_sets_asid
     # Step 4 again, numbered above the damaged ckpt-4, which is left as it was.
     assert tf.train.latest_checkpoint(run / "checkpoints").endswith("ckpt-5")
     assert {p.name: p.read_bytes() for p in run.joinpath("checkpoints").glob("ckpt-4.*")} == kept
+    # Unlisted now, ckpt-4 still holds its number against a later resume from ckpt-2.
+    assert rundir.highest_damaged(run / "checkpoints", above=2) == 4
     reader = tf.train.load_checkpoint(str(run / "checkpoints" / "ckpt-5"))
     assert reader.get_tensor("generator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
     aside = run / "losses.csv.unreadable-1"
@@ -300,3 +302,10 @@ def test_a_run_dir_among_the_data_is_not_listed_as_images(trained, tmp_path):
     expected = sorted(str(domain / p.name) for p in (trained / "a").iterdir())
     assert data.list_images(domain, log=notes.append) == expected
     assert notes == [f"note: skipped folder {domain / 'old run'}: a tfcyclegan run directory, not data"]
+
+
+def test_export_of_a_run_whose_newest_checkpoint_is_damaged_exports_the_intact_one(run, tmp_path, capsys):
+    delete_data(run / "checkpoints" / "ckpt-4")
+    export.export(run, "savedmodel", output=tmp_path / "exported", log=lambda message: None)
+    assert json.loads((tmp_path / "exported" / "metadata.json").read_text())["checkpoint"] == "ckpt-2"
+    assert f"note: checkpoint {run / 'checkpoints' / 'ckpt-4'} is damaged" in capsys.readouterr().err

@@ -114,6 +114,12 @@ def _check_ours(target):
             why = "its COMPLETE file is not a tfcyclegan demo marker"
     if why:
         raise UserError(f"{target} exists and is not tfcyclegan's demo data ({why}); move it away, {_ELSEWHERE}")
+    _check_only_ours(target)
+
+
+def _check_only_ours(target):
+    """Raise a UserError if the demo folder `target` holds anything ensure_demo_data does
+    not write: it would be trained on, or deleted with the folder."""
     foreign = []
     for entry in sorted(target.iterdir()):
         if entry.name == "COMPLETE":
@@ -140,11 +146,13 @@ def ensure_demo_data(root, size=64, n_train=200, n_test=50):
     folder and renamed into place, so it is never seen half-made. An existing
     <root>/demo made with other parameters is replaced only if it is demo data that
     tfcyclegan wrote (its COMPLETE marker) holding nothing else; otherwise UserError.
+    Demo data holding files it did not write is a UserError too, never trained on.
     """
     root = Path(root).expanduser()
     target = root / "demo"
     marker = _marker(size, n_train, n_test)
     if (target / "COMPLETE").is_file() and (target / "COMPLETE").read_text(errors="replace") == marker:
+        _check_only_ours(target)
         return str(target)
     if os.path.lexists(target):
         _check_ours(target)  # before any work: a folder of the user's stops the command here

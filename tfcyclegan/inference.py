@@ -29,8 +29,8 @@ MIN_SIDE = 8
 # Memory one forward pass may hold; a larger image is translated in overlapping tiles.
 PASS_BYTES = 3 * 2**30
 # Float32 copies of the widest activation a pass holds at its peak, per input pixel:
-# measured on CPU 26, 69 and 273 floats per pixel for ngf 4, 16 and 64, that is 2.6,
-# 3.1 and 3.9 times ngf + 6 (docs/benchmarks.md, `benchmarks/inference.py --memory`).
+# one pass measured 26, 69 and 273 floats per pixel on CPU for ngf 4, 16 and 64, that
+# is 2.6, 3.1 and 3.9 times ngf + 6 (docs/benchmarks.md, "Memory of large translations").
 LIVE_COPIES = 4
 # Rows of blended tiles divided and converted at once: a few MB even for wide images.
 BLEND_ROWS = 64

@@ -42,7 +42,7 @@ class RunLock:
             raise UserError(f"cannot create {path}: {error.strerror}; pass a --run-dir you can write") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
             holder = f"PID {holder}" if holder.isdigit() else "a process that is just starting"
@@ -50,6 +50,9 @@ class RunLock:
                 f"{self.run_dir} is in use by another `tfcyclegan fit` ({holder}); wait for it to finish or stop "
                 "it, or pass another --run-dir"
             ) from None
+        except OSError as error:
+            os.close(fd)
+            raise UserError(f"cannot lock {path}: {error.strerror}; pass a --run-dir on a local disk") from None
         self.fd = fd
         try:
             os.ftruncate(fd, 0)
@@ -173,10 +176,6 @@ class Found:
     def number(self):
         return _number(self.path) if self.path else None
 
-    @property
-    def highest_damaged(self):
-        return max((_number(path) for path, _ in self.damaged), default=0)
-
     def notes(self):
         """One line per damaged checkpoint skipped, saying which one is used instead."""
         instead = f"using {self.path}, the newest intact one" if self.path else "no intact checkpoint is left"
@@ -197,6 +196,19 @@ def newest_intact(checkpoint_dir):
             break
         found.damaged.append((prefix, reason))
     return found
+
+
+def highest_damaged(checkpoint_dir, above=0):
+    """The highest number above `above` of a damaged checkpoint in `checkpoint_dir` (any
+    ckpt-<n>.* file counts, even one without its .index), or `above` if there is none.
+
+    A resumed run numbers its checkpoints above it, so a damaged checkpoint left for
+    inspection is never overwritten, also after the state file stopped listing it; an
+    intact one above `above` (a save killed before it was listed) is overwritten as usual.
+    """
+    numbers = {_number(p.name.split(".")[0]) for p in Path(checkpoint_dir).glob("ckpt-*.*")} - {None}
+    damaged = [n for n in numbers if n > above and _damage(str(Path(checkpoint_dir) / f"ckpt-{n}")) is not None]
+    return max(damaged, default=above)
 
 
 def relist(checkpoint_dir, found):

@@ -256,6 +256,12 @@ def init_generators(folder, config, explicit=frozenset()):
             "write one with `tfcyclegan import` or `tfcyclegan export RUN --format keras`"
         )
     generators = {d: modeldir.load_generator(folder, d) for d in modeldir.directions(folder)}
+    shapes = {d: (g.n_blocks, g.ngf) for d, g in generators.items()}
+    if len(set(shapes.values())) > 1:
+        raise UserError(
+            f"--init-generators {folder}: G has {shapes['a2b'][0]} blocks and ngf {shapes['a2b'][1]}, F "
+            f"{shapes['b2a'][0]} blocks and ngf {shapes['b2a'][1]}; a run trains two generators of one shape"
+        )
     for direction, generator in generators.items():
         for option, theirs in (("blocks", generator.n_blocks), ("ngf", generator.ngf)):
             if option in explicit and getattr(config, option) != theirs:
@@ -374,7 +380,8 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     guard = callbacks.StopOnNonFinite(step_variable)
     # Checkpoints are numbered by step, but above any damaged one left in place; saved
     # before the samples and the loss log, so neither can keep an epoch from being saved.
-    saver = callbacks.CheckpointSaver(manager, step_variable, taken=found.highest_damaged, restored=found.path)
+    taken = rundir.highest_damaged(run_dir / CHECKPOINT_DIR, found.number or 0)
+    saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=found.path)
     side_work = [callbacks.Throughput(config.batch_size), guard, saver]
     if chief:
         side_work += [
