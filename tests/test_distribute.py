@@ -187,6 +187,10 @@ CROSS_RESTORE = textwrap.dedent(
         optimizers = [model.generator_optimizer, model.discriminator_x_optimizer, model.discriminator_y_optimizer]
         return [v.numpy() for net in nets for v in net.weights] + [v.numpy() for o in optimizers for v in o.variables]
 
+    def pools(model):  # each replica's buffer of pool_x
+        images = model.pool_x.images
+        return [v.numpy() for v in getattr(images, "values", (images,))]
+
     x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
     for source, target, name in ((mirrored, single, "mirrored->single"), (single, mirrored, "single->mirrored")):
         trained = model_under(source, 0)
@@ -198,7 +202,12 @@ CROSS_RESTORE = textwrap.dedent(
         after, wanted = state(restored), state(trained)
         same = all(np.array_equal(a, b) for a, b in zip(after, wanted)) and len(after) == len(wanted)
         moved = sum(not np.array_equal(a, b) for a, b in zip(before, after))
-        print(name, "SAME" if same else "DIFFERENT", int(restored.generator_optimizer.iterations.numpy()), moved)
+        saved, got = pools(trained), pools(restored)
+        # Replica i restores saved pool i mod R: the first replica's for a single device,
+        # the one pool of a single device for every replica.
+        pooled = np.any(saved[0]) and all(np.array_equal(p, saved[i % len(saved)]) for i, p in enumerate(got))
+        steps = int(restored.generator_optimizer.iterations.numpy())
+        print(name, "SAME" if same else "DIFFERENT", steps, moved, "POOLS" if pooled else "NO-POOLS")
     """
 )
 
@@ -209,6 +218,7 @@ def test_checkpoints_restore_across_mirrored_and_single_device():
     lines = [line.split() for line in result.stdout.splitlines() if "->" in line]
     assert [line[:3] for line in lines] == [["mirrored->single", "SAME", "2"], ["single->mirrored", "SAME", "2"]]
     assert all(int(line[3]) > 10 for line in lines)  # the restore really replaced the fresh model's values
+    assert all(line[4] == "POOLS" for line in lines)
 
 
 # Trains 2 epochs straight and 1 + resume 1 on 2 mirrored logical CPUs through train.fit,

@@ -182,12 +182,29 @@ def test_translate_a_huge_image_only_when_asked(run_dir, huge_png, tmp_path):
     assert error_lines(result) == [
         "error: none of the 1 inputs was translated (1 too large; listed above); nothing was written"
     ]
+    assert "DecompressionBomb" not in result.output and "site-packages" not in result.output
+
+
+def test_max_size_translates_an_image_over_the_limit(run_dir, tmp_path, monkeypatch):
+    # Decoding a real 13500 x 13500 image whole takes tens of seconds; a small limit stands in.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
+    Image.new("RGB", (120, 90), (200, 30, 30)).save(tmp_path / "big.png")
     result = invoke(
-        "translate", "--model", run_dir, "--direction", "a2b", huge_png, "-o", tmp_path / "o", "--max-size", 64
+        "translate",
+        "--model",
+        run_dir,
+        "--direction",
+        "a2b",
+        tmp_path / "big.png",
+        "-o",
+        tmp_path / "o",
+        "--max-size",
+        64,
     )
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "o" / "huge.png").size == (64, 64)
-    assert "DecompressionBomb" not in result.output and "site-packages" not in result.output
+    assert f"note: {tmp_path / 'big.png'} is 120x90; translated at 64x48 (--max-size 64)" in result.stderr.splitlines()
+    monkeypatch.undo()
+    assert Image.open(tmp_path / "o" / "big.png").size == (64, 48)
 
 
 def test_allow_large_translates_at_full_size(run_dir, tmp_path, monkeypatch):

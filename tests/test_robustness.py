@@ -261,7 +261,8 @@ def test_foreign_model_files_are_refused_without_running_them(domains, tmp_path)
     (hostile / "model.tflite").write_text("this is not a flatbuffer\n")
 
     expected = (
-        "expected a run directory (config.json + checkpoints/), a SavedModel from `tfcyclegan export` or a .tflite file"
+        "expected a run directory (config.json + checkpoints/), a model directory (generator_g.keras), "
+        "a SavedModel from `tfcyclegan export`, a .tflite or a PyTorch .pth file"
     )
     cases = {
         "garbage run": f"cannot read {hostile / 'garbage run' / 'config.json'}: Expecting property name enclosed in "

@@ -1,9 +1,11 @@
-"""Translate images of any size with a trained generator: from a run directory, an
-exported SavedModel or a .tflite file, in memory or file to file.
+"""Translate images of any size with a trained generator: from a run directory, a model
+directory of .keras generators, an exported SavedModel, a .tflite file or a PyTorch .pth
+generator, in memory or file to file.
 
 Nothing is unpickled and no Python is executed from a model path: a run directory is
-read as config.json plus a TensorFlow checkpoint, a SavedModel as a graph, a .tflite
-file as a flatbuffer, and export metadata as JSON.
+read as config.json plus a TensorFlow checkpoint, a .keras file in Keras' safe mode, a
+SavedModel as a graph, a .tflite file as a flatbuffer, a .pth through a restricted
+unpickler that builds tensors only (tfcyclegan.torch_state), and metadata as JSON.
 """
 
 import json
