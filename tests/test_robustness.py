@@ -94,15 +94,15 @@ def locked(domains):
     """corpus/locked.png refuses to be read. Tests run as root, where chmod 000 does not
     bite, so the read itself is refused."""
     path = domains / "corpus" / "locked.png"
-    read_bytes = Path.read_bytes
+    os_open = os.open
 
-    def refuse(self):
-        if self == path:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return read_bytes(self)
+    def refuse(name, *args, **kwargs):
+        if Path(name) == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return os_open(name, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Path, "read_bytes", refuse)
+        patch.setattr(os, "open", refuse)
         yield path
 
 

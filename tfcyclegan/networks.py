@@ -75,9 +75,8 @@ class InstanceNormalization(layers.Layer):
 
         Equal to the one-pass moments (every row holds W pixels) up to float32
         rounding, but each sum is W or H terms long instead of H * W. TFLite's MEAN
-        kernel sums in one float32 pass, so at 427 x 640 its one-pass statistics put
-        the float32 export 5e-4 off Keras; two stages keep it within 2e-4 at any size
-        (docs/export.md).
+        kernel sums in one float32 pass: at 427 x 640, one-pass statistics put the
+        float32 export up to 4.9e-4 off Keras, two stages 2.9e-5 (docs/export.md).
         """
         mean = tf.reduce_mean(tf.reduce_mean(x, axis=2, keepdims=True), axis=1, keepdims=True)
         # squared_difference stays one TFLite op, which int8 exports keep in float32 (export.INT8_FLOAT_OPS).
