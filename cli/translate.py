@@ -22,9 +22,10 @@ def _fresh_line(bar):
 )
 @click.option(
     "--direction",
-    required=True,
     type=click.Choice(["a2b", "b2a"]),
-    help="a2b translates domain A to B with G; b2a translates B to A with F.",
+    default=None,
+    help="a2b translates domain A to B with G; b2a translates B to A with F. Needed only for a model that "
+    "translates both ways (a run, a SavedModel, a two-way model directory).",
 )
 @click.option("--output", "-o", required=True, help="Folder for the translated images (created if needed).")
 @click.option(

@@ -162,6 +162,25 @@ def test_translate_with_a_pth_file_and_one_way_directories(tmp_path):
     assert_one_line_error(result, "has no b2a generator (generator_f.keras), only a2b")
 
 
+def test_translate_needs_direction_only_for_a_two_way_model(tmp_path):
+    images = _images(tmp_path / "in", [(24, 16)])
+    assert invoke("translate", "--model", FIXTURES / "official_zip.pth", images, "-o", tmp_path / "o").exit_code == 0
+    one_way, two_way = tmp_path / "one_way", tmp_path / "two_way"
+    assert invoke("import", FIXTURES / "official_zip.pth", "-o", one_way).exit_code == 0
+    assert invoke("translate", "--model", one_way, images, "-o", tmp_path / "o1").exit_code == 0
+    assert (tmp_path / "o1" / "0.png").is_file()
+    pair = (FIXTURES / "official_zip.pth", FIXTURES / "official_legacy.pth")
+    assert invoke("import", *pair, "-o", two_way).exit_code == 0
+    result = invoke("translate", "--model", two_way, images, "-o", tmp_path / "o2")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith("translates both ways: pass --direction a2b (G, A to B) or --direction b2a (F, B to A)")
+    )
+    assert not (tmp_path / "o2").exists()
+
+
 def test_import_refuses_a_wrong_sha256(tmp_path):
     result = invoke("import", FIXTURES / "official_zip.pth", "--sha256", "0" * 64, "-o", tmp_path / "m")
     assert_one_line_error(result, "not the --sha256")

@@ -21,7 +21,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfcyclegan import data, fsutil
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UsageError, UserError
 
 DIRECTIONS = ("a2b", "b2a")
 # Two stride-2 convolutions: the generator maps H x W to H x W only for multiples of 4.
@@ -314,6 +314,7 @@ def _from_tflite(path, direction, num_threads=None):
             f"cannot tell which direction {path} translates (no a2b/b2a signature or name); "
             f"rename it to end in _{direction}.tflite if it is the {direction} model"
         )
+    direction = direction or found
     if found != direction:
         raise UserError(f"{path} translates {found}, not {direction}; pass --direction {found} or the {direction} file")
     index, out_index = inputs[0]["index"], outputs[0]["index"]
@@ -344,10 +345,13 @@ def load_translator(path, direction, num_threads=None):
     generators (tfcyclegan.modeldir), a SavedModel from `tfcyclegan export`, a .tflite
     file from it, a folder of such .tflite files (the one for `direction` is used), or
     a PyTorch generator .pth file (tfcyclegan.pretrained; it translates the one way it
-    was trained, whatever `direction` says). `num_threads` applies to TFLite (default:
-    every core).
+    was trained, whatever `direction` says). `direction=None` takes the model's only
+    direction (a .pth file, a one-way model directory, a .tflite file) and is a
+    UsageError for a model that translates both ways. `num_threads` applies to TFLite
+    (default: every core).
     """
-    _check_direction(direction)
+    if direction is not None:
+        _check_direction(direction)
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(
@@ -362,6 +366,18 @@ def load_translator(path, direction, num_threads=None):
         from tfcyclegan import modeldir
         from tfcyclegan.train import CONFIG_FILE
 
+        if direction is None:
+            if (path / CONFIG_FILE).is_file() or (path / "saved_model.pb").is_file():
+                held = DIRECTIONS
+            elif modeldir.is_model_dir(path):
+                held = modeldir.directions(path)
+            else:
+                held = list(_read_metadata(path).get("files", {}))
+            if len(held) > 1:
+                raise UsageError(
+                    f"{path} translates both ways: pass --direction a2b (G, A to B) or --direction b2a (F, B to A)"
+                )
+            direction = held[0] if held else None
         if (path / CONFIG_FILE).is_file():
             return _from_run_dir(path, direction)
         if modeldir.is_model_dir(path):
@@ -392,7 +408,7 @@ def load_translator(path, direction, num_threads=None):
         from tfcyclegan import pretrained
 
         generator, described = pretrained.load_source(path)
-        return keras_translator(generator, direction, described, source=path)
+        return keras_translator(generator, direction or "a2b", described, source=path)
     raise UserError(f"{path} is not a model: {expected}")
 
 

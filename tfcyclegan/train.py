@@ -82,19 +82,72 @@ def network_variables(network):
     return list(network.weights)
 
 
-def make_checkpoint(model):
-    """Everything a resumed run needs: weights, all optimizer state (and so the step), pools."""
-    return tf.train.Checkpoint(
+OPTIMIZERS = ("generator_optimizer", "discriminator_x_optimizer", "discriminator_y_optimizer")
+
+
+def _checkpoint_parts(model):
+    return dict(
         generator_g=network_variables(model.generator_g),
         generator_f=network_variables(model.generator_f),
         discriminator_x=network_variables(model.discriminator_x),
         discriminator_y=network_variables(model.discriminator_y),
-        generator_optimizer=model.generator_optimizer,
-        discriminator_x_optimizer=model.discriminator_x_optimizer,
-        discriminator_y_optimizer=model.discriminator_y_optimizer,
+        **{name: getattr(model, name) for name in OPTIMIZERS},
         pool_x=model.pool_x,
         pool_y=model.pool_y,
+        epoch_losses=epoch_loss_variables(model),
     )
+
+
+def make_checkpoint(model):
+    """Everything a resumed run needs: weights, all optimizer state (and so the step), pools,
+    and the loss sums and batch count of the epoch in progress (issue #15: an epoch finished
+    after a mid-epoch resume logs its mean over all of its batches)."""
+    return tf.train.Checkpoint(**_checkpoint_parts(model))
+
+
+def epoch_loss_variables(model):
+    """The running totals and counts of the model's loss means, which Keras resets at each epoch."""
+    return [variable for tracker in model.trackers.values() for variable in tracker.variables]
+
+
+def restore_checkpoint(model, path):
+    """Restore checkpoint `path` into `model` in full, whatever precision either was trained in.
+
+    A mixed_float16 run wraps each Adam in a LossScaleOptimizer, which checkpoints Adam as
+    its `inner_optimizer` beside the loss scale; the other precisions checkpoint Adam
+    itself. Every variable is float32 either way, so a run may change --precision on
+    resume: Adam's state is matched across the two layouts, and a loss scale restarts
+    from its initial value. Checkpoints written before the epoch's loss sums were saved
+    restore without them.
+    """
+    keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    scaled = any(key.startswith("generator_optimizer/inner_optimizer/") for key in keys)
+    parts = _checkpoint_parts(model)
+    dropped_scale = False
+    for name in OPTIMIZERS:
+        optimizer = parts[name]
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and not scaled:
+            parts[name] = optimizer.inner_optimizer
+        elif scaled and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            parts[name] = tf.train.Checkpoint(inner_optimizer=optimizer)
+            dropped_scale = True
+    if not any(key.startswith("epoch_losses/") for key in keys):
+        del parts["epoch_losses"]
+    status = tf.train.Checkpoint(**parts).restore(path)
+    if dropped_scale:  # the checkpoint's loss scales have no place in this model
+        status.expect_partial().assert_existing_objects_matched()
+    else:
+        status.assert_consumed()
+
+
+def checkpoint_step(path):
+    """The training step checkpoint `path` was saved at (read without building a model)."""
+    reader = tf.train.load_checkpoint(path)
+    # A LossScaleOptimizer's own counter is not the step: its inner Adam's is.
+    for key in ("generator_optimizer/inner_optimizer/_iterations", "generator_optimizer/_iterations"):
+        if reader.has_tensor(key + "/.ATTRIBUTES/VARIABLE_VALUE"):
+            return int(reader.get_tensor(key + "/.ATTRIBUTES/VARIABLE_VALUE"))
+    raise UserError(f"checkpoint {path} holds no training step; it was not written by `tfcyclegan fit`")
 
 
 def default_run_dir(config):
