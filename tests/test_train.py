@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -52,6 +55,27 @@ def full_state(run_dir):
     reader = tf.train.load_checkpoint(str(run_dir / train.CHECKPOINT_DIR))
     names = reader.get_variable_to_dtype_map()
     return {k: reader.get_tensor(k) for k, dtype in names.items() if dtype.is_numeric and "save_counter" not in k}
+
+
+def loss_rows(run_dir):
+    with open(run_dir / "losses.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def signal_at(step, signum=signal.SIGTERM, ruin=False):
+    """A Throughput that sends `signum` to this process at the end of training step `step`,
+    first turning a weight of G to NaN when `ruin`."""
+
+    class Signal(callbacks.Throughput):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            if self.model.generator_optimizer.iterations.numpy() == step:
+                if ruin:
+                    weights = self.model.generator_g.trainable_variables[0]
+                    weights.assign(tf.fill(weights.shape, float("nan")))
+                os.kill(os.getpid(), signum)
+
+    return Signal
 
 
 def test_fit_writes_every_artifact(folders, tmp_path):
@@ -119,6 +143,10 @@ def test_interrupt_mid_epoch_saves_and_resume_finishes_the_same_batches(folders,
     a, b = full_state(straight), full_state(resumed)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # Epoch 2 was trained in two parts (step 4, then 5-6): its row is the mean over all three.
+    for want, got in zip(loss_rows(straight), loss_rows(resumed), strict=True):
+        assert want.keys() == got.keys()
+        np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-5)
 
 
 def test_resume_with_different_options_says_what_differs(folders, tmp_path):
@@ -206,3 +234,93 @@ def test_load_generators_restores_the_trained_weights(folders, straight):
     train.make_checkpoint(model).restore(tf.train.latest_checkpoint(straight / train.CHECKPOINT_DIR)).assert_consumed()
     for trained, loaded in zip(model.generator_g.weights + model.generator_f.weights, g.weights + f.weights):
         np.testing.assert_array_equal(loaded.numpy(), trained.numpy())
+
+
+def test_extending_a_run_recomputes_the_schedule_and_may_change_precision(folders, tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    train.fit(tiny(folders, run_dir), verbose=0)  # 2 epochs of 3 steps, decay from epoch 1
+    rates = {}
+
+    class Record(callbacks.Throughput):
+        def on_train_batch_begin(self, batch, logs=None):
+            # Keras 3 evaluates the schedule at the optimizer's step: the rate this step runs at.
+            optimizer = self.model.generator_optimizer
+            rates[int(optimizer.iterations.numpy())] = float(optimizer.learning_rate)
+
+    monkeypatch.setattr(callbacks, "Throughput", Record)
+    capsys.readouterr()
+    # Checkpoints hold float32 variables: an extension may train in another precision, both ways.
+    for epochs, precision in ((3, "mixed_float16"), (4, "float32")):
+        config = tiny(folders, run_dir, epochs=epochs, precision=precision)
+        train.fit(config, explicit={"epochs", "precision"}, verbose=0)
+        out = capsys.readouterr().out
+        assert (
+            f"extending {run_dir} from {epochs - 1} to {epochs} epochs; learning rate decays linearly from epoch "
+            f"{epochs - 1} to 0 at epoch {epochs}"
+        ) in out.splitlines()
+        assert f"resuming {run_dir} at epoch {epochs}, step {3 * (epochs - 1)}" in out
+        saved = json.loads((run_dir / "config.json").read_text())
+        assert (saved["epochs"], saved["decay_epoch"], saved["precision"]) == (epochs, epochs - 1, precision)
+    # LinearDecay's formula in numpy for the steps of both extensions (3 steps per epoch).
+    step, epochs = np.arange(6, 12), np.repeat([3, 4], 3)
+    decay_start, last_step = 3 * (epochs - 1), 3 * epochs - 1
+    expected = 2e-4 * (1 - np.clip((step - decay_start) / (last_step - decay_start), 0, 1))
+    np.testing.assert_allclose([rates[s] for s in step], expected, rtol=1e-6)
+    assert rates[8] == 0.0 and rates[11] == 0.0  # the last step of each extension runs at exactly 0
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-12")
+    with pytest.raises(UserError, match=r"--epochs 3: .* has already trained 12 steps, into epoch 4; give --epochs 4"):
+        train.fit(tiny(folders, run_dir, epochs=3, decay_epoch=0), explicit={"epochs", "decay_epoch"}, verbose=0)
+
+
+def test_steps_per_epoch_is_saved_and_kept_when_images_change(folders, tmp_path, capsys):
+    domains = tmp_path / "domains"
+    for name in ("a", "b"):
+        (domains / name).mkdir(parents=True)
+        for image in sorted((folders / name).iterdir())[:2]:
+            shutil.copy(image, domains / name)
+    run_dir = tmp_path / "run"
+    train.fit(tiny(domains, run_dir, epochs=1, decay_epoch=0, steps_per_epoch=None), verbose=0)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["steps_per_epoch"] == 2 and saved["images"] == {"A": 2, "B": 2}
+    shutil.copy(sorted((folders / "a").iterdir())[2], domains / "a")  # 3 images would make 3 steps
+    capsys.readouterr()
+    train.fit(tiny(domains, run_dir, epochs=2, decay_epoch=0, steps_per_epoch=None), explicit={"epochs"}, verbose=0)
+    notes = [line for line in capsys.readouterr().out.splitlines() if "steps per epoch" in line]
+    assert notes == [
+        f"note: the domains now hold 3 (A) and 2 (B) training images, 2 and 2 when {run_dir} last trained; "
+        "it keeps its 2 steps per epoch"
+    ]
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-4")
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["steps_per_epoch"] == 2 and saved["images"] == {"A": 3, "B": 2}
+
+
+def test_a_signal_in_an_epochs_last_batch_keeps_its_outputs_and_nan_weights_are_never_saved(
+    folders, tmp_path, monkeypatch, capsys
+):
+    run_dir = tmp_path / "run"
+    saved = []
+    save = callbacks.save_checkpoint
+
+    def record(manager, step):
+        saved.append(step)
+        return save(manager, step)
+
+    monkeypatch.setattr(callbacks, "save_checkpoint", record)
+    monkeypatch.setattr(callbacks, "Throughput", signal_at(3))  # the last step of epoch 1
+    train.fit(tiny(folders, run_dir), verbose=0)
+    assert f"interrupted: saved {run_dir / 'checkpoints' / 'ckpt-3'}" in capsys.readouterr().out
+    assert saved == [3]  # the epoch's checkpoint, not saved a second time for the interrupt
+    assert [row["epoch"] for row in loss_rows(run_dir)] == [1]
+    assert (run_dir / "samples" / "epoch_001.png").exists()
+    tags = set()
+    for event_file in (run_dir / "logs").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags |= {(v.tag, event.step) for v in event.summary.value}
+    assert ("epoch/loss_G", 1) in tags
+
+    # G's weights turn NaN in step 4 and a signal arrives before any loss shows it.
+    monkeypatch.setattr(callbacks, "Throughput", signal_at(4, ruin=True))
+    with pytest.raises(UserError, match="training diverged: the weights are not finite at step 4; the last good "):
+        train.fit(tiny(folders, run_dir), verbose=0)
+    assert saved == [3] and tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-3")

@@ -196,7 +196,12 @@ class Samples(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Turn SIGINT / SIGTERM (via `handle`) into a KeyboardInterrupt at the next batch or
-    epoch boundary, where `fit` catches it and saves; a second signal raises at once."""
+    epoch boundary, where `fit` catches it and saves; a second signal raises at once.
+
+    Must be the last callback: after an epoch's last batch it waits for the epoch's end,
+    so that the callbacks before it still write that epoch's checkpoint, losses.csv row,
+    sample grid and scalars (issue #15), and raises only then.
+    """
 
     def __init__(self):
         super().__init__()
@@ -211,7 +216,36 @@ class StopOnSignal(keras.callbacks.Callback):
         if self.received:
             raise KeyboardInterrupt
 
-    on_train_batch_begin = on_train_batch_end = on_epoch_begin = on_epoch_end = _check
+    on_train_batch_begin = on_epoch_begin = on_epoch_end = _check
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 < self.params["steps"]:
+            self._check()
+
+
+class ContinueEpoch(keras.callbacks.Callback):
+    """Carry the loss sums and batch count of an epoch a resumed run is finishing into it.
+
+    Keras zeroes the model's loss means as each epoch begins; the first epoch gets back
+    `values`, those of `variables` (train.epoch_loss_variables) as the checkpoint held
+    them, so the epoch's logged means cover its batches before the resume too (issue #15).
+    """
+
+    def __init__(self, variables, values):
+        super().__init__()
+        self.variables = variables
+        self.values = values
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.values is not None:
+            for variable, value in zip(self.variables, self.values):
+                variable.assign(value)
+            self.values = None
+
+
+def all_finite(variables):
+    """Whether every value of `variables` is finite (no NaN, no inf)."""
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables if keras.backend.is_float_dtype(v.dtype))
 
 
 class StopOnNonFinite(keras.callbacks.Callback):

@@ -112,8 +112,9 @@ class TrainConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
-    def save(self, path):
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path, **extra):
+        """Write the options as JSON, with `extra` keys beside them (which `load` ignores)."""
+        Path(path).write_text(json.dumps({**self.to_dict(), **extra}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path):

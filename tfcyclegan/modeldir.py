@@ -58,7 +58,7 @@ def load_generator(path, direction):
         other = "a2b" if direction == "b2a" else "b2a"
         raise UserError(
             f"{path} has no {direction} generator ({GENERATOR_FILES[direction]}), only {other}: pretrained files "
-            f"translate one way; use --direction {other}, or import the reverse .pth as the second file"
+            f"translate one way; for {direction}, import the reverse .pth as the second file"
         )
     try:
         generator = keras.saving.load_model(file, safe_mode=True, compile=False)

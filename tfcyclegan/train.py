@@ -1,5 +1,7 @@
 """Training as importable library code: build, restore, fit, save (what `tfcyclegan fit` runs)."""
 
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -193,14 +195,29 @@ def load_config(run_dir):
 
 
 # Options a resumed run may change: where it lives, the learning rate (the remedy for a
-# run that diverged), which only scales the schedule and is not checkpointed, and the
-# devices it runs on (a checkpoint restores under any strategy).
-CHANGEABLE_ON_RESUME = ("run_dir", "lr", "strategy", "simulate_devices", "worker_timeout")
+# run that diverged), which only scales the schedule and is not checkpointed, the
+# schedule's length and decay (issue #15: extending a run, see _reschedule), the
+# precision (every variable is float32, see restore_checkpoint) and the devices it runs
+# on (a checkpoint restores under any strategy).
+CHANGEABLE_ON_RESUME = (
+    "run_dir",
+    "lr",
+    "epochs",
+    "decay_epoch",
+    "precision",
+    "strategy",
+    "simulate_devices",
+    "worker_timeout",
+)
 
 
 def _check_resume(config, run_dir, explicit):
-    """On resume the saved config wins; options given now that disagree with it are an error."""
+    """On resume the saved config wins; options given now that disagree with it are an error.
+
+    Returns the config to train with and the one saved before (for _reschedule).
+    """
     saved = load_config(run_dir)
+    before = dataclasses.replace(saved)
     differs = [
         f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {getattr(config, name)!r}"
         for name in sorted(explicit)
@@ -213,18 +230,50 @@ def _check_resume(config, run_dir, explicit):
         )
     if "lr" in explicit and config.lr != saved.lr:
         print(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
+    if "precision" in explicit and config.precision != saved.precision:
+        print(f"resuming with --precision {config.precision} (the run had {saved.precision})")
     for name in CHANGEABLE_ON_RESUME:
         if name in explicit:
             setattr(saved, name, getattr(config, name))
+    if "epochs" in explicit and "decay_epoch" not in explicit:
+        saved.decay_epoch = min(saved.decay_epoch, saved.epochs)  # for validate; _reschedule decides
     saved.run_dir = config.run_dir
-    return saved
+    return saved, before
 
 
-def _save_config(config, run_dir):
+def _reschedule(config, before, explicit, step, steps, run_dir):
+    """Fit the schedule of a resumed run to a new --epochs / --decay-epoch (issue #15).
+
+    The learning rate stays constant to decay_epoch, then falls linearly to exactly 0
+    at the new last step (LinearDecay, which is not checkpointed: the new one applies
+    from the restored step on). A new --epochs without --decay-epoch keeps the run's
+    decay epoch, or, when the run is already past it (a finished run), starts the decay
+    where the run stands, so the added epochs decay from the initial rate to 0. Fewer
+    epochs than the run has trained are an error; the change is said in one line.
+    """
+    if step > config.epochs * steps:
+        least = -(-step // steps)
+        raise UserError(
+            f"--epochs {config.epochs}: {run_dir} has already trained {step} steps, into epoch {least}; "
+            f"give --epochs {least} or more, or pass a new --run-dir"
+        )
+    if config.epochs != before.epochs and "decay_epoch" not in explicit:
+        config.decay_epoch = min(max(before.decay_epoch, step // steps), config.epochs)
+    if (config.epochs, config.decay_epoch) == (before.epochs, before.decay_epoch):
+        return
+    if config.epochs == before.epochs:
+        change = f"resuming {run_dir} with --decay-epoch {config.decay_epoch} (the run had {before.decay_epoch})"
+    else:
+        verb = "extending" if config.epochs > before.epochs else "shortening"
+        change = f"{verb} {run_dir} from {before.epochs} to {config.epochs} epochs"
+    print(f"{change}; learning rate decays linearly from epoch {config.decay_epoch} to 0 at epoch {config.epochs}")
+
+
+def _save_config(config, run_dir, counts):
     # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
     partial = run_dir / (CONFIG_FILE + ".tmp")
     try:
-        config.save(partial)
+        config.save(partial, images=counts)
         os.replace(partial, run_dir / CONFIG_FILE)
     except OSError as error:
         partial.unlink(missing_ok=True)
@@ -232,6 +281,19 @@ def _save_config(config, run_dir):
             f"cannot write {run_dir / CONFIG_FILE}: {error.strerror or error}; free some disk space or pass a "
             "--run-dir on another disk"
         ) from None
+
+
+def _note_changed_counts(run_dir, counts, steps):
+    """Say in one line that a resumed run's domains changed size since config.json recorded
+    them (its "images" key, {"A": n, "B": m}); the run keeps its steps per epoch."""
+    # load_config has read this file as a JSON object already, under the run's lock.
+    saved = json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("images")
+    if not isinstance(saved, dict) or saved == counts:
+        return  # a config.json written before image counts were saved
+    print(
+        f"note: the domains now hold {counts['A']} (A) and {counts['B']} (B) training images, {saved.get('A')} and "
+        f"{saved.get('B')} when {run_dir} last trained; it keeps its {steps} steps per epoch"
+    )
 
 
 def has_checkpoint(run_dir):
@@ -348,8 +410,9 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
     config.run_dir = config.run_dir or default_run_dir(config)
     run_dir = Path(config.run_dir)
     resuming = has_checkpoint(run_dir)
+    before = None
     if resuming:
-        config = _check_resume(config, run_dir, explicit)
+        config, before = _check_resume(config, run_dir, explicit)
         if init_from:
             print(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
     start = init_generators(init_from, config, explicit) if init_from and not resuming else None
@@ -369,12 +432,17 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
         if (run_dir / CONFIG_FILE).exists():
             lock.acquire()  # before any work: another fit may be training in it
     try:
-        return _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock, start)
+        return _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start, before, explicit)
     finally:
         lock.release()
 
 
-def _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock, start=None):
+def _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start=None, before=None, explicit=frozenset()):
+    """Everything between the checks of `fit` and training: data, schedule, config.json.
+
+    `before` is the config a resumed run was saved with (None for a new run).
+    """
+    resuming = before is not None
     keras.utils.set_random_seed(config.seed)
     replicas = strategy.num_replicas_in_sync
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
@@ -382,7 +450,16 @@ def _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock, 
         rundir.check_outside(run_dir, [("A", domain_a.root), ("B", domain_b.root)])
     files_a = _readable(domain_a, "A", config.image_size)
     files_b = _readable(domain_b, "B", config.image_size)
+    # Resolved once and saved as a number, so a resumed run keeps its epochs whatever
+    # images were added or removed since (issue #15).
     steps = config.steps_per_epoch or data.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
+    config.steps_per_epoch = steps
+    counts = {"A": len(files_a), "B": len(files_b)}
+    found = newest_checkpoint(run_dir) if rundir.candidates(run_dir / CHECKPOINT_DIR) else rundir.Found()
+    if resuming:
+        _note_changed_counts(run_dir, counts, steps)
+        if found.path:
+            _reschedule(config, before, explicit, checkpoint_step(found.path), steps, run_dir)
 
     # Only the chief writes the run; other workers save their checkpoints (which every
     # worker must take part in) to a temporary folder that is removed at the end.
@@ -391,23 +468,22 @@ def _prepare_and_fit(config, strategy, chief, run_dir, resuming, verbose, lock, 
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:  # a new run directory: locked as soon as it exists
             lock.acquire()
-        _save_config(config, run_dir)
+        _save_config(config, run_dir, counts)
     print(config.describe())
     print(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
     if replicas > 1:
         print(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
     try:
-        return _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose, start)
+        return _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, found, verbose, start)
     finally:
         if not chief:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, resuming, verbose, start=None):
+def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, found, verbose, start=None):
     with strategy.scope():
         model = build_model(config, steps)
     checkpoint = make_checkpoint(model)
-    found = newest_checkpoint(run_dir) if rundir.candidates(run_dir / CHECKPOINT_DIR) else rundir.Found()
     if found.path:
         check_matches(found.path, _parts(model), run_dir)
         if chief and rundir.listed_newest(run_dir / CHECKPOINT_DIR) != found.number:
@@ -415,7 +491,7 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
             rundir.relist(run_dir / CHECKPOINT_DIR, found)
     manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=3)
     if found.path:
-        checkpoint.restore(found.path).assert_consumed()
+        restore_checkpoint(model, found.path)
     elif start:
         for direction, generator in start.items():
             target = model.generator_g if direction == "a2b" else model.generator_f
@@ -425,7 +501,7 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     if first_epoch >= config.epochs:
         print(f"{run_dir} already finished all {config.epochs} epochs")
         return run_dir
-    if resuming:
+    if found.path:
         print(f"resuming {run_dir} at epoch {first_epoch + 1}, step {int(step_variable.numpy())}")
 
     writer = tf.summary.create_file_writer(str(out_dir / "logs"))
@@ -436,6 +512,9 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     taken = rundir.highest_damaged(run_dir / CHECKPOINT_DIR, found.number or 0)
     saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=found.path)
     side_work = [callbacks.Throughput(config.batch_size), guard, saver]
+    if done_in_epoch:
+        carried = epoch_loss_variables(model)
+        side_work.append(callbacks.ContinueEpoch(carried, [v.numpy() for v in carried]))
     if chief:
         side_work += [
             callbacks.TensorBoardLog(writer, model.generator_optimizer, config.log_every),
@@ -466,7 +545,8 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
     # raised wherever Python happens to be can land in a garbage-collection callback,
     # where Python prints and drops it, and training would go on.
     stopper = callbacks.StopOnSignal()
-    side_work.insert(0, stopper)
+    side_work.append(stopper)  # last: see StopOnSignal
+    ruined = False
     watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {signum: signal.signal(signum, stopper.handle) for signum in watched}
     try:
@@ -493,9 +573,12 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
                 shuffle=False,  # the dataset is already shuffled, per epoch and reproducibly
             )
     except KeyboardInterrupt:
-        path = saver.save()
-        print(f"\ninterrupted: saved {path}; resume with: tfcyclegan fit --run-dir {run_dir}")
-        return run_dir
+        # Never checkpoint ruined weights (a divergence the loss check did not see yet).
+        ruined = not callbacks.all_finite(_state_variables(model))
+        if not ruined:
+            path = saver.save()
+            print(f"\ninterrupted: saved {path}; resume with: tfcyclegan fit --run-dir {run_dir}")
+            return run_dir
     except distribute.PEER_LOST as error:
         if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise
@@ -520,7 +603,7 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
             signal.signal(signum, handler)
         writer.close()
     bad = guard.bad
-    if bad:
+    if bad or ruined:
         lower = f"--lr {config.lr / 10:g}"
         if manager.latest_checkpoint:
             advice = (
@@ -529,9 +612,18 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, res
             )
         else:
             advice = f"no checkpoint was saved; start again with a lower --lr, e.g. {lower}"
-        raise UserError(f"training diverged: {bad[1]} = {bad[2]} at step {bad[0]}; {advice}")
+        what = f"{bad[1]} = {bad[2]}" if bad else "the weights are not finite"
+        step = bad[0] if bad else int(step_variable.numpy())
+        raise UserError(f"training diverged: {what} at step {step}; {advice}")
     print(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
     return run_dir
+
+
+def _state_variables(model):
+    """The networks' and optimizers' variables, which an interrupt checkpoint saves."""
+    networks = (model.generator_g, model.generator_f, model.discriminator_x, model.discriminator_y)
+    optimizers = [getattr(model, name) for name in OPTIMIZERS]
+    return [v for network in networks for v in network.weights] + [v for o in optimizers for v in o.variables]
 
 
 def _parts(model):
