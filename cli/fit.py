@@ -12,7 +12,7 @@ HELP = {
     "domain_b": "Domain Y, given like --domain-a.",
     "data_root": "Where named datasets live or are downloaded to [default: $TFCYCLEGAN_DATA, else the Keras cache].",
     "run_dir": "Run directory for checkpoints, logs and figures [default: runs/<a>2<b>].",
-    "epochs": "Total epochs.",
+    "epochs": "Total epochs (more than a run dir has extends that run).",
     "decay_epoch": "Epoch E0 after which the learning rate decays linearly to 0.",
     "lr": "Initial Adam learning rate.",
     "beta1": "Adam beta_1.",

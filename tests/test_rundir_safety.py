@@ -280,7 +280,7 @@ def test_run_dir_that_is_a_file_read_only_or_on_a_full_disk(trained, tmp_path, m
     assert result.stdout == "" and not (read_only / "run").exists()  # stopped before any work
     monkeypatch.undo()
 
-    def disk_full(self, path):
+    def disk_full(self, path, **extra):
         Path(path).write_text("")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 

@@ -250,7 +250,7 @@ def test_extending_a_run_recomputes_the_schedule_and_may_change_precision(folder
     monkeypatch.setattr(callbacks, "Throughput", Record)
     capsys.readouterr()
     # Checkpoints hold float32 variables: an extension may train in another precision, both ways.
-    for epochs, precision in ((3, "mixed_float16"), (4, "float32")):
+    for epochs, precision in ((3, "mixed_bfloat16"), (4, "float32")):
         config = tiny(folders, run_dir, epochs=epochs, precision=precision)
         train.fit(config, explicit={"epochs", "precision"}, verbose=0)
         out = capsys.readouterr().out
@@ -324,3 +324,28 @@ def test_a_signal_in_an_epochs_last_batch_keeps_its_outputs_and_nan_weights_are_
     with pytest.raises(UserError, match="training diverged: the weights are not finite at step 4; the last good "):
         train.fit(tiny(folders, run_dir), verbose=0)
     assert saved == [3] and tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-3")
+
+
+def adam_and_weights(model):
+    """The networks' weights and each Adam's variables (inside a LossScaleOptimizer or not)."""
+    networks = (model.generator_g, model.generator_f, model.discriminator_x, model.discriminator_y)
+    adams = [getattr(getattr(model, name), "inner_optimizer", getattr(model, name)) for name in train.OPTIMIZERS]
+    return [v for network in networks for v in network.weights] + [v for adam in adams for v in adam.variables]
+
+
+def test_checkpoints_restore_across_the_loss_scaled_layout_of_mixed_float16(tmp_path):
+    """mixed_float16 checkpoints Adam inside a LossScaleOptimizer; float32 runs checkpoint
+    Adam itself. Either restores into the other, every weight and Adam moment intact."""
+    config = TrainConfig(ngf=4, ndf=4, blocks=1, image_size=32, load_size=32, epochs=2, decay_epoch=1)
+    source = train.build_model(config, steps_per_epoch=3)
+    for variable in source.generator_optimizer.variables:
+        variable.assign(tf.fill(variable.shape, tf.constant(7, variable.dtype)))
+    path = train.make_checkpoint(source).save(str(tmp_path / "float32" / "ckpt"))
+    for precision in ("mixed_float16", "float32"):
+        config.precision = precision
+        target = train.build_model(config, steps_per_epoch=3)
+        train.restore_checkpoint(target, path)
+        assert train.checkpoint_step(path) == int(target.generator_optimizer.iterations.numpy()) == 7
+        for want, got in zip(adam_and_weights(source), adam_and_weights(target), strict=True):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
+        path = train.make_checkpoint(target).save(str(tmp_path / precision / "ckpt"))
