@@ -3,10 +3,32 @@
 import keras
 import numpy as np
 import tensorflow as tf
+from click.testing import CliRunner
 from PIL import Image
+from tfcyclegan_cli.main import main
 
 from tfcyclegan import train
 from tfcyclegan.config import TrainConfig
+
+
+def invoke(*args, env=None):
+    """Run the `tfcyclegan` command in-process; arguments may be paths or numbers."""
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def one_line_error(result, code=1):
+    """The message of a failed command's single `error: ...` line (exit `code`, no traceback)."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0][len("error: ") :]
+
+
+def assert_one_line_error(result, fragment, code=1):
+    """A failed command printed one `error: ...` line, and it contains `fragment`."""
+    line = "error: " + one_line_error(result, code)
+    assert fragment in line, line
 
 
 def write_untrained_run(root, image_size=32):
@@ -29,3 +51,14 @@ def write_noise_domains(root, count, size):
         (root / domain).mkdir()
         for i in range(count):
             Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(root / domain / f"{i}.png")
+
+
+def write_noise_run(root, count, shape=(36, 36)):
+    """root/A and root/B with `count` seeded random images of `shape` (h, w) each, and an
+    untrained tiny run for them (write_untrained_run); returns root/run."""
+    rng = np.random.default_rng(0)
+    for domain in "AB":
+        (root / domain).mkdir()
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
+    return write_untrained_run(root)

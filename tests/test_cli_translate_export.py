@@ -1,41 +1,21 @@
 """`tfcyclegan translate` and `tfcyclegan export` end to end: results, and one clear
 line (exit 1, no traceback) for each kind of bad input."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
-from helpers import write_untrained_run
+from helpers import invoke, one_line_error, write_noise_run
 from PIL import Image
-from tfcyclegan_cli.main import main
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A tiny run (ngf 8, 1 block) whose domains are folders of random images."""
-    root = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    for domain in "AB":
-        (root / domain).mkdir()
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
-    return write_untrained_run(root)
+    return write_noise_run(tmp_path_factory.mktemp("cli"), 4)
 
 
 @pytest.fixture(scope="module")
 def images(run_dir):
     return run_dir.parent / "A"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, message):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: {message}"], result.stderr
 
 
 def test_translate_a_folder_from_a_run_dir(run_dir, images, tmp_path):
@@ -80,21 +60,19 @@ def test_export_then_translate_with_the_tflite_file(run_dir, images, tmp_path):
 
 def test_wrong_model_path(images, tmp_path):
     result = invoke("translate", "--model", tmp_path / "nowhere", "--direction", "a2b", images, "--output", tmp_path)
-    assert_one_line_error(
-        result,
+    assert one_line_error(result) == (
         f"model {tmp_path / 'nowhere'}: no such file or folder; give a run directory, a model directory, "
-        "a SavedModel, a .tflite or a .pth file",
+        "a SavedModel, a .tflite or a .pth file"
     )
 
 
 def test_a_file_that_is_not_a_model(images, tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     result = invoke("translate", "--model", tmp_path / "notes.txt", "--direction", "a2b", images, "--output", tmp_path)
-    assert_one_line_error(
-        result,
+    assert one_line_error(result) == (
         f"{tmp_path / 'notes.txt'} is not a model: expected a run directory (config.json + checkpoints/), "
         "a model directory (generator_g.keras), a SavedModel from `tfcyclegan export`, a .tflite or a PyTorch "
-        ".pth file",
+        ".pth file"
     )
 
 
@@ -110,11 +88,10 @@ def test_a_tflite_of_another_model(images, tmp_path):
     result = invoke(
         "translate", "--model", tmp_path / "other.tflite", "--direction", "a2b", images, "--output", tmp_path
     )
-    assert_one_line_error(
-        result,
+    assert one_line_error(result) == (
         f"{tmp_path / 'other.tflite'} is not a tfcyclegan translator: it maps float32 [-1, -1, -1, 3] to "
         "float32 [-1, -1, -1, 1], not float32 [batch, height, width, 3] images; "
-        "export a run with `tfcyclegan export RUN_DIR --format tflite`",
+        "export a run with `tfcyclegan export RUN_DIR --format tflite`"
     )
 
 
@@ -123,8 +100,8 @@ def test_an_unreadable_image(run_dir, tmp_path):
     result = invoke(
         "translate", "--model", run_dir, "--direction", "a2b", tmp_path / "page.jpg", "--output", tmp_path / "out"
     )
-    assert_one_line_error(
-        result, "none of the 1 inputs was translated (1 could not be read; listed above); nothing was written"
+    assert one_line_error(result) == (
+        "none of the 1 inputs was translated (1 could not be read; listed above); nothing was written"
     )
     assert f"skipped {tmp_path / 'page.jpg'}: not an image (text/HTML?)" in result.stderr.splitlines()
 
@@ -136,9 +113,8 @@ def test_one_unreadable_image_among_good_ones(run_dir, images, tmp_path):
     result = invoke(
         "translate", "--model", run_dir, "--direction", "a2b", tmp_path / "in", "--output", tmp_path / "out"
     )
-    assert_one_line_error(
-        result,
-        f"1 of 2 inputs were skipped (1 could not be read; listed above); the other 1 were written to {tmp_path / 'out'}",
+    assert one_line_error(result) == (
+        f"1 of 2 inputs were skipped (1 could not be read; listed above); the other 1 were written to {tmp_path / 'out'}"
     )
     assert f"skipped {tmp_path / 'in' / 'empty.png'}: file is empty" in result.stderr.splitlines()
     assert (tmp_path / "out" / "good.png").is_file()
@@ -149,7 +125,6 @@ def test_export_errors(run_dir, tmp_path):
     assert result.exit_code == 2 and "--quantize applies to --format tflite only" in result.stderr
     result = invoke("export", run_dir, "--format", "onnx")
     assert result.exit_code == 2
-    assert_one_line_error(
-        invoke("export", tmp_path, "--output", tmp_path / "x"),
-        f"{tmp_path} is not a tfcyclegan run directory (no config.json)",
+    assert one_line_error(invoke("export", tmp_path, "--output", tmp_path / "x")) == (
+        f"{tmp_path} is not a tfcyclegan run directory (no config.json)"
     )

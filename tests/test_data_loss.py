@@ -16,31 +16,15 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import write_untrained_run
+from helpers import invoke, one_line_error, write_noise_run
 from PIL import Image
-from tfcyclegan_cli.main import main
 
 from tfcyclegan import datasets, demo, export, inference
 from tfcyclegan.datasets import ARCHIVES, Archive
 from tfcyclegan.errors import UserError
 
 SPLITS = ("trainA", "trainB", "testA", "testB")
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], env=env)
-
-
-def one_line_error(result):
-    """The single `error: ...` line of a failed command (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    return errors[0][len("error: ") :]
 
 
 def tree(folder):
@@ -261,13 +245,7 @@ def test_extracted_archives_follow_the_umask(monkeypatch, tmp_path, umask, mask)
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A tiny untrained run (ngf 8, 1 block) whose domains are folders of random images."""
-    root = tmp_path_factory.mktemp("loss")
-    rng = np.random.default_rng(0)
-    for domain in "AB":
-        (root / domain).mkdir()
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (24, 28, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
-    return write_untrained_run(root)
+    return write_noise_run(tmp_path_factory.mktemp("loss"), 3, shape=(24, 28))
 
 
 @pytest.fixture

@@ -8,19 +8,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import write_untrained_run
+from helpers import invoke, write_untrained_run
 from PIL import Image
-from tfcyclegan_cli.main import main
 
 from tfcyclegan import data, inference
 from tfcyclegan.networks import ResnetGenerator
 
 HUGE = (13500, 13500)  # 182 megapixels: over twice Pillow's MAX_IMAGE_PIXELS, so Pillow itself raises
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def error_lines(result):

@@ -8,9 +8,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import assert_one_line_error, invoke
 from PIL import Image
-from tfcyclegan_cli.main import main
 
 from tfcyclegan import modeldir, pretrained, torch_state
 from tfcyclegan.errors import UserError
@@ -27,17 +26,6 @@ VARIANTS = {
     "module_prefix": ("module_prefix", 4, 2, False, False),
 }
 PARITY = 1e-4  # float32 max abs against PyTorch (measured: < 5e-6)
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, fragment):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and fragment in errors[0], result.stderr
 
 
 def max_error(generator, reference):

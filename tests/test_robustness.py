@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
+from helpers import assert_one_line_error, invoke
 from PIL import Image
-from tfcyclegan_cli.main import main
 
 from tfcyclegan import train
 
@@ -104,17 +103,6 @@ def locked(domains):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "open", refuse)
         yield path
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, message):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
 
 
 @pytest.fixture(scope="module")

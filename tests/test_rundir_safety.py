@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
-from helpers import write_noise_domains
-from tfcyclegan_cli.main import main
+from helpers import assert_one_line_error, invoke, write_noise_domains
 
 from tfcyclegan import callbacks, data, export, inference, rundir, train
 from tfcyclegan.config import TrainConfig
@@ -42,17 +40,6 @@ def trained(tmp_path_factory):
 def run(trained, tmp_path):
     """A copy of the trained run to damage."""
     return Path(shutil.copytree(trained / "run", tmp_path / "run"))
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, message, code=1):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
 
 
 def generator_weights(run_dir, checkpoint):

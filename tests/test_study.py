@@ -10,10 +10,9 @@ import subprocess
 import sys
 import threading
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import write_untrained_run
+from helpers import write_noise_run
 from PIL import Image
 from tfcyclegan_cli.main import main
 
@@ -26,13 +25,7 @@ PRACTICE, TRIALS = 2, 4
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A tiny untrained run whose domains are folders of 36 px noise images."""
-    root = tmp_path_factory.mktemp("study")
-    rng = np.random.default_rng(0)
-    for domain in "AB":
-        (root / domain).mkdir()
-        for i in range(5):
-            Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
-    return write_untrained_run(root)
+    return write_noise_run(tmp_path_factory.mktemp("study"), 5)
 
 
 @pytest.fixture(scope="module")

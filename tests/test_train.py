@@ -62,9 +62,10 @@ def loss_rows(run_dir):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def signal_at(step, signum=signal.SIGTERM, ruin=False):
-    """A Throughput that sends `signum` to this process at the end of training step `step`,
-    first turning a weight of G to NaN when `ruin`."""
+def signal_at(step, ruin=False):
+    """A Throughput that sends SIGTERM (SIGINT may be ignored under a background shell) to
+    this process at the end of training step `step`, first turning a weight of G to NaN
+    when `ruin`."""
 
     class Signal(callbacks.Throughput):
         def on_train_batch_end(self, batch, logs=None):
@@ -73,7 +74,7 @@ def signal_at(step, signum=signal.SIGTERM, ruin=False):
                 if ruin:
                     weights = self.model.generator_g.trainable_variables[0]
                     weights.assign(tf.fill(weights.shape, float("nan")))
-                os.kill(os.getpid(), signum)
+                os.kill(os.getpid(), signal.SIGTERM)
 
     return Signal
 
