@@ -482,10 +482,20 @@ def test_exports_follow_the_umask(run_dir, tmp_path, umask):
     assert modes(path) == expected_modes(path, mask)
 
 
+def assert_full_disk_keeps_the_earlier_export(run_dir, target):
+    """`export` into `target` (an earlier export) on a full disk: one line, and nothing beside it changed."""
+    before = tree(target.parent)
+    message = one_line_error(invoke("export", run_dir, "--output", target))
+    assert message == (
+        f"cannot write the export into {target.parent}: No space left on device; nothing was written and the "
+        f"earlier export in {target} is intact; free some disk space or choose another --output"
+    )
+    assert tree(target.parent) == before
+
+
 def test_disk_full_during_export_keeps_the_earlier_export(run_dir, earlier_export, tmp_path, monkeypatch):
     target = tmp_path / "savedmodel"
     shutil.copytree(earlier_export, target)
-    before = tree(tmp_path)
     written = Path.write_text
 
     def full(self, *args, **kwargs):
@@ -494,12 +504,7 @@ def test_disk_full_during_export_keeps_the_earlier_export(run_dir, earlier_expor
         return written(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", full)
-    message = one_line_error(invoke("export", run_dir, "--output", target))
-    assert message == (
-        f"cannot write the export into {tmp_path}: No space left on device; nothing was written and the earlier "
-        f"export in {target} is intact; free some disk space or choose another --output"
-    )
-    assert tree(tmp_path) == before
+    assert_full_disk_keeps_the_earlier_export(run_dir, target)
 
 
 def test_a_failed_swap_in_the_current_folder_puts_the_earlier_export_back(tmp_path, monkeypatch):
@@ -539,13 +544,7 @@ def test_a_really_full_disk_during_export(run_dir, earlier_export, tiny_disk):
     # The earlier export (about 470 KB) fits; a second copy beside it does not.
     target = tiny_disk / "model"
     shutil.copytree(earlier_export, target)
-    before = tree(tiny_disk)
-    message = one_line_error(invoke("export", run_dir, "--output", target))
-    assert message == (
-        f"cannot write the export into {tiny_disk}: No space left on device; nothing was written and the earlier "
-        f"export in {target} is intact; free some disk space or choose another --output"
-    )
-    assert tree(tiny_disk) == before
+    assert_full_disk_keeps_the_earlier_export(run_dir, target)
 
 
 def test_a_really_full_disk_during_a_tflite_export(run_dir, tiny_disk):

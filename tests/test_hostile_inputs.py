@@ -42,6 +42,11 @@ def fifo(path, timeout=20):
         timer.cancel()
 
 
+def translate(model, *args):
+    """`tfcyclegan translate --model MODEL --direction a2b ARGS...` in-process."""
+    return invoke("translate", "--model", model, "--direction", "a2b", *args)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
@@ -77,17 +82,7 @@ def test_check_data_lists_a_named_pipe_and_goes_on(tmp_path):
 
 def test_translate_skips_a_named_pipe_and_a_device(run_dir, tmp_path):
     with fifo(tmp_path / "pipe.png"):
-        result = invoke(
-            "translate",
-            "--model",
-            run_dir,
-            "--direction",
-            "a2b",
-            tmp_path / "pipe.png",
-            "/dev/zero",
-            "-o",
-            tmp_path / "o",
-        )
+        result = translate(run_dir, tmp_path / "pipe.png", "/dev/zero", "-o", tmp_path / "o")
     assert f"skipped {tmp_path / 'pipe.png'}: not a regular file (a named pipe); only image files are read" in (
         result.stderr.splitlines()
     )
@@ -101,7 +96,7 @@ def test_translate_skips_a_named_pipe_and_a_device(run_dir, tmp_path):
 
 def test_a_named_pipe_as_model_is_refused(tmp_path):
     with fifo(tmp_path / "model.tflite") as path:
-        result = invoke("translate", "--model", path, "--direction", "a2b", path, "-o", tmp_path / "o")
+        result = translate(path, path, "-o", tmp_path / "o")
     [line] = error_lines(result)
     assert line.startswith(f"error: model {path} is not a regular file; expected a run directory")
 
@@ -176,7 +171,7 @@ def test_a_huge_image_is_too_large_not_corrupt_and_warns_nothing(huge_png):
 
 
 def test_translate_a_huge_image_only_when_asked(run_dir, huge_png, tmp_path):
-    result = invoke("translate", "--model", run_dir, "--direction", "a2b", huge_png, "-o", tmp_path / "o")
+    result = translate(run_dir, huge_png, "-o", tmp_path / "o")
     assert (
         f"skipped {huge_png}: 13500x13500 pixels (182 megapixels) is larger than the decoder's safety limit of "
         "89 megapixels; pass --max-size to translate it downscaled or --allow-large"
@@ -191,18 +186,7 @@ def test_max_size_translates_an_image_over_the_limit(run_dir, tmp_path, monkeypa
     # Decoding a real 13500 x 13500 image whole takes tens of seconds; a small limit stands in.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
     Image.new("RGB", (120, 90), (200, 30, 30)).save(tmp_path / "big.png")
-    result = invoke(
-        "translate",
-        "--model",
-        run_dir,
-        "--direction",
-        "a2b",
-        tmp_path / "big.png",
-        "-o",
-        tmp_path / "o",
-        "--max-size",
-        64,
-    )
+    result = translate(run_dir, tmp_path / "big.png", "-o", tmp_path / "o", "--max-size", 64)
     assert result.exit_code == 0, result.output
     assert f"note: {tmp_path / 'big.png'} is 120x90; translated at 64x48 (--max-size 64)" in result.stderr.splitlines()
     monkeypatch.undo()
@@ -212,21 +196,11 @@ def test_max_size_translates_an_image_over_the_limit(run_dir, tmp_path, monkeypa
 def test_allow_large_translates_at_full_size(run_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)  # a small limit stands in for 89 megapixels
     Image.new("RGB", (60, 44), (200, 30, 30)).save(tmp_path / "wide.png")
-    result = invoke("translate", "--model", run_dir, "--direction", "a2b", tmp_path / "wide.png", "-o", tmp_path / "o")
+    result = translate(run_dir, tmp_path / "wide.png", "-o", tmp_path / "o")
     assert error_lines(result) == [
         "error: none of the 1 inputs was translated (1 too large; listed above); nothing was written"
     ]
-    result = invoke(
-        "translate",
-        "--model",
-        run_dir,
-        "--direction",
-        "a2b",
-        tmp_path / "wide.png",
-        "-o",
-        tmp_path / "o",
-        "--allow-large",
-    )
+    result = translate(run_dir, tmp_path / "wide.png", "-o", tmp_path / "o", "--allow-large")
     assert result.exit_code == 0, result.output
     monkeypatch.undo()
     assert Image.open(tmp_path / "o" / "wide.png").size == (60, 44)
@@ -235,10 +209,7 @@ def test_allow_large_translates_at_full_size(run_dir, tmp_path, monkeypatch):
 def test_max_size_keeps_the_aspect_ratio_or_says_too_small(run_dir, tmp_path):
     Image.new("RGB", (1000, 10)).save(tmp_path / "strip.png")
     Image.new("RGB", (1000, 100)).save(tmp_path / "banner.png")
-    result = invoke(
-        "translate", "--model", run_dir, "--direction", "a2b", tmp_path / "strip.png", tmp_path / "banner.png",
-        "-o", tmp_path / "o", "--max-size", 80,
-    )  # fmt: skip
+    result = translate(run_dir, tmp_path / "strip.png", tmp_path / "banner.png", "-o", tmp_path / "o", "--max-size", 80)
     lines = result.stderr.splitlines()
     assert f"note: {tmp_path / 'banner.png'} is 1000x100; translated at 80x8 (--max-size 80)" in lines
     assert Image.open(tmp_path / "o" / "banner.png").size == (80, 8)
