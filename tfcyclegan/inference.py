@@ -22,6 +22,7 @@ from PIL import Image
 
 from tfcyclegan import data, fsutil
 from tfcyclegan.errors import UsageError, UserError
+from tfcyclegan.modeldir import METADATA_FILE  # one name for exports and model directories
 
 DIRECTIONS = ("a2b", "b2a")
 # Two stride-2 convolutions: the generator maps H x W to H x W only for multiples of 4.
@@ -36,7 +37,6 @@ PASS_BYTES = 3 * 2**30
 LIVE_COPIES = 4
 # Rows of blended tiles divided and converted at once: a few MB even for wide images.
 BLEND_ROWS = 64
-METADATA_FILE = "metadata.json"
 TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at byte offset 4
 
 IMAGE_SPEC = tf.TensorSpec((None, None, None, 3), tf.float32)
