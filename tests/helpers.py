@@ -11,6 +11,15 @@ from tfcyclegan import train
 from tfcyclegan.config import TrainConfig
 
 
+def photo_like(h, w, seed=0):
+    """A photo-like test image in [-1, 1]: smooth colour gradients, a flat disc (an edge) and mild noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    image = np.stack([np.sin(xx / 37 + c + seed) * np.cos(yy / 53 - c) for c in range(3)], axis=-1) * 0.7
+    image[(xx - w / 3) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 4) ** 2] = [0.6, -0.4, 0.1]
+    return np.clip(image + rng.normal(0, 0.03, image.shape), -1, 1).astype(np.float32)
+
+
 def invoke(*args, env=None):
     """Run the `tfcyclegan` command in-process; arguments may be paths or numbers."""
     return CliRunner().invoke(main, [str(a) for a in args], env=env)

@@ -11,3 +11,12 @@ class UsageError(UserError):
     """Options that no run can use: exit code 2, as for other command-line usage errors."""
 
     exit_code = 2
+
+
+def first_line(error):
+    """The first line of an exception's message (TensorFlow's OpError keeps it in
+    `.message`; OSError's `strerror` has no file name), or its type's name when empty:
+    what a one-line error or note quotes of a failure."""
+    text = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+    text = str(text).strip()
+    return text.splitlines()[0] if text else type(error).__name__

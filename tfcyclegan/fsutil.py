@@ -1,8 +1,9 @@
 """Files and folders tfcyclegan creates for itself: unique temporary names (so two runs
 never share one), permissions from the umask (unlike tempfile's 0600/0700, so a shared
-model or data set stays readable by whoever the user's umask allows), and publishing a
-finished file without replacing one that appeared meanwhile."""
+model or data set stays readable by whoever the user's umask allows), writing a file whole
+or not at all, and publishing a finished file without replacing one that appeared meanwhile."""
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -30,6 +31,30 @@ def unique_file(parent, prefix, suffix=""):
             continue
         return os.fdopen(fd, "wb"), path
     raise FileExistsError(f"no unused temporary name {prefix}*{suffix} in {parent}")
+
+
+@contextlib.contextmanager
+def replacing(target, suffix=".part"):
+    """Write `target` whole or not at all: yields a new temporary path beside it, to be
+    written by the block; when the block finishes, that file replaces `target` in one
+    rename (same folder, so atomic: a kill or a full disk never leaves `target` half
+    written); when the block raises, it is removed. `suffix` ends the temporary name,
+    for writers that go by the extension (e.g. ".weights.h5")."""
+    target = Path(target)
+    file, temporary = unique_file(target.parent, f".{target.name}.", suffix)
+    file.close()
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(target, data):
+    """Replace `target` with `data` (str, written as UTF-8, or bytes) whole or not at all (see replacing)."""
+    with replacing(target) as temporary:
+        temporary.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def publish(temporary, target, overwrite):

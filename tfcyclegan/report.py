@@ -1,0 +1,20 @@
+"""One reporting convention for the library: results on stdout, progress and notes on stderr.
+
+The library returns what it computes; what it says along the way (progress, notes,
+warnings) goes through `note`, so that a user can pipe a command's results (stdout)
+and still see its progress, and tests can tell the two apart. Presentation of results
+(tables, JSON) lives in `cli/`.
+"""
+
+import sys
+
+
+def note(message):
+    """Progress or a note for the user: one line (or more) on stderr, flushed at once."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def result(message):
+    """A result line on stdout, flushed at once, for library code that streams results
+    as it goes (e.g. a file translated); everything else returns its results."""
+    print(message, flush=True)
