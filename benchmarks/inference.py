@@ -96,12 +96,12 @@ def memory(args):
 
 def load_weights(run_dir):
     """(G, F, description, training image size, (domain A eval files, domain A train files) or None)."""
-    from tfcyclegan import datasets, train
+    from tfcyclegan import datasets, rundir
     from tfcyclegan.errors import UserError
     from tfcyclegan.networks import ResnetGenerator
 
     if run_dir:
-        generator_g, generator_f, config = train.load_generators(run_dir)
+        generator_g, generator_f, config = rundir.load_generators(run_dir)
         try:
             domain_a, _ = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root, download=False)
             files = domain_a.test_files or domain_a.train_files, domain_a.train_files

@@ -20,6 +20,36 @@ gives the convolution FLOPs that the traced step actually runs
 (`graph_step_flops`).
 
     .venv/bin/python benchmarks/train_step.py --sizes 64:6,128:6,256:9 --precisions float32,mixed_bfloat16
+
+`--vs-pytorch` times our step against the official PyTorch CycleGAN step instead
+(no matmul, no peak): the official networks and `optimize_parameters`
+(junyanz/pytorch-CycleGAN-and-pix2pix, rebuilt in benchmarks/torch_cyclegan.py),
+same image size, batch and block count, float32, `torch.set_num_threads` set to
+the intra-op thread count TensorFlow uses (its default, one per schedulable
+core). torch is no dependency of tfcyclegan: it runs in a persistent child
+process under another Python (`--torch-python`, default /tmp/torchenv/bin/python;
+to create it: python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install
+torch==2.13.0 numpy). After warm-up, `--repeats` rounds alternate `--group`
+steps of ours with `--group` PyTorch steps (which side goes first alternates
+too), so that the load of a shared machine hits both alike. Per size it prints
+both medians, ours / PyTorch (lower is better) as the ratio of the medians and as
+the median of the rounds' ratios, the same per CPU-second, both sides' parameter
+counts and the convolution FLOPs of the PyTorch step as
+torch.utils.flop_counter counts them, against `hand_step_flops`.
+
+    .venv/bin/python benchmarks/train_step.py --vs-pytorch --sizes 128:6 --repeats 9
+
+`--variants` times kernel variants of our float32 step, each against the
+shipped networks in one process (same weights; `--repeats` rounds of `--group`
+steps each, alternating which goes first): the ratio variant / shipped of the
+step time (median of the rounds' ratios), and the max abs difference of the
+training-mode outputs of G and D_Y and of the generator gradients from the
+shipped networks'. A variant is applied by switching the class of built layers
+(tfcyclegan itself is untouched); `+` combines them, e.g. `--variants
+fused_norm,explicit_pad+bias_add`; `--variants all` runs each one alone. Names
+are in VARIANTS.
+
+    .venv/bin/python benchmarks/train_step.py --variants all --sizes 128:6
 """
 
 import argparse
@@ -37,10 +67,21 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras import layers, ops  # noqa: E402
+
 from tfcyclegan.model import CycleGAN  # noqa: E402
-from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator  # noqa: E402
+from tfcyclegan.networks import (  # noqa: E402
+    InstanceNormalization,
+    PatchDiscriminator,
+    ReflectionPadding2D,
+    ResidualBlock,
+    ResnetGenerator,
+)
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+TORCH_PYTHON = "/tmp/torchenv/bin/python"
+TORCH_SETUP = "python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 numpy"
+TORCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_cyclegan.py")
 
 
 def conv(h, w, k, c_in, c_out):
@@ -219,6 +260,263 @@ def measure(size, n_blocks, repeats, warmup, batch, precision, matmul_n):
         "traces": len(traces),
         "peak_rss": peak_rss,
         "precision": precision,
+    }
+
+
+def tf_threads():
+    """(intra-op, inter-op) threads TensorFlow runs the step with; 0 means one per schedulable core."""
+    cores = len(os.sched_getaffinity(0))
+    config = tf.config.threading
+    return config.get_intra_op_parallelism_threads() or cores, config.get_inter_op_parallelism_threads() or cores
+
+
+class TorchStep:
+    """The official PyTorch step in a persistent child process (torch_cyclegan.py, line protocol)."""
+
+    def __init__(self, python, size, n_blocks, batch, threads, warmup):
+        command = [python, TORCH_SCRIPT, "--size", str(size), "--blocks", str(n_blocks), "--batch", str(batch),
+                   "--threads", str(threads), "--warmup", str(warmup)]  # fmt: skip
+        # stderr is this process's own, so a failure's traceback reaches the parent's report.
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def _ask(self, line=None):
+        if line:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            sys.exit(f"the PyTorch child exited ({self.process.wait()}), its stderr is above")
+        return json.loads(answer)
+
+    def ready(self):
+        """Waits for the build and warm-up; parameter counts, threads and versions."""
+        return self._ask()
+
+    def flops(self):
+        return self._ask("flops")
+
+    def steps(self, k):
+        """Runs k steps; [wall, CPU] seconds of each."""
+        return self._ask(f"step {k}")
+
+    def close(self):
+        self.process.stdin.write("quit\n")
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def versus_pytorch(size, n_blocks, args, precision):
+    """One comparison row: our step and the official PyTorch step, alternating in groups."""
+    threads, inter = tf_threads()
+    # The child builds and warms up while this process does the same; nothing is timed yet.
+    torch_step = TorchStep(args.torch_python, size, n_blocks, args.batch, threads, args.warmup)
+    model = build(size, n_blocks)
+    step, traces = step_run(model, size, args.batch)
+    for _ in range(args.warmup):
+        step()
+    info = torch_step.ready()
+    torch_flops = torch_step.flops()  # one more (untimed) step, counted
+    ours, theirs, pairs = [], [], []
+    for i in range(args.repeats):
+        turns = [lambda: [timed(step) for _ in range(args.group)], lambda: torch_step.steps(args.group)]
+        if i % 2:
+            turns.reverse()
+        a, b = (turn() for turn in turns)
+        a, b = (a, b) if i % 2 == 0 else (b, a)
+        ours += a
+        theirs += b
+        pairs.append([statistics.median(t[j] for t in a) / statistics.median(t[j] for t in b) for j in (0, 1)])
+    torch_step.close()
+    med = [[statistics.median(t[j] for t in times) for j in (0, 1)] for times in (ours, theirs)]
+    return {
+        "size": f"{size}px / {n_blocks} blocks",
+        "precision": precision,
+        "ours": med[0],
+        "ours_spread": (min(t for t, _ in ours), max(t for t, _ in ours)),
+        "torch": med[1],
+        "torch_spread": (min(t for t, _ in theirs), max(t for t, _ in theirs)),
+        "ratio": med[0][0] / med[1][0],
+        "paired": statistics.median(p[0] for p in pairs),
+        "cpu_ratio": statistics.median(p[1] for p in pairs),
+        "params": {"G": model.generator_g.count_params(), "D": model.discriminator_x.count_params()},
+        "torch_params": info["params"],
+        "threads": threads,
+        "inter": inter,
+        "torch_threads": info["threads"],
+        "torch_version": info["torch"],
+        "gflop": hand_step_flops(size, n_blocks, 64, 64, args.batch) / 1e9,
+        "torch_gflop": torch_flops / 1e9,
+        "traces": len(traces),
+    }
+
+
+# --- Kernel variants of the float32 step (--variants) -------------------------------------------
+# Each variant switches the class of built layers to a subclass with another `call`: the
+# weights, the layer's state and its tracking stay, and tfcyclegan's own classes are untouched.
+
+
+def _bias(layer, y, bias_add):
+    if bias_add:
+        return tf.nn.bias_add(y, layer.bias)
+    return ops.add(y, ops.reshape(layer.bias, (1, 1, 1, -1)))  # what Keras' convolutions do
+
+
+class _FusedNorm(InstanceNormalization):
+    """Training on InstanceNormalization._fused (fused batch norm on the batch folded into channels) in float32 too."""
+
+    def call(self, x, training=None):
+        return self._fused(x) if training else super().call(x, training=training)
+
+
+class _RowMomentsNorm(InstanceNormalization):
+    """Training on the two-stage statistics (_row_moments) that inference uses, instead of tf.nn.moments."""
+
+    def call(self, x, training=None):
+        if not training:
+            return super().call(x, training=training)
+        mean, variance = self._row_moments(x)
+        return (x - mean) * tf.math.rsqrt(variance + self.epsilon)
+
+
+class _SlicePad(ReflectionPadding2D):
+    """Reflection padding as reversed slices concatenated to the image (gradients: slices and adds, no MirrorPadGrad)."""
+
+    def call(self, x):
+        p = self.padding
+        x = tf.concat([tf.reverse(x[:, 1 : p + 1], [1]), x, tf.reverse(x[:, -p - 1 : -1], [1])], 1)
+        return tf.concat([tf.reverse(x[:, :, 1 : p + 1], [2]), x, tf.reverse(x[:, :, -p - 1 : -1], [2])], 2)
+
+
+class _Skip(layers.Layer):
+    """A ZeroPadding2D or Cropping2D whose work the next or previous convolution took over."""
+
+    def call(self, x):
+        return x
+
+
+def _conv_class(explicit_pad, bias_add):
+    """Conv2D with the zero padding as the convolution's explicit padding, and/or tf.nn.bias_add."""
+
+    def call(self, x):
+        padding = [[0, 0], [1, 1], [1, 1], [0, 0]] if explicit_pad else "VALID"
+        return _bias(self, tf.nn.conv2d(x, self.kernel, list(self.strides), padding), bias_add)
+
+    return type("_Conv2D", (layers.Conv2D,), {"call": call})
+
+
+def _transpose_class(explicit_crop, bias_add):
+    """Conv2DTranspose with the crop to [1, 2H + 1) as tf.nn.conv2d_transpose's explicit padding, and/or bias_add."""
+
+    def call(self, x):
+        n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        if explicit_crop:
+            shape = tf.stack([n, 2 * h, 2 * w, self.filters])
+            y = tf.nn.conv2d_transpose(x, self.kernel, shape, 2, padding=[[0, 0], [1, 0], [1, 0], [0, 0]])
+        else:
+            shape = tf.stack([n, 2 * h + 1, 2 * w + 1, self.filters])
+            y = tf.nn.conv2d_transpose(x, self.kernel, shape, 2, padding="VALID")
+        return _bias(self, y, bias_add)
+
+    return type("_Conv2DTranspose", (layers.Conv2DTranspose,), {"call": call})
+
+
+VARIANTS = {
+    "fused_norm": "instance norm in training on the fused batch-norm kernel (InstanceNormalization._fused)",
+    "row_moments": "instance norm in training on the two-stage statistics instead of tf.nn.moments",
+    "slice_pad": "reflection padding as concatenated reversed slices instead of MirrorPad",
+    "explicit_pad": "ZeroPadding2D + Conv2D as one Conv2D with explicit padding",
+    "explicit_crop": "Conv2DTranspose + Cropping2D as one conv2d_transpose with explicit padding and output shape",
+    "bias_add": "convolution biases by tf.nn.bias_add (BiasAddGrad) instead of a broadcast add",
+}
+
+
+def _layer_lists(model):
+    """Every list of layers in the four networks, residual blocks' bodies included."""
+    for net in (model.generator_g, model.generator_f, model.discriminator_x, model.discriminator_y):
+        yield net.stack
+        yield from (layer.body for layer in net.stack if isinstance(layer, ResidualBlock))
+
+
+def apply_variant(model, names):
+    """Switch the built layers of `model` to the kernel variants `names` (a set of VARIANTS keys)."""
+    transpose = _transpose_class("explicit_crop" in names, "bias_add" in names)
+    convs = names & {"explicit_pad", "bias_add"}
+    for stack in _layer_lists(model):
+        for i, layer in enumerate(stack):
+            after = stack[i + 1] if i + 1 < len(stack) else None
+            if isinstance(layer, InstanceNormalization):
+                if "fused_norm" in names:
+                    layer.__class__ = _FusedNorm
+                elif "row_moments" in names:
+                    layer.__class__ = _RowMomentsNorm
+            elif isinstance(layer, ReflectionPadding2D) and "slice_pad" in names:
+                layer.__class__ = _SlicePad
+            elif isinstance(layer, layers.ZeroPadding2D) and "explicit_pad" in names:
+                assert isinstance(after, layers.Conv2D) and layer.padding == ((1, 1), (1, 1))
+                layer.__class__ = _Skip
+            elif isinstance(layer, layers.Cropping2D) and "explicit_crop" in names:
+                assert layer.cropping == ((1, 0), (1, 0))
+                layer.__class__ = _Skip
+            elif isinstance(layer, layers.Conv2DTranspose) and names & {"explicit_crop", "bias_add"}:
+                assert "explicit_crop" not in names or isinstance(after, layers.Cropping2D)
+                layer.__class__ = transpose
+            elif isinstance(layer, layers.Conv2D) and convs:
+                # Only convolutions after a zero pad take it over; the others keep VALID padding.
+                padded = i > 0 and isinstance(stack[i - 1], (layers.ZeroPadding2D, _Skip))
+                layer.__class__ = _conv_class("explicit_pad" in names and padded, "bias_add" in names)
+
+
+def _max_abs(a, b):
+    return max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(a, b))
+
+
+def variant_differences(base, variant, x, y):
+    """Max abs differences of training-mode outputs of G and D_Y, and of the generator gradients."""
+    outputs = []
+    for model in (base, variant):
+        with tf.GradientTape() as tape:
+            terms, _, _ = model.compute_losses(x, y, training=True)
+        grads = tape.gradient(terms["loss_G"], model.generator_variables)
+        outputs.append((model.generator_g(x, training=True), model.discriminator_y(y, training=True), grads))
+    (g0, d0, grads0), (g1, d1, grads1) = outputs
+    return {
+        "G": _max_abs([g0], [g1]),
+        "D": _max_abs([d0], [d1]),
+        "grad": _max_abs(grads0, grads1),
+        "grad_scale": max(float(tf.reduce_max(tf.abs(g))) for g in grads0),
+    }
+
+
+def measure_variant(size, n_blocks, args, names):
+    """The shipped step and the variant `names`, same weights, alternating in one process."""
+    base, variant = build(size, n_blocks), build(size, n_blocks)
+    variant.set_weights(base.get_weights())
+    apply_variant(variant, set(names.split("+")))
+    rng = np.random.default_rng(1)
+    x, y = (tf.constant(rng.uniform(-1, 1, (args.batch, size, size, 3)), tf.float32) for _ in range(2))
+    diff = variant_differences(base, variant, x, y)
+    steps = [step_run(model, size, args.batch) for model in (base, variant)]
+    for _ in range(args.warmup):
+        for step, _ in steps:
+            step()
+    times, pairs = ([], []), []
+    for i in range(args.repeats):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        group = {}
+        for k in order:
+            group[k] = [timed(steps[k][0]) for _ in range(args.group)]
+            times[k].extend(group[k])
+        pairs.append(statistics.median(t for t, _ in group[1]) / statistics.median(t for t, _ in group[0]))
+    return {
+        "variant": names,
+        "size": f"{size}px / {n_blocks} blocks",
+        "base": statistics.median(t for t, _ in times[0]),
+        "wall": statistics.median(t for t, _ in times[1]),
+        "ratio": statistics.median(pairs),
+        "ratio_spread": (min(pairs), max(pairs)),
+        "cpu_ratio": statistics.median(c for _, c in times[1]) / statistics.median(c for _, c in times[0]),
+        "traces": [len(traces) for _, traces in steps],
+        **diff,
     }
 
 

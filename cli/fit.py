@@ -86,13 +86,13 @@ def _options(command):
 @user_errors
 def fit(ctx, resume, init_from, **options):
     """Train CycleGAN: tfcyclegan fit --domain-a photos --domain-b ukiyoe"""
-    from tfcyclegan import train
+    from tfcyclegan import rundir, train
     from tfcyclegan.config import TrainConfig
     from tfcyclegan.errors import UserError
 
     config = TrainConfig(**options)
     explicit = {name for name in options if ctx.get_parameter_source(name).name != "DEFAULT"}
     config.run_dir = config.run_dir or train.default_run_dir(config)
-    if resume and not train.has_checkpoint(config.run_dir):
+    if resume and not rundir.has_checkpoint(config.run_dir):
         raise UserError(f"--resume: {config.run_dir} has no checkpoint to resume from")
     train.fit(config, explicit=explicit, init_from=init_from)

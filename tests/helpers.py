@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 from tfcyclegan_cli.main import main
 
-from tfcyclegan import train
+from tfcyclegan import rundir, train
 from tfcyclegan.config import TrainConfig
 
 
@@ -48,8 +48,8 @@ def write_untrained_run(root, image_size=32):
     keras.utils.set_random_seed(0)
     model = train.build_model(config, steps_per_epoch=1)
     run = root / "run"
-    tf.train.CheckpointManager(train.make_checkpoint(model), run / train.CHECKPOINT_DIR, 1).save()
-    config.save(run / train.CONFIG_FILE)
+    tf.train.CheckpointManager(rundir.make_checkpoint(model), run / rundir.CHECKPOINT_DIR, 1).save()
+    config.save(run / rundir.CONFIG_FILE)
     return run
 
 

@@ -29,7 +29,7 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys
     import numpy as np
-    from tfcyclegan import callbacks, train
+    from tfcyclegan import callbacks, rundir, train
     from tfcyclegan.config import TrainConfig
     from tfcyclegan.errors import UserError
 
@@ -170,7 +170,7 @@ CROSS_RESTORE = textwrap.dedent(
     import keras, numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tfcyclegan import train
+    from tfcyclegan import rundir, train
     from tfcyclegan.config import TrainConfig
 
     config = TrainConfig(ngf=4, ndf=4, blocks=1, disc_layers=1, image_size=16, load_size=16, pool_size=2)
@@ -195,10 +195,10 @@ CROSS_RESTORE = textwrap.dedent(
     for source, target, name in ((mirrored, single, "mirrored->single"), (single, mirrored, "single->mirrored")):
         trained = model_under(source, 0)
         trained.fit(tf.data.Dataset.from_tensors((x, x)).repeat(2), epochs=1, verbose=0)
-        path = train.make_checkpoint(trained).save(tempfile.mkdtemp() + "/ckpt")
+        path = rundir.make_checkpoint(trained).save(tempfile.mkdtemp() + "/ckpt")
         restored = model_under(target, 1)
         before = state(restored)
-        train.make_checkpoint(restored).restore(path).assert_consumed()
+        rundir.make_checkpoint(restored).restore(path).assert_consumed()
         after, wanted = state(restored), state(trained)
         same = all(np.array_equal(a, b) for a, b in zip(after, wanted)) and len(after) == len(wanted)
         moved = sum(not np.array_equal(a, b) for a, b in zip(before, after))
@@ -230,7 +230,7 @@ MIRRORED_RESUME = textwrap.dedent(
     import numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tfcyclegan import callbacks, train
+    from tfcyclegan import callbacks, rundir, train
     from tfcyclegan.config import TrainConfig
 
     root = sys.argv[1]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 from tfcyclegan_cli.main import main
 
-from tfcyclegan import classifier, data, datasets, demo, evaluate, inference, metrics, train
+from tfcyclegan import classifier, data, datasets, demo, evaluate, inference, metrics, rundir, train
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
 
@@ -145,9 +145,9 @@ def test_unknown_domains_and_bad_split_are_user_errors(run_dir, tmp_path):
 def test_evaluate_sees_the_trained_weights_of_a_run_dir(run_dir):
     import tensorflow as tf
 
-    config = TrainConfig.load(run_dir / train.CONFIG_FILE)
+    config = TrainConfig.load(run_dir / rundir.CONFIG_FILE)
     model = train.build_model(config, 1)
-    train.make_checkpoint(model).restore(tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR)).expect_partial()
+    rundir.make_checkpoint(model).restore(tf.train.latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR)).expect_partial()
     flat, _ = _demo_pair(count=2)
     trained = model.generator_g(flat, training=False).numpy()
     np.testing.assert_allclose(inference.load_translator(run_dir, "a2b")(flat), trained, atol=1e-5)

@@ -11,7 +11,7 @@ import pytest
 from helpers import assert_one_line_error, invoke
 from PIL import Image
 
-from tfcyclegan import modeldir, pretrained, torch_state
+from tfcyclegan import modeldir, pretrained, rundir, torch_state
 from tfcyclegan.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
@@ -201,13 +201,11 @@ def test_import_translate_export_int8_translate(tmp_path):
 def test_export_keras_from_a_run_round_trips(tmp_path):
     from helpers import write_untrained_run
 
-    from tfcyclegan import train
-
     run = write_untrained_run(_images(tmp_path / "A", [(32, 32)]).parent)
     result = invoke("export", run, "--format", "keras", "-o", tmp_path / "model")
     assert result.exit_code == 0, result.output
     assert "exported Keras model directory to" in result.stdout
-    generator_g, generator_f, _ = train.load_generators(run)
+    generator_g, generator_f, _ = rundir.load_generators(run)
     x = np.load(FIXTURES / "input_24x40.npy")
     for direction, generator in (("a2b", generator_g), ("b2a", generator_f)):
         loaded = modeldir.load_generator(tmp_path / "model", direction)
@@ -228,9 +226,8 @@ def test_fit_starts_from_the_imported_generators(tmp_path):
                     "--image-size", 32, "--load-size", 32, "--ndf", 8, "--sample-count", 1, "--lr", 1e-9)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "has no generator_f.keras (F: B -> A); F starts from scratch" in result.output
-    from tfcyclegan import train
 
-    generator_g, _, config = train.load_generators(tmp_path / "run")
+    generator_g, _, config = rundir.load_generators(tmp_path / "run")
     assert (config.ngf, config.blocks) == (4, 2)
     imported = modeldir.load_generator(model, "a2b")
     x = np.load(FIXTURES / "input_24x40.npy")

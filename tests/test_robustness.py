@@ -17,7 +17,7 @@ import tensorflow as tf
 from helpers import assert_one_line_error, invoke
 from PIL import Image
 
-from tfcyclegan import train
+from tfcyclegan import rundir
 
 TINY = ["--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2", "--ngf", "4", "--ndf", "4",
         "--blocks", "1", "--image-size", "32", "--load-size", "36", "--sample-count", "2"]  # fmt: skip
@@ -131,7 +131,7 @@ def test_fit_on_the_corpus_lists_each_unreadable_file_once_and_trains_on_the_res
     ) in lines
     assert f"A: {READABLE} images from {domains / 'corpus'}" in result.stdout
     assert result.stdout.rstrip().endswith(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
-    assert tf.train.latest_checkpoint(run_dir / train.CHECKPOINT_DIR).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR).endswith("ckpt-2")
 
 
 def test_check_data_reports_every_problem_without_training(domains, locked):
@@ -206,7 +206,7 @@ def test_disk_full_then_divergence_keep_the_last_good_checkpoint(domains, tmp_pa
     )
     assert "warning: domains A and B are the same images" in result.stderr
     assert tf.train.latest_checkpoint(run_dir / "checkpoints") == str(first)
-    train.load_generators(run_dir)
+    rundir.load_generators(run_dir)
 
     # Resumed with a learning rate far too large, the run diverges at once and says so.
     result = invoke("fit", "--run-dir", run_dir, "--lr", "1e30")
@@ -217,7 +217,7 @@ def test_disk_full_then_divergence_keep_the_last_good_checkpoint(domains, tmp_pa
         f"tfcyclegan fit --run-dir {run_dir} --lr 1e+29" in result.stderr
     )
     assert tf.train.latest_checkpoint(run_dir / "checkpoints") == str(first)
-    train.load_generators(run_dir)
+    rundir.load_generators(run_dir)
 
 
 class RunsShellCommand:

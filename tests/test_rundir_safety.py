@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from helpers import assert_one_line_error, invoke, write_noise_domains
 
-from tfcyclegan import callbacks, data, export, inference, rundir, train
+from tfcyclegan import callbacks, checkpoints, data, export, inference, rundir, train
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
 
@@ -90,7 +90,7 @@ def test_a_run_dir_inside_a_domain_is_refused(trained, tmp_path, monkeypatch):
 @pytest.mark.parametrize("state", [b'model_checkpoint_path: "ckpt-', b"\x00\xff\xfe not text"])
 def test_a_damaged_checkpoint_state_file_finds_the_checkpoints_from_their_files(run, state):
     (run / "checkpoints" / "checkpoint").write_bytes(state)
-    assert train.has_checkpoint(run)
+    assert rundir.has_checkpoint(run)
     translator = inference.load_translator(run, "a2b")
     assert translator(np.zeros((8, 8, 3), np.float32)).shape == (8, 8, 3)
     result = invoke("fit", "--run-dir", run)  # resumes (and finds the run finished), not a fresh run
@@ -130,7 +130,7 @@ DAMAGE = {
 def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(run, damage, capsys):
     damaged = run / "checkpoints" / "ckpt-4"
     damage(damaged)
-    g, _, _ = train.load_generators(run)
+    g, _, _ = rundir.load_generators(run)
     np.testing.assert_array_equal(g.weights[0].numpy(), generator_weights(run, "ckpt-2"))
     note = capsys.readouterr().err
     assert f"note: checkpoint {damaged} is damaged ({DAMAGE[damage]}" in note
@@ -151,7 +151,7 @@ def test_resume_falls_back_never_overwrites_the_damaged_checkpoint_and_sets_asid
     assert tf.train.latest_checkpoint(run / "checkpoints").endswith("ckpt-5")
     assert {p.name: p.read_bytes() for p in run.joinpath("checkpoints").glob("ckpt-4.*")} == kept
     # Unlisted now, ckpt-4 still holds its number against a later resume from ckpt-2.
-    assert rundir.highest_damaged(run / "checkpoints", above=2) == 4
+    assert checkpoints.highest_damaged(run / "checkpoints", above=2) == 4
     reader = tf.train.load_checkpoint(str(run / "checkpoints" / "ckpt-5"))
     assert reader.get_tensor("generator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
     aside = run / "losses.csv.unreadable-1"
@@ -217,7 +217,7 @@ def test_config_json_that_disagrees_with_the_checkpoint_names_the_variable(train
     assert len(result.stderr.splitlines()) == 1
     edit_config(run, ngf=4, blocks=2)
     with pytest.raises(UserError, match=r"\(generator_g has 16 variables there, 20 by config.json\)"):
-        train.load_generators(run)
+        rundir.load_generators(run)
 
 
 @pytest.mark.parametrize("value, shown", [("x", '"x"'), (None, "null"), ([1], "[1]"), (math.inf, "Infinity")])

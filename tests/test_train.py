@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import callbacks, export, train
+from tfcyclegan import callbacks, export, rundir, train
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
 from tfcyclegan.model import LOSS_NAMES
@@ -52,7 +52,7 @@ def tiny(folders, run_dir, **overrides):
 
 def full_state(run_dir):
     """Every variable of the newest checkpoint, by name."""
-    reader = tf.train.load_checkpoint(str(run_dir / train.CHECKPOINT_DIR))
+    reader = tf.train.load_checkpoint(str(run_dir / rundir.CHECKPOINT_DIR))
     names = reader.get_variable_to_dtype_map()
     return {k: reader.get_tensor(k) for k, dtype in names.items() if dtype.is_numeric and "save_counter" not in k}
 
@@ -197,10 +197,10 @@ def test_a_run_that_diverges_from_the_start_saves_nothing(folders, tmp_path):
 
 def test_load_generators_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="not a tfcyclegan run directory"):
-        train.load_generators(tmp_path)
+        rundir.load_generators(tmp_path)
     TrainConfig().save(tmp_path / "config.json")
     with pytest.raises(UserError, match="no checkpoint yet"):
-        train.load_generators(tmp_path)
+        rundir.load_generators(tmp_path)
 
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
@@ -210,10 +210,10 @@ def test_mixed_precision_trains_with_float32_variables_and_loads_in_float32(fold
     with open(run_dir / "losses.csv") as f:
         row = next(csv.DictReader(f))
     assert all(np.isfinite(float(row[name])) for name in LOSS_NAMES)
-    reader = tf.train.load_checkpoint(str(run_dir / train.CHECKPOINT_DIR))
+    reader = tf.train.load_checkpoint(str(run_dir / rundir.CHECKPOINT_DIR))
     dtypes = reader.get_variable_to_dtype_map()
     assert {d for d in dtypes.values() if d.is_floating} == {tf.float32}  # no half-precision variable saved
-    g, _, _ = train.load_generators(run_dir)  # a float32 model
+    g, _, _ = rundir.load_generators(run_dir)  # a float32 model
     assert g.compute_dtype == "float32" and g(np.zeros((1, 32, 32, 3), "float32")).dtype == tf.float32
     if precision == "mixed_bfloat16":
         # The export path writes float32 graphs whatever the run trained in.
@@ -229,10 +229,12 @@ def test_mixed_precision_trains_with_float32_variables_and_loads_in_float32(fold
 
 def test_load_generators_restores_the_trained_weights(folders, straight):
     """The generators a run dir hands to translate/export/evaluate are the trained ones."""
-    g, f, _ = train.load_generators(straight)
-    config = TrainConfig.load(straight / train.CONFIG_FILE)
+    g, f, _ = rundir.load_generators(straight)
+    config = TrainConfig.load(straight / rundir.CONFIG_FILE)
     model = train.build_model(config, steps_per_epoch=3)
-    train.make_checkpoint(model).restore(tf.train.latest_checkpoint(straight / train.CHECKPOINT_DIR)).assert_consumed()
+    rundir.make_checkpoint(model).restore(
+        tf.train.latest_checkpoint(straight / rundir.CHECKPOINT_DIR)
+    ).assert_consumed()
     for trained, loaded in zip(model.generator_g.weights + model.generator_f.weights, g.weights + f.weights):
         np.testing.assert_array_equal(loaded.numpy(), trained.numpy())
 
@@ -330,7 +332,7 @@ def test_a_signal_in_an_epochs_last_batch_keeps_its_outputs_and_nan_weights_are_
 def adam_and_weights(model):
     """The networks' weights and each Adam's variables (inside a LossScaleOptimizer or not)."""
     networks = (model.generator_g, model.generator_f, model.discriminator_x, model.discriminator_y)
-    adams = [getattr(getattr(model, name), "inner_optimizer", getattr(model, name)) for name in train.OPTIMIZERS]
+    adams = [getattr(getattr(model, name), "inner_optimizer", getattr(model, name)) for name in rundir.OPTIMIZERS]
     return [v for network in networks for v in network.weights] + [v for adam in adams for v in adam.variables]
 
 
@@ -341,12 +343,12 @@ def test_checkpoints_restore_across_the_loss_scaled_layout_of_mixed_float16(tmp_
     source = train.build_model(config, steps_per_epoch=3)
     for variable in source.generator_optimizer.variables:
         variable.assign(tf.fill(variable.shape, tf.constant(7, variable.dtype)))
-    path = train.make_checkpoint(source).save(str(tmp_path / "float32" / "ckpt"))
+    path = rundir.make_checkpoint(source).save(str(tmp_path / "float32" / "ckpt"))
     for precision in ("mixed_float16", "float32"):
         config.precision = precision
         target = train.build_model(config, steps_per_epoch=3)
-        train.restore_checkpoint(target, path)
-        assert train.checkpoint_step(path) == int(target.generator_optimizer.iterations.numpy()) == 7
+        rundir.restore_checkpoint(target, path)
+        assert rundir.checkpoint_step(path) == int(target.generator_optimizer.iterations.numpy()) == 7
         for want, got in zip(adam_and_weights(source), adam_and_weights(target), strict=True):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
-        path = train.make_checkpoint(target).save(str(tmp_path / precision / "ckpt"))
+        path = rundir.make_checkpoint(target).save(str(tmp_path / precision / "ckpt"))

@@ -227,7 +227,7 @@ class ContinueEpoch(keras.callbacks.Callback):
     """Carry the loss sums and batch count of an epoch a resumed run is finishing into it.
 
     Keras zeroes the model's loss means as each epoch begins; the first epoch gets back
-    `values`, those of `variables` (train.epoch_loss_variables) as the checkpoint held
+    `values`, those of `variables` (rundir.epoch_loss_variables) as the checkpoint held
     them, so the epoch's logged means cover its batches before the resume too (issue #15).
     """
 

@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from tfcyclegan.errors import UserError
+from tfcyclegan import report
+from tfcyclegan.errors import UserError, first_line
 from tfcyclegan.rundir import is_run_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -51,11 +52,7 @@ class ImageError(UserError):
         )
 
 
-def _log(message):
-    print(message, file=sys.stderr)
-
-
-def list_images(folder, *, allow_empty=False, log=_log):
+def list_images(folder, *, allow_empty=False, log=report.note):
     """Image files under `folder`, recursively and sorted.
 
     Hidden files and folders are skipped, and so is a tfcyclegan run directory (with a
@@ -94,7 +91,7 @@ def list_images(folder, *, allow_empty=False, log=_log):
                 elif isinstance(error, PermissionError):
                     why = "permission denied; fix its permissions to include its images"
                 else:
-                    why = error.strerror or type(error).__name__
+                    why = first_line(error)
                 log(f"note: skipped folder {top}: {why}")
             continue
         # Subfolders are pushed in reverse name order, so they are walked (and noted) in name order.
@@ -210,8 +207,7 @@ def _unusable(path, data, error):
         return ImageError(path, f"not an image ({kind})")
     if "truncat" in str(error).lower():
         return ImageError(path, "truncated image data")
-    detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return ImageError(path, f"corrupt image data ({detail})")
+    return ImageError(path, f"corrupt image data ({first_line(error)})")
 
 
 def _decode(path, draft=None, allow_large=False):
@@ -248,10 +244,7 @@ def _decode(path, draft=None, allow_large=False):
         # come out rotated: say so, once per file (training decodes it every epoch).
         if str(path) not in _exif_warned:
             _exif_warned.add(str(path))
-            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(
-                f"warning: {path}: EXIF orientation unreadable ({detail}); using the pixels as stored", file=sys.stderr
-            )
+            report.note(f"warning: {path}: EXIF orientation unreadable ({first_line(e)}); using the pixels as stored")
     return _to_rgb(im, path)
 
 

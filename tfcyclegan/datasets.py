@@ -3,14 +3,13 @@
 import hashlib
 import os
 import shutil
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
-from tfcyclegan import demo, fsutil
+from tfcyclegan import demo, fsutil, report
 from tfcyclegan.data import list_images
 from tfcyclegan.errors import UserError
 
@@ -252,10 +251,9 @@ def download_archive(name, data_root):
             why = f"unreadable: {e.strerror}"
         if why is None:
             _extract(existing, archive, data_root, str(existing), f"move it away and download {archive.url} again")
-            print(
+            report.note(
                 f"note: unzipped {existing}, which was already there (SHA-256 ok); it is kept, "
-                "delete it if you no longer need it",
-                file=sys.stderr,
+                "delete it if you no longer need it"
             )
             return str(target)
         kept = f"; {existing} was already there but is not a complete copy ({why}), so it was not used and is kept as it is"
@@ -270,10 +268,9 @@ def download_archive(name, data_root):
         ) from None
     try:
         if kept:
-            print(
+            report.note(
                 f"note: {existing} is not a complete copy of {name} ({why}); it is kept as it is, "
-                "and a fresh copy was downloaded",
-                file=sys.stderr,
+                "and a fresh copy was downloaded"
             )
         _extract(scratch / f"{name}.zip", archive, data_root, archive.url, "the download was deleted")
     finally:
@@ -355,8 +352,7 @@ def resolve_domains(domain_a, domain_b, data_root=None, download=True):
             side = "A" if ARCHIVES[name].domain_a == spec.lower() else "B"
             domains.append(_split_domain(spec.lower(), _archive_folder(name, data_root, download), side))
     if set(domains[0].train_files) == set(domains[1].train_files):
-        print(
-            f"warning: domains A and B are the same images ({domains[0].root}); the model can only learn the identity",
-            file=sys.stderr,
+        report.note(
+            f"warning: domains A and B are the same images ({domains[0].root}); the model can only learn the identity"
         )
     return domains[0], domains[1]

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan import data, fsutil, inference, modeldir, train
+from tfcyclegan import data, fsutil, inference, modeldir, rundir
 from tfcyclegan.errors import UserError
 from tfcyclegan.version import __version__
 
@@ -582,7 +582,7 @@ def _load(source):
         return generators, config, provenance
     if source.is_file() and source.suffix.lower() in (".pth", ".pt"):
         raise UserError(f"{source} is a PyTorch file; import it first: tfcyclegan import {source}, then export that")
-    generator_g, generator_f, config, checkpoint = train.restore_generators(source)
+    generator_g, generator_f, config, checkpoint = rundir.restore_generators(source)
     return (
         {"a2b": generator_g, "b2a": generator_f},
         config,

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import data, fsutil
+from tfcyclegan import data, fsutil, rundir
 from tfcyclegan.errors import UsageError, UserError
 from tfcyclegan.modeldir import METADATA_FILE  # one name for exports and model directories
 
@@ -224,9 +224,8 @@ def _read_metadata(folder):
 
 
 def _from_run_dir(path, direction):
-    from tfcyclegan import train
 
-    generator_g, generator_f, config = train.load_generators(path)
+    generator_g, generator_f, config = rundir.load_generators(path)
     generator = generator_g if direction == "a2b" else generator_f
     return keras_translator(generator, direction, info=config.to_dict(), source=path)
 
@@ -364,7 +363,7 @@ def load_translator(path, direction, num_threads=None):
     )
     if path.is_dir():
         from tfcyclegan import modeldir
-        from tfcyclegan.train import CONFIG_FILE
+        from tfcyclegan.rundir import CONFIG_FILE
 
         if direction is None:
             if (path / CONFIG_FILE).is_file() or (path / "saved_model.pb").is_file():

@@ -1,25 +1,29 @@
-"""A run directory kept safe: one `fit` at a time in it, never inside the data it trains
-on, and only checkpoints that read back whole are used.
+"""The run directory: what `tfcyclegan fit` writes and every reader reads.
 
-Checkpoints are found from the files themselves when tf.train.CheckpointManager's state
-file (`checkpoints/checkpoint`) is missing or damaged, and each candidate is read back in
-full (TensorFlow checks every tensor's CRC32C) before it is used, newest first, so a
-truncated, deleted or bit-flipped checkpoint falls back to the newest intact one.
+<run_dir>/config.json is the TrainConfig (tfcyclegan.config) the run was trained with;
+<run_dir>/checkpoints/ckpt-<n> are tf.train.Checkpoint files of the whole training state
+(make_checkpoint), of which readers restore the two generators (restore_generators);
+<run_dir>/fit.lock keeps one `fit` at a time in it. Readers (inference, export,
+evaluate) import this module, never the trainer. Which checkpoint files are intact is
+tfcyclegan.checkpoints' job.
 """
 
 import fcntl
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
+from tfcyclegan import checkpoints, fsutil, report
+from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
+from tfcyclegan.networks import ResnetGenerator
 
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = "fit.lock"
-STATE_FILE = "checkpoint"
-_PREFIX = re.compile(r"ckpt-(\d+)")
 
 
 class RunLock:
@@ -103,116 +107,198 @@ def check_outside(run_dir, domains):
 
 def is_run_dir(folder):
     """Whether `folder` looks like a tfcyclegan run directory (config.json and checkpoints/)."""
-    return os.path.isfile(os.path.join(folder, "config.json")) and os.path.isdir(os.path.join(folder, "checkpoints"))
+    return os.path.isfile(os.path.join(folder, CONFIG_FILE)) and os.path.isdir(os.path.join(folder, CHECKPOINT_DIR))
 
 
-def _number(prefix):
-    match = _PREFIX.fullmatch(Path(prefix).name)
-    return int(match.group(1)) if match else None
+def build_generators(config):
+    """G: X -> Y and F: Y -> X as the config describes."""
+    return (
+        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_g"),
+        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_f"),
+    )
 
 
-def listed_newest(checkpoint_dir):
-    """Number of the newest checkpoint the state file lists, or None if it is missing or unreadable."""
-    try:
-        text = (Path(checkpoint_dir) / STATE_FILE).read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-    found = re.findall(r'^model_checkpoint_path: "([^"\n]*)"$', text, re.M)
-    return _number(found[0]) if len(found) == 1 else None
+def network_variables(network):
+    """A network's variables as a list tf.train.Checkpoint can follow.
 
-
-def candidates(checkpoint_dir):
-    """Numbers of the checkpoints to try, newest first.
-
-    When the state file is readable its newest entry is the newest candidate (the
-    manager lists a checkpoint only once it is complete); when it is missing or
-    damaged, every ckpt-N.index in the folder is one.
+    Keras 3 layers held in Python lists are invisible to tf.train.Checkpoint (a
+    checkpoint of the model object alone saves nothing), so each network is saved
+    as its variables in construction order, which the architecture fixes.
     """
-    folder = Path(checkpoint_dir)
-    numbers = {_number(p.name[: -len(".index")]) for p in folder.glob("ckpt-*.index")} - {None}
-    newest = listed_newest(folder)
-    if newest is not None:
-        numbers = {n for n in numbers if n <= newest} | {newest}
-    return sorted(numbers, reverse=True)
+    return list(network.weights)
 
 
-def _damage(prefix):
-    """Why the checkpoint at `prefix` cannot be used, or None when every tensor reads back intact."""
-    if not Path(f"{prefix}.index").is_file():
-        return "its .index file is missing"
+OPTIMIZERS = ("generator_optimizer", "discriminator_x_optimizer", "discriminator_y_optimizer")
+
+
+def _checkpoint_parts(model):
+    return dict(
+        generator_g=network_variables(model.generator_g),
+        generator_f=network_variables(model.generator_f),
+        discriminator_x=network_variables(model.discriminator_x),
+        discriminator_y=network_variables(model.discriminator_y),
+        **{name: getattr(model, name) for name in OPTIMIZERS},
+        pool_x=model.pool_x,
+        pool_y=model.pool_y,
+        epoch_losses=epoch_loss_variables(model),
+    )
+
+
+def make_checkpoint(model):
+    """Everything a resumed run needs: weights, all optimizer state (and so the step), pools,
+    and the loss sums and batch count of the epoch in progress (issue #15: an epoch finished
+    after a mid-epoch resume logs its mean over all of its batches)."""
+    return tf.train.Checkpoint(**_checkpoint_parts(model))
+
+
+def epoch_loss_variables(model):
+    """The running totals and counts of the model's loss means, which Keras resets at each epoch."""
+    return [variable for tracker in model.trackers.values() for variable in tracker.variables]
+
+
+def restore_checkpoint(model, path):
+    """Restore checkpoint `path` into `model` in full, whatever precision either was trained in.
+
+    A mixed_float16 run wraps each Adam in a LossScaleOptimizer, which checkpoints Adam as
+    its `inner_optimizer` beside the loss scale; the other precisions checkpoint Adam
+    itself. Every variable is float32 either way, so a run may change --precision on
+    resume: Adam's state is matched across the two layouts, and a loss scale restarts
+    from its initial value. Checkpoints written before the epoch's loss sums were saved
+    restore without them.
+    """
+    keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    scaled = any(key.startswith("generator_optimizer/inner_optimizer/") for key in keys)
+    parts = _checkpoint_parts(model)
+    dropped_scale = False
+    for name in OPTIMIZERS:
+        optimizer = parts[name]
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and not scaled:
+            parts[name] = optimizer.inner_optimizer
+        elif scaled and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            parts[name] = tf.train.Checkpoint(inner_optimizer=optimizer)
+            dropped_scale = True
+    if not any(key.startswith("epoch_losses/") for key in keys):
+        del parts["epoch_losses"]
+    status = tf.train.Checkpoint(**parts).restore(path)
+    if dropped_scale:  # the checkpoint's loss scales have no place in this model
+        status.expect_partial().assert_existing_objects_matched()
+    else:
+        status.assert_consumed()
+
+
+def checkpoint_step(path):
+    """The training step checkpoint `path` was saved at (read without building a model)."""
+    reader = tf.train.load_checkpoint(path)
+    # A LossScaleOptimizer's own counter is not the step: its inner Adam's is.
+    for key in ("generator_optimizer/inner_optimizer/_iterations", "generator_optimizer/_iterations"):
+        if reader.has_tensor(key + "/.ATTRIBUTES/VARIABLE_VALUE"):
+            return int(reader.get_tensor(key + "/.ATTRIBUTES/VARIABLE_VALUE"))
+    raise UserError(f"checkpoint {path} holds no training step; it was not written by `tfcyclegan fit`")
+
+
+def load_config(run_dir):
+    """The TrainConfig saved in `run_dir`; a damaged, incomplete or foreign config.json is a UserError."""
+    return TrainConfig.load(Path(run_dir) / CONFIG_FILE)
+
+
+def save_config(config, run_dir, counts):
+    """Write <run_dir>/config.json: `config` and the image counts {"A": n, "B": m} it trained on."""
+    # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
     try:
-        reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as error:
-        return f"its .index file is unreadable: {_first_line(error)}"
-    try:
-        for name in reader.get_variable_to_dtype_map():
-            reader.get_tensor(name)
-    except IndexError:  # what TensorFlow raises for a file shorter than its index says
-        return "a .data file is truncated"
-    except tf.errors.OpError as error:
-        reason = _first_line(error)
-        if "No such file" in reason:
-            return "a .data file is missing"
-        if "Checksum does not match" in reason:
-            return "a .data file fails its checksum"
-        return f"a .data file is damaged: {reason}"
-    return None
+        with fsutil.replacing(run_dir / CONFIG_FILE) as partial:
+            config.save(partial, images=counts)
+    except OSError as error:
+        raise UserError(
+            f"cannot write {run_dir / CONFIG_FILE}: {error.strerror or error}; free some disk space or pass a "
+            "--run-dir on another disk"
+        ) from None
 
 
-def _first_line(error):
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+def has_checkpoint(run_dir):
+    """Whether `run_dir` holds a config.json and a checkpoint (intact or not: see checkpoints.candidates)."""
+    return (Path(run_dir) / CONFIG_FILE).exists() and bool(checkpoints.candidates(Path(run_dir) / CHECKPOINT_DIR))
 
 
-@dataclass
-class Found:
-    """The newest intact checkpoint (`path`, None if there is none) and the newer ones
-    skipped as damaged, as (path, reason)."""
-
-    path: str | None = None
-    damaged: list = field(default_factory=list)
-
-    @property
-    def number(self):
-        return _number(self.path) if self.path else None
-
-    def notes(self):
-        """One line per damaged checkpoint skipped, saying which one is used instead."""
-        instead = f"using {self.path}, the newest intact one" if self.path else "no intact checkpoint is left"
-        return [
-            f"note: checkpoint {path} is damaged ({reason}); {instead}; the damaged files are left for you to inspect"
-            for path, reason in self.damaged
-        ]
+def newest_checkpoint(run_dir):
+    """The newest intact checkpoint of `run_dir` as a checkpoints.Found, with a note on stderr for
+    each newer damaged one; a UserError when there is none."""
+    found = checkpoints.newest_intact(Path(run_dir) / CHECKPOINT_DIR)
+    for note in found.notes():
+        report.note(note)
+    if found.path:
+        return found
+    if found.damaged:
+        raise UserError(
+            f"no checkpoint of {run_dir} is intact (listed above); move the damaged ckpt-* files out of "
+            f"{Path(run_dir) / CHECKPOINT_DIR} to train the run again from the start, or pass a new --run-dir"
+        )
+    raise UserError(f"{run_dir} has no checkpoint yet; train it with: tfcyclegan fit --run-dir {run_dir}")
 
 
-def newest_intact(checkpoint_dir):
-    """Find the newest checkpoint in `checkpoint_dir` whose every tensor reads back; a Found."""
-    found = Found()
-    for number in candidates(checkpoint_dir):
-        prefix = str(Path(checkpoint_dir) / f"ckpt-{number}")
-        reason = _damage(prefix)
-        if reason is None:
-            found.path = prefix
+def check_matches(checkpoint, parts, run_dir):
+    """Compare the shapes config.json builds with checkpoint `checkpoint` before restoring it.
+
+    `parts` maps a checkpoint name (generator_g, pool_x...) to a network's variables (a
+    list) or one variable. A config.json that disagrees with its checkpoint would fail
+    deep in TensorFlow, after a page of warnings; this names the first variable that differs.
+    """
+    shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    suffix = "/.ATTRIBUTES/VARIABLE_VALUE"
+    problem = None
+    for part, variables in parts.items():
+        if not isinstance(variables, list):
+            saved = shapes.get(part + suffix)
+            # A pool saved by several replicas stacks their buffers on a leading axis (pool._EveryReplica).
+            if saved is not None and list(saved)[len(saved) - len(variables.shape) :] != list(variables.shape):
+                problem = f"{part} has shape {list(saved)} there, {list(variables.shape)} by config.json"
+                break
+            continue
+        saved = [k for k in shapes if re.fullmatch(re.escape(part) + r"/\d+" + re.escape(suffix), k)]
+        if len(saved) != len(variables):
+            problem = f"{part} has {len(saved)} variables there, {len(variables)} by config.json"
             break
-        found.damaged.append((prefix, reason))
-    return found
+        mismatched = [
+            (v.path, list(shapes[f"{part}/{i}{suffix}"]), list(v.shape))
+            for i, v in enumerate(variables)
+            if list(shapes[f"{part}/{i}{suffix}"]) != list(v.shape)
+        ]
+        if mismatched:
+            path, there, here = mismatched[0]
+            problem = f"{path} has shape {there} there, {here} by config.json"
+            break
+    if problem:
+        raise UserError(
+            f"{Path(run_dir) / CONFIG_FILE} does not match checkpoint {checkpoint} ({problem}); put back the "
+            "config.json this run was trained with"
+        )
 
 
-def highest_damaged(checkpoint_dir, above=0):
-    """The highest number above `above` of a damaged checkpoint in `checkpoint_dir` (any
-    ckpt-<n>.* file counts, even one without its .index), or `above` if there is none.
-
-    A resumed run numbers its checkpoints above it, so a damaged checkpoint left for
-    inspection is never overwritten, also after the state file stopped listing it; an
-    intact one above `above` (a save killed before it was listed) is overwritten as usual.
-    """
-    numbers = {_number(p.name.split(".")[0]) for p in Path(checkpoint_dir).glob("ckpt-*.*")} - {None}
-    damaged = [n for n in numbers if n > above and _damage(str(Path(checkpoint_dir) / f"ckpt-{n}")) is not None]
-    return max(damaged, default=above)
+def match_parts(model):
+    """What check_matches compares: each network's variables and each pool's images."""
+    networks = ("generator_g", "generator_f", "discriminator_x", "discriminator_y")
+    parts = {name: network_variables(getattr(model, name)) for name in networks}
+    return {**parts, "pool_x/images": model.pool_x.images, "pool_y/images": model.pool_y.images}
 
 
-def relist(checkpoint_dir, found):
-    """Rewrite the state file to list the intact checkpoints up to `found.path`, so that
-    tf.train.CheckpointManager resumes from it and never deletes the damaged ones."""
-    kept = [str(Path(checkpoint_dir) / f"ckpt-{n}") for n in candidates(checkpoint_dir) if n <= found.number]
-    tf.compat.v1.train.update_checkpoint_state(str(checkpoint_dir), found.path, list(reversed(kept[:3])))
+def load_generators(run_dir):
+    """Restore G and F from a run directory's newest intact checkpoint; returns (G, F, config)."""
+    generator_g, generator_f, config, _ = restore_generators(run_dir)
+    return generator_g, generator_f, config
+
+
+def restore_generators(run_dir):
+    """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint; a newer
+    damaged one is skipped with a note (newest_checkpoint)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).exists():
+        raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
+    config = load_config(run_dir)
+    found = newest_checkpoint(run_dir)
+    generator_g, generator_f = build_generators(config)
+    probe = tf.zeros((1, 32, 32, 3))
+    generator_g(probe), generator_f(probe)
+    networks = {"generator_g": network_variables(generator_g), "generator_f": network_variables(generator_f)}
+    check_matches(found.path, networks, run_dir)
+    status = tf.train.Checkpoint(**networks).restore(found.path)
+    status.expect_partial().assert_existing_objects_matched()
+    return generator_g, generator_f, config, found.path

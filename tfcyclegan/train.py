@@ -2,8 +2,6 @@
 
 import dataclasses
 import json
-import os
-import re
 import shutil
 import signal
 import sys
@@ -14,23 +12,11 @@ import keras
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import callbacks, data, datasets, distribute, rundir
-from tfcyclegan.config import TrainConfig
+from tfcyclegan import callbacks, checkpoints, data, datasets, distribute, rundir
 from tfcyclegan.errors import UsageError, UserError
 from tfcyclegan.model import CycleGAN
-from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator
+from tfcyclegan.networks import PatchDiscriminator
 from tfcyclegan.schedules import LinearDecay
-
-CHECKPOINT_DIR = "checkpoints"
-CONFIG_FILE = "config.json"
-
-
-def build_generators(config):
-    """G: X -> Y and F: Y -> X as the config describes."""
-    return (
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_g"),
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_f"),
-    )
 
 
 def build_model(config, steps_per_epoch):
@@ -43,7 +29,7 @@ def build_model(config, steps_per_epoch):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
-        generator_g, generator_f = build_generators(config)
+        generator_g, generator_f = rundir.build_generators(config)
         model = CycleGAN(
             generator_g,
             generator_f,
@@ -72,84 +58,6 @@ def build_model(config, steps_per_epoch):
         lambda_cycle=config.lambda_cycle,
     )
     return model
-
-
-def network_variables(network):
-    """A network's variables as a list tf.train.Checkpoint can follow.
-
-    Keras 3 layers held in Python lists are invisible to tf.train.Checkpoint (a
-    checkpoint of the model object alone saves nothing), so each network is saved
-    as its variables in construction order, which the architecture fixes.
-    """
-    return list(network.weights)
-
-
-OPTIMIZERS = ("generator_optimizer", "discriminator_x_optimizer", "discriminator_y_optimizer")
-
-
-def _checkpoint_parts(model):
-    return dict(
-        generator_g=network_variables(model.generator_g),
-        generator_f=network_variables(model.generator_f),
-        discriminator_x=network_variables(model.discriminator_x),
-        discriminator_y=network_variables(model.discriminator_y),
-        **{name: getattr(model, name) for name in OPTIMIZERS},
-        pool_x=model.pool_x,
-        pool_y=model.pool_y,
-        epoch_losses=epoch_loss_variables(model),
-    )
-
-
-def make_checkpoint(model):
-    """Everything a resumed run needs: weights, all optimizer state (and so the step), pools,
-    and the loss sums and batch count of the epoch in progress (issue #15: an epoch finished
-    after a mid-epoch resume logs its mean over all of its batches)."""
-    return tf.train.Checkpoint(**_checkpoint_parts(model))
-
-
-def epoch_loss_variables(model):
-    """The running totals and counts of the model's loss means, which Keras resets at each epoch."""
-    return [variable for tracker in model.trackers.values() for variable in tracker.variables]
-
-
-def restore_checkpoint(model, path):
-    """Restore checkpoint `path` into `model` in full, whatever precision either was trained in.
-
-    A mixed_float16 run wraps each Adam in a LossScaleOptimizer, which checkpoints Adam as
-    its `inner_optimizer` beside the loss scale; the other precisions checkpoint Adam
-    itself. Every variable is float32 either way, so a run may change --precision on
-    resume: Adam's state is matched across the two layouts, and a loss scale restarts
-    from its initial value. Checkpoints written before the epoch's loss sums were saved
-    restore without them.
-    """
-    keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-    scaled = any(key.startswith("generator_optimizer/inner_optimizer/") for key in keys)
-    parts = _checkpoint_parts(model)
-    dropped_scale = False
-    for name in OPTIMIZERS:
-        optimizer = parts[name]
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and not scaled:
-            parts[name] = optimizer.inner_optimizer
-        elif scaled and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            parts[name] = tf.train.Checkpoint(inner_optimizer=optimizer)
-            dropped_scale = True
-    if not any(key.startswith("epoch_losses/") for key in keys):
-        del parts["epoch_losses"]
-    status = tf.train.Checkpoint(**parts).restore(path)
-    if dropped_scale:  # the checkpoint's loss scales have no place in this model
-        status.expect_partial().assert_existing_objects_matched()
-    else:
-        status.assert_consumed()
-
-
-def checkpoint_step(path):
-    """The training step checkpoint `path` was saved at (read without building a model)."""
-    reader = tf.train.load_checkpoint(path)
-    # A LossScaleOptimizer's own counter is not the step: its inner Adam's is.
-    for key in ("generator_optimizer/inner_optimizer/_iterations", "generator_optimizer/_iterations"):
-        if reader.has_tensor(key + "/.ATTRIBUTES/VARIABLE_VALUE"):
-            return int(reader.get_tensor(key + "/.ATTRIBUTES/VARIABLE_VALUE"))
-    raise UserError(f"checkpoint {path} holds no training step; it was not written by `tfcyclegan fit`")
 
 
 def default_run_dir(config):
@@ -189,11 +97,6 @@ def _readable(domain, label, image_size):
     return good
 
 
-def load_config(run_dir):
-    """The TrainConfig saved in `run_dir`; a damaged, incomplete or foreign config.json is a UserError."""
-    return TrainConfig.load(Path(run_dir) / CONFIG_FILE)
-
-
 # Options a resumed run may change: where it lives, the learning rate (the remedy for a
 # run that diverged), which only scales the schedule and is not checkpointed, the
 # schedule's length and decay (issue #15: extending a run, see _reschedule), the
@@ -216,7 +119,7 @@ def _check_resume(config, run_dir, explicit):
 
     Returns the config to train with and the one saved before (for _reschedule).
     """
-    saved = load_config(run_dir)
+    saved = rundir.load_config(run_dir)
     before = dataclasses.replace(saved)
     differs = [
         f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {getattr(config, name)!r}"
@@ -269,90 +172,17 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
     print(f"{change}; learning rate decays linearly from epoch {config.decay_epoch} to 0 at epoch {config.epochs}")
 
 
-def _save_config(config, run_dir, counts):
-    # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
-    partial = run_dir / (CONFIG_FILE + ".tmp")
-    try:
-        config.save(partial, images=counts)
-        os.replace(partial, run_dir / CONFIG_FILE)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise UserError(
-            f"cannot write {run_dir / CONFIG_FILE}: {error.strerror or error}; free some disk space or pass a "
-            "--run-dir on another disk"
-        ) from None
-
-
 def _note_changed_counts(run_dir, counts, steps):
     """Say in one line that a resumed run's domains changed size since config.json recorded
     them (its "images" key, {"A": n, "B": m}); the run keeps its steps per epoch."""
     # load_config has read this file as a JSON object already, under the run's lock.
-    saved = json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("images")
+    saved = json.loads((Path(run_dir) / rundir.CONFIG_FILE).read_text()).get("images")
     if not isinstance(saved, dict) or saved == counts:
         return  # a config.json written before image counts were saved
     print(
         f"note: the domains now hold {counts['A']} (A) and {counts['B']} (B) training images, {saved.get('A')} and "
         f"{saved.get('B')} when {run_dir} last trained; it keeps its {steps} steps per epoch"
     )
-
-
-def has_checkpoint(run_dir):
-    """Whether `run_dir` holds a config.json and a checkpoint (intact or not: see rundir.candidates)."""
-    return (Path(run_dir) / CONFIG_FILE).exists() and bool(rundir.candidates(Path(run_dir) / CHECKPOINT_DIR))
-
-
-def newest_checkpoint(run_dir):
-    """The newest intact checkpoint of `run_dir` as a rundir.Found, with a note on stderr for
-    each newer damaged one; a UserError when there is none."""
-    found = rundir.newest_intact(Path(run_dir) / CHECKPOINT_DIR)
-    for note in found.notes():
-        print(note, file=sys.stderr)
-    if found.path:
-        return found
-    if found.damaged:
-        raise UserError(
-            f"no checkpoint of {run_dir} is intact (listed above); move the damaged ckpt-* files out of "
-            f"{Path(run_dir) / CHECKPOINT_DIR} to train the run again from the start, or pass a new --run-dir"
-        )
-    raise UserError(f"{run_dir} has no checkpoint yet; train it with: tfcyclegan fit --run-dir {run_dir}")
-
-
-def check_matches(checkpoint, parts, run_dir):
-    """Compare the shapes config.json builds with checkpoint `checkpoint` before restoring it.
-
-    `parts` maps a checkpoint name (generator_g, pool_x...) to a network's variables (a
-    list) or one variable. A config.json that disagrees with its checkpoint would fail
-    deep in TensorFlow, after a page of warnings; this names the first variable that differs.
-    """
-    shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-    suffix = "/.ATTRIBUTES/VARIABLE_VALUE"
-    problem = None
-    for part, variables in parts.items():
-        if not isinstance(variables, list):
-            saved = shapes.get(part + suffix)
-            # A pool saved by several replicas stacks their buffers on a leading axis (pool._EveryReplica).
-            if saved is not None and list(saved)[len(saved) - len(variables.shape) :] != list(variables.shape):
-                problem = f"{part} has shape {list(saved)} there, {list(variables.shape)} by config.json"
-                break
-            continue
-        saved = [k for k in shapes if re.fullmatch(re.escape(part) + r"/\d+" + re.escape(suffix), k)]
-        if len(saved) != len(variables):
-            problem = f"{part} has {len(saved)} variables there, {len(variables)} by config.json"
-            break
-        mismatched = [
-            (v.path, list(shapes[f"{part}/{i}{suffix}"]), list(v.shape))
-            for i, v in enumerate(variables)
-            if list(shapes[f"{part}/{i}{suffix}"]) != list(v.shape)
-        ]
-        if mismatched:
-            path, there, here = mismatched[0]
-            problem = f"{path} has shape {there} there, {here} by config.json"
-            break
-    if problem:
-        raise UserError(
-            f"{Path(run_dir) / CONFIG_FILE} does not match checkpoint {checkpoint} ({problem}); put back the "
-            "config.json this run was trained with"
-        )
 
 
 def init_generators(folder, config, explicit=frozenset()):
@@ -409,7 +239,7 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
         verbose = 1 if sys.stdout.isatty() else 2
     config.run_dir = config.run_dir or default_run_dir(config)
     run_dir = Path(config.run_dir)
-    resuming = has_checkpoint(run_dir)
+    resuming = rundir.has_checkpoint(run_dir)
     before = None
     if resuming:
         config, before = _check_resume(config, run_dir, explicit)
@@ -429,7 +259,7 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
     lock = rundir.RunLock(run_dir)
     if chief:
         rundir.check_writable(run_dir)
-        if (run_dir / CONFIG_FILE).exists():
+        if (run_dir / rundir.CONFIG_FILE).exists():
             lock.acquire()  # before any work: another fit may be training in it
     try:
         return _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start, before, explicit)
@@ -455,11 +285,15 @@ def _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start=None
     steps = config.steps_per_epoch or data.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
     config.steps_per_epoch = steps
     counts = {"A": len(files_a), "B": len(files_b)}
-    found = newest_checkpoint(run_dir) if rundir.candidates(run_dir / CHECKPOINT_DIR) else rundir.Found()
+    found = (
+        rundir.newest_checkpoint(run_dir)
+        if checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
+        else checkpoints.Found()
+    )
     if resuming:
         _note_changed_counts(run_dir, counts, steps)
         if found.path:
-            _reschedule(config, before, explicit, checkpoint_step(found.path), steps, run_dir)
+            _reschedule(config, before, explicit, rundir.checkpoint_step(found.path), steps, run_dir)
 
     # Only the chief writes the run; other workers save their checkpoints (which every
     # worker must take part in) to a temporary folder that is removed at the end.
@@ -468,7 +302,7 @@ def _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start=None
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:  # a new run directory: locked as soon as it exists
             lock.acquire()
-        _save_config(config, run_dir, counts)
+        rundir.save_config(config, run_dir, counts)
     print(config.describe())
     print(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
     if replicas > 1:
@@ -483,15 +317,15 @@ def _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start=None
 def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, found, verbose, start=None):
     with strategy.scope():
         model = build_model(config, steps)
-    checkpoint = make_checkpoint(model)
+    checkpoint = rundir.make_checkpoint(model)
     if found.path:
-        check_matches(found.path, _parts(model), run_dir)
-        if chief and rundir.listed_newest(run_dir / CHECKPOINT_DIR) != found.number:
+        rundir.check_matches(found.path, rundir.match_parts(model), run_dir)
+        if chief and checkpoints.listed_newest(run_dir / rundir.CHECKPOINT_DIR) != found.number:
             # The manager would resume from (and in time delete) what the state file lists.
-            rundir.relist(run_dir / CHECKPOINT_DIR, found)
-    manager = tf.train.CheckpointManager(checkpoint, out_dir / CHECKPOINT_DIR, max_to_keep=3)
+            checkpoints.relist(run_dir / rundir.CHECKPOINT_DIR, found)
+    manager = tf.train.CheckpointManager(checkpoint, out_dir / rundir.CHECKPOINT_DIR, max_to_keep=3)
     if found.path:
-        restore_checkpoint(model, found.path)
+        rundir.restore_checkpoint(model, found.path)
     elif start:
         for direction, generator in start.items():
             target = model.generator_g if direction == "a2b" else model.generator_f
@@ -509,11 +343,11 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, fou
     guard = callbacks.StopOnNonFinite(step_variable)
     # Checkpoints are numbered by step, but above any damaged one left in place; saved
     # before the samples and the loss log, so neither can keep an epoch from being saved.
-    taken = rundir.highest_damaged(run_dir / CHECKPOINT_DIR, found.number or 0)
+    taken = checkpoints.highest_damaged(run_dir / rundir.CHECKPOINT_DIR, found.number or 0)
     saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=found.path)
     side_work = [callbacks.Throughput(config.batch_size), guard, saver]
     if done_in_epoch:
-        carried = epoch_loss_variables(model)
+        carried = rundir.epoch_loss_variables(model)
         side_work.append(callbacks.ContinueEpoch(carried, [v.numpy() for v in carried]))
     if chief:
         side_work += [
@@ -582,9 +416,9 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, fou
     except distribute.PEER_LOST as error:
         if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise
-        kept = rundir.candidates(run_dir / CHECKPOINT_DIR)
+        kept = checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
         kept = (
-            f"the last checkpoint, {run_dir / CHECKPOINT_DIR}/ckpt-{kept[0]}, is intact"
+            f"the last checkpoint, {run_dir / rundir.CHECKPOINT_DIR}/ckpt-{kept[0]}, is intact"
             if kept
             else "no checkpoint was saved yet"
         )
@@ -622,36 +456,5 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, fou
 def _state_variables(model):
     """The networks' and optimizers' variables, which an interrupt checkpoint saves."""
     networks = (model.generator_g, model.generator_f, model.discriminator_x, model.discriminator_y)
-    optimizers = [getattr(model, name) for name in OPTIMIZERS]
+    optimizers = [getattr(model, name) for name in rundir.OPTIMIZERS]
     return [v for network in networks for v in network.weights] + [v for o in optimizers for v in o.variables]
-
-
-def _parts(model):
-    """What check_matches compares: each network's variables and each pool's images."""
-    networks = ("generator_g", "generator_f", "discriminator_x", "discriminator_y")
-    parts = {name: network_variables(getattr(model, name)) for name in networks}
-    return {**parts, "pool_x/images": model.pool_x.images, "pool_y/images": model.pool_y.images}
-
-
-def load_generators(run_dir):
-    """Restore G and F from a run directory's newest intact checkpoint; returns (G, F, config)."""
-    generator_g, generator_f, config, _ = restore_generators(run_dir)
-    return generator_g, generator_f, config
-
-
-def restore_generators(run_dir):
-    """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint; a newer
-    damaged one is skipped with a note (newest_checkpoint)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).exists():
-        raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
-    config = load_config(run_dir)
-    found = newest_checkpoint(run_dir)
-    generator_g, generator_f = build_generators(config)
-    probe = tf.zeros((1, 32, 32, 3))
-    generator_g(probe), generator_f(probe)
-    networks = {"generator_g": network_variables(generator_g), "generator_f": network_variables(generator_f)}
-    check_matches(found.path, networks, run_dir)
-    status = tf.train.Checkpoint(**networks).restore(found.path)
-    status.expect_partial().assert_existing_objects_matched()
-    return generator_g, generator_f, config, found.path

@@ -1,0 +1,125 @@
+"""Which checkpoint files of a run are usable: only checkpoints that read back whole.
+
+Checkpoints are found from the files themselves when tf.train.CheckpointManager's state
+file (`checkpoints/checkpoint`) is missing or damaged, and each candidate is read back in
+full (TensorFlow checks every tensor's CRC32C) before it is used, newest first, so a
+truncated, deleted or bit-flipped checkpoint falls back to the newest intact one.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfcyclegan.errors import first_line
+
+STATE_FILE = "checkpoint"
+_PREFIX = re.compile(r"ckpt-(\d+)")
+
+
+def _number(prefix):
+    match = _PREFIX.fullmatch(Path(prefix).name)
+    return int(match.group(1)) if match else None
+
+
+def listed_newest(checkpoint_dir):
+    """Number of the newest checkpoint the state file lists, or None if it is missing or unreadable."""
+    try:
+        text = (Path(checkpoint_dir) / STATE_FILE).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = re.findall(r'^model_checkpoint_path: "([^"\n]*)"$', text, re.M)
+    return _number(found[0]) if len(found) == 1 else None
+
+
+def candidates(checkpoint_dir):
+    """Numbers of the checkpoints to try, newest first.
+
+    When the state file is readable its newest entry is the newest candidate (the
+    manager lists a checkpoint only once it is complete); when it is missing or
+    damaged, every ckpt-N.index in the folder is one.
+    """
+    folder = Path(checkpoint_dir)
+    numbers = {_number(p.name[: -len(".index")]) for p in folder.glob("ckpt-*.index")} - {None}
+    newest = listed_newest(folder)
+    if newest is not None:
+        numbers = {n for n in numbers if n <= newest} | {newest}
+    return sorted(numbers, reverse=True)
+
+
+def _damage(prefix):
+    """Why the checkpoint at `prefix` cannot be used, or None when every tensor reads back intact."""
+    if not Path(f"{prefix}.index").is_file():
+        return "its .index file is missing"
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as error:
+        return f"its .index file is unreadable: {first_line(error)}"
+    try:
+        for name in reader.get_variable_to_dtype_map():
+            reader.get_tensor(name)
+    except IndexError:  # what TensorFlow raises for a file shorter than its index says
+        return "a .data file is truncated"
+    except tf.errors.OpError as error:
+        reason = first_line(error)
+        if "No such file" in reason:
+            return "a .data file is missing"
+        if "Checksum does not match" in reason:
+            return "a .data file fails its checksum"
+        return f"a .data file is damaged: {reason}"
+    return None
+
+
+@dataclass
+class Found:
+    """The newest intact checkpoint (`path`, None if there is none) and the newer ones
+    skipped as damaged, as (path, reason)."""
+
+    path: str | None = None
+    damaged: list = field(default_factory=list)
+
+    @property
+    def number(self):
+        return _number(self.path) if self.path else None
+
+    def notes(self):
+        """One line per damaged checkpoint skipped, saying which one is used instead."""
+        instead = f"using {self.path}, the newest intact one" if self.path else "no intact checkpoint is left"
+        return [
+            f"note: checkpoint {path} is damaged ({reason}); {instead}; the damaged files are left for you to inspect"
+            for path, reason in self.damaged
+        ]
+
+
+def newest_intact(checkpoint_dir):
+    """Find the newest checkpoint in `checkpoint_dir` whose every tensor reads back; a Found."""
+    found = Found()
+    for number in candidates(checkpoint_dir):
+        prefix = str(Path(checkpoint_dir) / f"ckpt-{number}")
+        reason = _damage(prefix)
+        if reason is None:
+            found.path = prefix
+            break
+        found.damaged.append((prefix, reason))
+    return found
+
+
+def highest_damaged(checkpoint_dir, above=0):
+    """The highest number above `above` of a damaged checkpoint in `checkpoint_dir` (any
+    ckpt-<n>.* file counts, even one without its .index), or `above` if there is none.
+
+    A resumed run numbers its checkpoints above it, so a damaged checkpoint left for
+    inspection is never overwritten, also after the state file stopped listing it; an
+    intact one above `above` (a save killed before it was listed) is overwritten as usual.
+    """
+    numbers = {_number(p.name.split(".")[0]) for p in Path(checkpoint_dir).glob("ckpt-*.*")} - {None}
+    damaged = [n for n in numbers if n > above and _damage(str(Path(checkpoint_dir) / f"ckpt-{n}")) is not None]
+    return max(damaged, default=above)
+
+
+def relist(checkpoint_dir, found):
+    """Rewrite the state file to list the intact checkpoints up to `found.path`, so that
+    tf.train.CheckpointManager resumes from it and never deletes the damaged ones."""
+    kept = [str(Path(checkpoint_dir) / f"ckpt-{n}") for n in candidates(checkpoint_dir) if n <= found.number]
+    tf.compat.v1.train.update_checkpoint_state(str(checkpoint_dir), found.path, list(reversed(kept[:3])))
