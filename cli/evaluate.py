@@ -1,7 +1,12 @@
 """`tfcyclegan evaluate`: quality numbers of a trained model, as a table and as JSON."""
 
+import math
+
 import click
 from tfcyclegan_cli.common import user_errors
+
+# Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without TensorFlow.
+from tfcyclegan import evaluate as evaluation
 
 
 @click.command("evaluate")
@@ -12,10 +17,11 @@ from tfcyclegan_cli.common import user_errors
 @click.option("--domain-b", default=None, help="Domain B, given like --domain-a [default: the model's].")
 @click.option(
     "--split",
-    type=click.Choice(["test", "train"]),
+    type=click.Choice(evaluation.SPLITS),
     default="test",
     show_default=True,
-    help="Images to evaluate on (a domain without test images: a held-out 20% of train, with a note).",
+    help=f"Images to evaluate on (a domain without test images: a held-out {evaluation.HOLDOUT_FRACTION:.0%} of "
+    "train, with a note).",
 )
 @click.option("--json", "json_path", default=None, help="Also write every number to this JSON file.")
 @click.option(
@@ -23,7 +29,7 @@ from tfcyclegan_cli.common import user_errors
 )
 @click.option(
     "--image-size",
-    type=click.IntRange(min=16),
+    type=click.IntRange(min=evaluation.MIN_IMAGE_SIZE),
     default=None,
     help="Resize evaluation images to this size [default: the model's training size].",
 )
@@ -39,22 +45,85 @@ def evaluate(model, domain_a, domain_b, split, json_path, data_root, image_size,
     \b
     tfcyclegan evaluate runs/demo_flat2demo_striped --json results.json
     """
-    from pathlib import Path
-
-    from tfcyclegan import evaluate as evaluation
-    from tfcyclegan.errors import UserError
-
     result = evaluation.evaluate(
-        model, domain_a, domain_b, split=split, data_root=data_root, image_size=image_size,
+        model, domain_a=domain_a, domain_b=domain_b, split=split, data_root=data_root, image_size=image_size,
         inception_weights=inception_weights or "imagenet",
-        log=lambda message: click.echo(message, err=True),
     )  # fmt: skip
-    click.echo(evaluation.format_table(result))
+    click.echo(format_table(result))
     if json_path:
-        try:
-            Path(json_path).expanduser().write_text(evaluation.to_json(result))
-        except OSError as error:
-            raise UserError(
-                f"cannot write {json_path}: {error.strerror or error}; choose another --json file"
-            ) from None
+        evaluation.write_json(result, json_path)
         click.echo(f"wrote {json_path}")
+
+
+def _number(value, digits=4):
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+
+
+def _line(label, cells=()):
+    """A table line: `label` in 28 columns, then each cell right-aligned in 8."""
+    return f"{label:28s}" + "".join(f" {cell:>8s}" for cell in cells)
+
+
+# Columns of the number sections: (header, key, decimals).
+L1, PSNR = ("L1", "l1", 4), ("PSNR dB", "psnr", 2)
+
+
+def _section(title, section, columns, rows, heading=None):
+    """A blank line, then `title: unavailable (why)`, or a header of `columns` beside
+    `heading` (default: title) and a line for each (label, key) of `rows` whose
+    section[key] is not None, its numbers in `columns`."""
+    if "unavailable" in section:
+        return ["", f"{title}: unavailable ({section['unavailable']})"]
+    lines = ["", _line(heading or title, [header for header, _, _ in columns])]
+    for label, key in rows:
+        if section[key] is not None:
+            lines.append(_line(f"  {label}", [_number(section[key][k], decimals) for _, k, decimals in columns]))
+    return lines
+
+
+def format_table(result):
+    """An evaluate() result as aligned text lines for a terminal."""
+    a, b = result["domain_a"], result["domain_b"]
+    lines = [
+        (
+            f"model {result['model']} ({result['kind']}); {result['split']} images at {result['image_size']}px: "
+            f"A {a['spec']} x{a['images']}, B {b['spec']} x{b['images']}"
+        ),
+        f"scale: {result['scale']}",
+    ]
+    for direction, why in result["missing_directions"].items():
+        lines.append(f"{direction}: not evaluated ({why})")
+    lines += _section(
+        "cycle consistency", result["cycle"], (L1, PSNR, ("SSIM", "ssim", 4)),
+        (("F(G(a)) vs a", "a"), ("G(F(b)) vs b", "b")),
+    )  # fmt: skip
+    c = result["classifier"]
+    lines.append("")
+    if c["accuracy"] is None:
+        lines.append(f"domain classifier: {c['unavailable']}")
+    else:
+        lines.append(
+            f"domain classifier: accuracy on {c['scored_on']['a']} + {c['scored_on']['b']} real images it did not "
+            f"train on {c['accuracy']:.1%} (A {c['accuracy_a']:.1%}, B {c['accuracy_b']:.1%})"
+            f"{' [cached]' if c['cached'] else ''}"
+        )
+        if c["meaningful"]:
+            for key, label in (("fooling_a2b", "G(a) called B"), ("fooling_b2a", "F(b) called A")):
+                lines.append(_line(f"  {label}", ["-" if c[key] is None else format(c[key], ".1%")]))
+        else:
+            lines.append(f"  {c['unavailable']}")
+    fk = result["fid_kid"]
+    lines += _section(
+        "FID / KID", fk, (("FID", "fid", 2), ("KID", "kid", 4)),
+        (("G(a) vs b", "a2b"), ("  identity: a vs b", "identity_a2b"),
+         ("F(b) vs a", "b2a"), ("  identity: b vs a", "identity_b2a")),
+        heading=f"FID / KID ({fk.get('weights')} InceptionV3)",
+    )  # fmt: skip
+    lines += _section(
+        "ground truth", result["ground_truth"],
+        (L1, PSNR, ("ident L1", "baseline_l1", 4), ("ident dB", "baseline_psnr", 2)),
+        (("G(a) vs b*", "a2b"), ("F(b) vs a*", "b2a")),
+    )  # fmt: skip
+    return "\n".join(lines)

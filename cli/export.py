@@ -4,13 +4,16 @@ files or .keras files, parity-checked."""
 import click
 from tfcyclegan_cli.common import user_errors
 
+# Stdlib only at import: `tfcyclegan --help` takes the choice lists without TensorFlow.
+from tfcyclegan.export import options
+
 
 @click.command("export")
 @click.argument("run_dir", metavar="MODEL")
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["savedmodel", "tflite", "keras"]),
+    type=click.Choice(options.FORMATS),
     default="savedmodel",
     show_default=True,
     help="savedmodel: one SavedModel with a2b, b2a, a2b_uint8, b2a_uint8 endpoints; tflite: a2b.tflite and "
@@ -18,7 +21,7 @@ from tfcyclegan_cli.common import user_errors
 )
 @click.option(
     "--quantize",
-    type=click.Choice(["none", "float16", "dynamic", "int8"]),
+    type=click.Choice(options.QUANTIZE),
     default="none",
     show_default=True,
     help="TFLite only. float16: half-size weights; dynamic: int8 weights; int8: int8 weights and "
@@ -37,9 +40,8 @@ from tfcyclegan_cli.common import user_errors
     default=None,
     help="Export folder [default: saved_models/<run name>/savedmodel, .../tflite or .../tflite-<quantize>].",
 )
-@click.pass_context
 @user_errors
-def export(ctx, run_dir, fmt, quantize, calibration_dir, output):
+def export(run_dir, fmt, quantize, calibration_dir, output):
     """Export MODEL and verify it against the Keras generators.
 
     MODEL is a run directory (its newest checkpoint) or a model directory from
@@ -51,17 +53,7 @@ def export(ctx, run_dir, fmt, quantize, calibration_dir, output):
     """
     from tfcyclegan import export as exporting
 
-    if fmt != "tflite" and quantize != "none":
-        raise click.UsageError("--quantize applies to --format tflite only", ctx)
-    if len(calibration_dir) > 2:
-        raise click.UsageError("give --calibration-dir once or twice", ctx)
-    result = exporting.export(
-        run_dir,
-        fmt,
-        output=output,
-        quantize=quantize,
-        calibration_dirs=calibration_dir,
-        log=lambda message: click.echo(message, err=True),
-    )
-    kind = {"savedmodel": "SavedModel", "keras": "Keras model directory"}.get(fmt, f"TFLite ({quantize})")
+    # Progress and each direction's parity go to stderr (report.note); the result to stdout.
+    result = exporting.export(run_dir, fmt, output=output, quantize=quantize, calibration_dirs=calibration_dir)
+    kind = f"TFLite ({quantize})" if fmt == "tflite" else options.KIND_NAMES[fmt]
     click.echo(f"exported {kind} to {result.path} ({result.size / 1e6:.1f} MB)")

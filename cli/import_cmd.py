@@ -38,8 +38,6 @@ def import_(a2b, b2a, output, sha256):
     """
     from tfcyclegan import pretrained
 
-    target, metadata = pretrained.import_generators(
-        a2b, b2a, output, sha256s=sha256, log=lambda message: click.echo(message, err=True)
-    )
+    target, metadata = pretrained.import_generators(a2b, b2a, output, sha256s=sha256)
     kinds = " and ".join(metadata["generators"])
     click.echo(f"imported {kinds} into {target}")

@@ -3,9 +3,9 @@
 import click
 from tfcyclegan_cli.common import user_errors
 
-
-def _err(message):
-    click.echo(message, err=True)
+# Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without NumPy or TensorFlow.
+from tfcyclegan import study as studies
+from tfcyclegan.report import note
 
 
 @click.command("study")
@@ -16,7 +16,7 @@ def _err(message):
 @click.option("--domain-b", default=None, help="Domain B, given like --domain-a [default: the model's].")
 @click.option(
     "--direction",
-    type=click.Choice(["a2b", "b2a", "both"]),
+    type=click.Choice([*studies.DIRECTIONS, "both"]),
     default="a2b",
     show_default=True,
     help="Translations to judge; with both, each session judges one direction, in turn.",
@@ -61,17 +61,15 @@ def study(model, domain_a, domain_b, direction, practice, trials, exposure_ms, s
     """
     from pathlib import Path
 
-    from tfcyclegan import study as studies
-
     directions = list(studies.DIRECTIONS) if direction == "both" else [direction]
     study_dir = Path(study_dir or Path("studies") / Path(model).expanduser().resolve().name)
     studies.prepare(model, study_dir, domain_a, domain_b, directions, count=practice + trials, seed=seed,
-                    data_root=data_root, log=_err)  # fmt: skip
-    served = studies.Study(study_dir, directions, practice, trials, exposure_ms, log=_err)
+                    data_root=data_root)  # fmt: skip
+    served = studies.Study(study_dir, directions, practice, trials, exposure_ms)
     server = studies.StudyServer(served, host, port)
     if not studies.is_loopback(host):
-        _err(f"warning: listening on {host}: anyone who can reach this machine on that network can take part")
-    _err(f"serving the study in {study_dir} ({', '.join(directions)}; {practice} practice + {trials} scored trials); "
+        note(f"warning: listening on {host}: anyone who can reach this machine on that network can take part")
+    note(f"serving the study in {study_dir} ({', '.join(directions)}; {practice} practice + {trials} scored trials); "
          "Ctrl-C stops")  # fmt: skip
     click.echo(server.url)
     try:
@@ -80,7 +78,7 @@ def study(model, domain_a, domain_b, direction, practice, trials, exposure_ms, s
         pass
     finally:
         server.server_close()
-    _err(f"stopped; answers are in {study_dir / studies.ANSWERS}")
+    note(f"stopped; answers are in {study_dir / studies.ANSWERS}")
 
 
 @click.command("study-report")
@@ -98,18 +96,47 @@ def study_report(study_dir, json_path, with_classifier):
     \b
     tfcyclegan study-report studies/horse2zebra --json study.json
     """
-    from pathlib import Path
-
     from tfcyclegan import study_report as reports
-    from tfcyclegan.errors import UserError
 
-    result = reports.report(study_dir, with_classifier=with_classifier, log=_err)
-    click.echo(reports.format_table(result))
+    result = reports.report(study_dir, with_classifier=with_classifier)
+    click.echo(format_table(result))
     if json_path:
-        try:
-            Path(json_path).expanduser().write_text(reports.to_json(result))
-        except OSError as error:
-            raise UserError(
-                f"cannot write {json_path}: {error.strerror or error}; choose another --json file"
-            ) from None
-        _err(f"wrote {json_path}")
+        reports.write_json(result, json_path)
+        note(f"wrote {json_path}")
+
+
+def _percent(value):
+    return "-" if value is None else f"{value:.1%}"
+
+
+def format_table(result):
+    """A study_report.report() result as aligned text lines for a terminal."""
+    lines = [
+        f"study {result['study']}: model {result['model']}, {result['image_size']}px, "
+        f"A {result['domain_a']}, B {result['domain_b']}; {result['sessions']} sessions",
+        "fooling rate: fraction of scored trials in which the translation was picked as real (50% = indistinguishable)",
+        "",
+        f"{'direction':10s} {'participants':>12s} {'scored trials':>13s} {'fooling rate':>12s} {'95% CI (Wilson)':>17s}",
+    ]
+    for direction, d in result["directions"].items():
+        low, high = d["ci95"]
+        ci = "-" if low is None else f"{low:.1%}-{high:.1%}"
+        lines.append(
+            f"{direction:10s} {d['participants']:>12d} {d['scored_trials']:>13d} {_percent(d['fooling_rate']):>12s} {ci:>17s}"
+        )
+    for direction, d in result["directions"].items():
+        if d["per_participant"]:
+            lines += ["", f"{direction} per participant:"]
+            for p in d["per_participant"]:
+                lines.append(
+                    f"  {p['participant']}  {p['start']}  fooled in {p['fooled']:>4d} of {p['scored_trials']:<4d} "
+                    f"{_percent(p['fooling_rate']):>7s}"
+                )
+    c = result.get("classifier")
+    if c:
+        lines += ["", "domain classifier on the same images (as `tfcyclegan evaluate`):"]
+        for direction in result["directions"]:
+            v = c[direction]
+            rate = _percent(v["fooling_rate"]) if v["meaningful"] else f"not meaningful (< {c['min_accuracy']:.0%})"
+            lines.append(f"  {direction}: accuracy on the real images {v['accuracy']:.1%}, fooling rate {rate}")
+    return "\n".join(lines)

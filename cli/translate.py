@@ -6,6 +6,10 @@ import sys
 import click
 from tfcyclegan_cli.common import user_errors
 
+# Its option lists are stdlib-only constants (tfcyclegan.inference.options): `tfcyclegan --help`
+# takes them without loading TensorFlow.
+from tfcyclegan import inference
+
 
 def _fresh_line(bar):
     # A drawn bar owns the current terminal line: a message starts on the next one.
@@ -22,7 +26,7 @@ def _fresh_line(bar):
 )
 @click.option(
     "--direction",
-    type=click.Choice(["a2b", "b2a"]),
+    type=click.Choice(inference.DIRECTIONS),
     default=None,
     help="a2b translates domain A to B with G; b2a translates B to A with F. Needed only for a model that "
     "translates both ways (a run, a SavedModel, a two-way model directory).",
@@ -37,14 +41,14 @@ def _fresh_line(bar):
 )
 @click.option(
     "--max-size",
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=inference.MIN_SIDE),
     default=None,
     help="Downscale images whose longer side exceeds this many pixels (noted per image).",
 )
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["png", "jpg"]),
+    type=click.Choice(list(inference.FORMATS)),
     default="png",
     show_default=True,
     help="Output image format; each output keeps its input's name with this extension.",
@@ -66,7 +70,6 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
     \b
     tfcyclegan translate --model runs/horse2zebra --direction a2b photos/ --output zebras/
     """
-    from tfcyclegan import inference
     from tfcyclegan.errors import UserError
 
     inference.check_output_dir(output)  # before the model is loaded: a file there is a mistake

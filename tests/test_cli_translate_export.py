@@ -3,7 +3,7 @@ line (exit 1, no traceback) for each kind of bad input."""
 
 import pytest
 import tensorflow as tf
-from helpers import invoke, one_line_error, write_noise_run
+from helpers import assert_one_line_error, invoke, one_line_error, write_noise_run
 from PIL import Image
 
 
@@ -121,8 +121,12 @@ def test_one_unreadable_image_among_good_ones(run_dir, images, tmp_path):
 
 
 def test_export_errors(run_dir, tmp_path):
-    result = invoke("export", run_dir, "--quantize", "int8")
-    assert result.exit_code == 2 and "--quantize applies to --format tflite only" in result.stderr
+    assert_one_line_error(
+        invoke("export", run_dir, "--quantize", "int8"), "--quantize applies to --format tflite only", code=2
+    )
+    assert_one_line_error(
+        invoke("export", run_dir, *["--calibration-dir", tmp_path] * 3), "give --calibration-dir once", code=2
+    )
     result = invoke("export", run_dir, "--format", "onnx")
     assert result.exit_code == 2
     assert one_line_error(invoke("export", tmp_path, "--output", tmp_path / "x")) == (

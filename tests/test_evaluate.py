@@ -3,12 +3,14 @@
 import json
 import math
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import assert_one_line_error, invoke
 from PIL import Image
-from tfcyclegan_cli.main import main
+from tfcyclegan_cli.evaluate import format_table
 
 from tfcyclegan import classifier, data, datasets, demo, evaluate, inference, metrics, rundir, train
 from tfcyclegan.config import TrainConfig
@@ -81,7 +83,7 @@ def classifier_cache(warm_classifier_cache, monkeypatch):
 def test_cli_writes_every_section_and_fid_is_unavailable_offline(run_dir, offline, classifier_cache, tmp_path):
     out = tmp_path / "result.json"
     data_root = str(run_dir.parent / "data")
-    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data-root", data_root, "--json", str(out)])
+    result = invoke("evaluate", run_dir, "--data-root", data_root, "--json", out)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["split"] == "test" and report["image_size"] == 32 and report["domain_a"]["images"] == 50
@@ -97,7 +99,10 @@ def test_cli_writes_every_section_and_fid_is_unavailable_offline(run_dir, offlin
     for direction in ("a2b", "b2a"):
         gt = report["ground_truth"][direction]
         assert {"l1", "psnr", "baseline_l1", "baseline_psnr", "l1_ratio"} <= set(gt) and gt["baseline_l1"] > 0
-    assert "FID / KID: unavailable" in result.output and "ground truth" in result.output
+    # The table and the file written are results (stdout); progress and notes go to stderr.
+    assert "FID / KID: unavailable" in result.stdout and "ground truth" in result.stdout
+    assert result.stdout.endswith(f"wrote {out}\n") and "evaluating " not in result.stdout
+    assert f"evaluating {run_dir} on 50 + 50 test images at 32px" in result.stderr.splitlines()
 
 
 class _ColourFeatures:
@@ -131,15 +136,34 @@ def test_a_model_with_one_direction_is_evaluated_where_it_can_be(run_dir, classi
     fid_kid = report["fid_kid"]
     assert fid_kid["b2a"] is None and fid_kid["a2b"]["fid"] >= 0 and fid_kid["identity_a2b"]["fid"] > 0
     assert report["ground_truth"]["b2a"] is None and report["ground_truth"]["a2b"]["baseline_l1"] > 0
-    assert "b2a: not evaluated" in evaluate.format_table(report)
+    assert "b2a: not evaluated" in format_table(report)
     json.loads(evaluate.to_json(report))
 
 
 def test_unknown_domains_and_bad_split_are_user_errors(run_dir, tmp_path):
     with pytest.raises(UserError, match="--split"):
         evaluate.evaluate(run_dir, split="val")
-    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "missing")])
-    assert result.exit_code == 1 and result.output.startswith("error:") and "no such file" in result.output
+    assert_one_line_error(invoke("evaluate", tmp_path / "missing"), "no such file")
+
+
+def test_an_unwritable_json_file_is_a_user_error_and_leaves_nothing_behind(tmp_path):
+    report = {"psnr": math.inf}
+    evaluate.write_json(report, tmp_path / "result.json")
+    assert json.loads((tmp_path / "result.json").read_text()) == {"psnr": "inf"}
+    with pytest.raises(UserError) as error:
+        evaluate.write_json(report, tmp_path)
+    assert str(error.value) == f"cannot write {tmp_path}: Is a directory; choose another --json file"
+    with pytest.raises(UserError, match="No such file or directory; choose another --json file$"):
+        evaluate.write_json(report, tmp_path / "missing" / "result.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_the_command_line_takes_the_librarys_constants_without_loading_tensorflow():
+    code = (
+        "import sys, tfcyclegan_cli.evaluate; "
+        "assert not {'tensorflow', 'numpy'} & set(sys.modules), sorted({'tensorflow', 'numpy'} & set(sys.modules))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_evaluate_sees_the_trained_weights_of_a_run_dir(run_dir):
@@ -223,7 +247,7 @@ def test_one_image_per_domain_withholds_the_classifier(tmp_path, monkeypatch):
     )
     assert report["split"] == "train" and report["domain_a"]["images_from"] == "train"
     assert report["fid_kid"] == {"unavailable": "needs at least 2 images per domain, got A 1 and B 1"}
-    assert f"domain classifier: {verdict['unavailable']}" in evaluate.format_table(report)
+    assert f"domain classifier: {verdict['unavailable']}" in format_table(report)
     json.loads(evaluate.to_json(report))
 
 

@@ -8,22 +8,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import write_untrained_run
+from helpers import photo_like, write_untrained_run
 from PIL import Image
 
 from tfcyclegan import export, inference
 from tfcyclegan.errors import UserError
+from tfcyclegan.export import tflite
 
 SIZES = [(64, 64), (100, 100), (97, 131), (427, 640)]
-
-
-def photo_like(h, w, seed):
-    """Smooth colour gradients, a flat disc and mild noise, in [-1, 1]."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    image = np.stack([np.sin(xx / 37 + c + seed) * np.cos(yy / 53 - c) for c in range(3)], axis=-1) * 0.7
-    image[(xx - w / 3) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 4) ** 2] = [0.6, -0.4, 0.1]
-    return np.clip(image + rng.normal(0, 0.03, image.shape), -1, 1).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +184,7 @@ def test_failed_conversion_leaves_no_target(run_dir, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr(export, "convert_tflite", crash)
+    monkeypatch.setattr(tflite, "convert_tflite", crash)
     target = tmp_path / "out" / "tflite"
     with pytest.raises(RuntimeError, match="converter crashed"):
         export.export(run_dir, "tflite", output=target, log=print)

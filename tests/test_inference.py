@@ -1,10 +1,15 @@
-"""Translator (any size, batching, tiling) and translate_files, on a tiny in-memory generator."""
+"""Translator (any size, batching, tiling) and translate_files, on a tiny in-memory generator;
+what importing tfcyclegan.inference loads."""
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import photo_like
 from PIL import Image
 
 from tfcyclegan import data, inference
@@ -25,18 +30,9 @@ def translator(generator):
     return inference.keras_translator(generator)
 
 
-def smooth_image(h, w, seed=0):
-    """A photo-like test image in [-1, 1]: smooth colour gradients, an edge, mild noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    image = np.stack([np.sin(xx / 37 + c) * np.cos(yy / 53 - c) for c in range(3)], axis=-1) * 0.7
-    image[(xx - w / 3) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 4) ** 2] = [0.6, -0.4, 0.1]
-    return np.clip(image + rng.normal(0, 0.03, image.shape), -1, 1).astype(np.float32)
-
-
 @pytest.mark.parametrize("size", [(64, 64), (100, 100), (97, 131), (427, 640)])
 def test_translator_keeps_any_size(translator, size):
-    x = np.stack([smooth_image(*size, seed=s) for s in range(2)])
+    x = np.stack([photo_like(*size, seed=s) for s in range(2)])
     y = translator(x)
     assert y.shape == x.shape and y.dtype == np.float32
     assert np.all(np.abs(y) <= 1.0)
@@ -44,12 +40,12 @@ def test_translator_keeps_any_size(translator, size):
 
 
 def test_multiple_of_four_is_the_plain_generator(generator, translator):
-    x = smooth_image(64, 96)[None]
+    x = photo_like(64, 96)[None]
     np.testing.assert_allclose(translator(x), generator(x).numpy(), atol=1e-6)
 
 
 def test_padding_is_reflection_centred(generator, translator):
-    x = smooth_image(62, 97)[None]
+    x = photo_like(62, 97)[None]
     padded = np.pad(x, [(0, 0), (1, 1), (1, 2), (0, 0)], mode="reflect")
     np.testing.assert_allclose(translator(x), generator(padded).numpy()[:, 1:63, 1:98], atol=1e-6)
 
@@ -63,7 +59,7 @@ def test_batches_are_split_to_the_pixel_budget(generator):
         return whole.run(x)
 
     small = inference.Translator(run, "a2b", "keras", "test", max_pixels=2 * 64 * 64)
-    x = np.stack([smooth_image(64, 64, seed=s) for s in range(5)])
+    x = np.stack([photo_like(64, 64, seed=s) for s in range(5)])
     np.testing.assert_allclose(small(x), whole(x), atol=1e-6)
     assert calls == [(2, 64, 64, 3), (2, 64, 64, 3), (1, 64, 64, 3)]
 
@@ -90,7 +86,7 @@ def _normalise(x):
 
 def test_tiles_blend_without_seams():
     """Hard-cut tiles (no overlap) leave jumps at tile borders; cross-faded tiles do not."""
-    image = smooth_image(256, 352, seed=3)
+    image = photo_like(256, 352, seed=3)
     whole = inference.Translator(_normalise, "a2b", "keras", "test", max_pixels=10**6)
     tiled = inference.Translator(_normalise, "a2b", "keras", "test", max_pixels=96 * 96)
     assert (tiled.tile, tiled.overlap) == (96, 24)
@@ -110,7 +106,7 @@ def test_tiles_blend_without_seams():
 
 def test_tiling_an_identity_model_returns_the_input():
     """With an identity model, tiling and blending must return the input exactly."""
-    image = smooth_image(203, 317, seed=4)
+    image = photo_like(203, 317, seed=4)
     tiled = inference.Translator(lambda x: x, "a2b", "keras", "test", max_pixels=64 * 64)
     np.testing.assert_allclose(tiled(image), image, atol=1e-6)
 
@@ -155,7 +151,7 @@ def test_translate_files_batches_same_size_and_skips_bad_inputs(generator, input
 
 
 def test_translated_pixels_match_the_translator(translator, tmp_path):
-    image = data.to_uint8(smooth_image(50, 70))
+    image = data.to_uint8(photo_like(50, 70))
     _write(tmp_path / "x.png", image)
     inference.translate_files(translator, [tmp_path / "x.png"], tmp_path / "out", log=print)
     expected = data.to_uint8(translator(data.to_float(image)))
@@ -183,3 +179,43 @@ def test_outputs_that_collide_or_overwrite_inputs_are_refused(translator, tmp_pa
     with pytest.raises(UserError, match="no such file or folder"):
         inference.translate_files(translator, [tmp_path / "missing"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+IMPORTS = """
+import builtins, json, sys
+
+importers = set()
+real_import = builtins.__import__
+
+
+def spy(name, globals=None, locals=None, fromlist=(), level=0):
+    if name.split(".")[0] == "matplotlib":
+        importers.add((globals or {}).get("__name__", "?"))
+    return real_import(name, globals, locals, fromlist, level)
+
+
+builtins.__import__ = spy
+import tfcyclegan.inference
+
+on_import = sorted(sys.modules)
+for name in tfcyclegan.inference.__all__:
+    getattr(tfcyclegan.inference, name)  # every module of the package, as translate and export use them
+print(json.dumps({"on_import": on_import, "in_use": sorted(sys.modules), "matplotlib_importers": sorted(importers)}))
+"""
+
+
+def test_inference_loads_neither_the_trainer_nor_matplotlib():
+    done = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True)
+    modules = json.loads(done.stdout.splitlines()[-1])
+    # The package alone (what the command line imports for its option lists): no TensorFlow at all.
+    assert not {"tensorflow", "numpy", "matplotlib"} & set(modules["on_import"])
+    in_use = set(modules["in_use"])
+    assert {f"tfcyclegan.inference.{m}" for m in ("options", "tiling", "loaders", "files")} <= in_use
+    assert not {"tfcyclegan.train", "tfcyclegan.callbacks", "tfcyclegan.figures"} & in_use
+    # Keras imports matplotlib.pyplot itself when it is installed; no tfcyclegan module may.
+    assert not [name for name in modules["matplotlib_importers"] if name.split(".")[0] == "tfcyclegan"]
+
+
+def test_translate_command_takes_the_librarys_constants_without_loading_tensorflow():
+    code = "import sys, tfcyclegan_cli.translate; assert not {'tensorflow', 'numpy'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from helpers import write_noise_run
 from PIL import Image
 from tfcyclegan_cli.main import main
+from tfcyclegan_cli.study import format_table
 
 from tfcyclegan import study, study_report
 from tfcyclegan.errors import UserError
@@ -336,7 +337,7 @@ def test_study_report_with_the_domain_classifier(served, tmp_path, monkeypatch):
         v = verdicts[direction]
         assert v["images"] == 5 and 0 <= v["accuracy"] <= 1
         assert (v["fooling_rate"] is None) == (not v["meaningful"])
-    assert "domain classifier on the same images" in study_report.format_table(result)
+    assert "domain classifier on the same images" in format_table(result)
 
 
 def test_study_report_of_a_folder_that_is_no_study(tmp_path):

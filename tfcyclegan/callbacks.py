@@ -1,7 +1,6 @@
 """Side work during `fit`, as Keras callbacks: checkpoints, logs, figures, samples."""
 
 import csv
-import sys
 import time
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from tfcyclegan import fsutil, report
 from tfcyclegan.data import to_uint8
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UserError, first_line
 from tfcyclegan.figures import image_grid, save_loss_figure
 from tfcyclegan.model import LOSS_NAMES
 
@@ -27,9 +27,8 @@ def save_checkpoint(manager, step):
     try:
         return manager.save(checkpoint_number=step)
     except (OSError, tf.errors.OpError) as error:
-        reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
         raise UserError(
-            f"cannot save checkpoint {step} in {manager.directory}: {reason}; {after_write_failure(manager)}"
+            f"cannot save checkpoint {step} in {manager.directory}: {first_line(error)}; {after_write_failure(manager)}"
         ) from None
 
 
@@ -117,25 +116,23 @@ class LossLog(keras.callbacks.Callback):
         except FileNotFoundError:
             return []
         except (OSError, ValueError, TypeError, csv.Error) as error:
-            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            reason = first_line(error)
         n = 1
         while self.csv_path.with_name(f"{self.csv_path.name}.unreadable-{n}").exists():
             n += 1
         aside = self.csv_path.with_name(f"{self.csv_path.name}.unreadable-{n}")
         self.csv_path.rename(aside)
-        print(f"note: cannot read {self.csv_path} ({reason}); moved it to {aside} and began a new one", file=sys.stderr)
+        report.note(f"note: cannot read {self.csv_path} ({reason}); moved it to {aside} and began a new one")
         return []
 
     def on_epoch_end(self, epoch, logs=None):
         # A resumed run may repeat an epoch that was interrupted: keep only its newest row.
         rows = [row for row in self.rows() if row["epoch"] < epoch + 1]
         rows.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in LOSS_NAMES}})
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with fsutil.replacing(self.csv_path) as partial, open(partial, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.FIELDS)
             writer.writeheader()
             writer.writerows(rows)
-        tmp.replace(self.csv_path)
         save_loss_figure(rows, self.png_path)
 
 
@@ -261,5 +258,5 @@ class StopOnNonFinite(keras.callbacks.Callback):
             if not np.isfinite(float(logs[name])):
                 self.bad = (int(self.step_variable.numpy()), name, float(logs[name]))
                 self.model.stop_training = True
-                print(f"\nnon-finite {name} at step {self.bad[0]}", file=sys.stderr)
+                report.note(f"\nnon-finite {name} at step {self.bad[0]}")
                 return

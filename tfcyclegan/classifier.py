@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan import data
-from tfcyclegan.errors import UserError
+from tfcyclegan import data, fsutil, report
+from tfcyclegan.errors import UserError, first_line
 
 # Part of the cache key: a change to the network or its training recipe must retrain.
 VERSION = "domain-cnn-v1"
@@ -151,7 +151,7 @@ def train_classifier(images_a, images_b, epochs=10, batch_size=32, seed=0, verbo
     return DomainClassifier(network, x.shape[1])
 
 
-def load_or_train(files_a, files_b, image_size, cache_dir=None, log=print, **train_options):
+def load_or_train(files_a, files_b, image_size, cache_dir=None, log=report.note, **train_options):
     """The classifier for these training files at this size: from the cache, else trained and cached.
 
     Returns (DomainClassifier, path of its weights or None when they could not be cached,
@@ -189,16 +189,14 @@ def load_or_train(files_a, files_b, image_size, cache_dir=None, log=print, **tra
     classifier = train_classifier(_load_uint8(chosen_a, image_size), _load_uint8(chosen_b, image_size), **train_options)
     if problem:
         return classifier, None, False
-    partial = folder / f"{key}.part{os.getpid()}.weights.h5"
     try:
-        classifier.network.save_weights(str(partial))
-        os.replace(partial, path)
+        with fsutil.replacing(path, suffix=".weights.h5") as partial:
+            classifier.network.save_weights(str(partial))
         info = {"version": VERSION, "image_size": image_size, "train_a": len(chosen_a), "train_b": len(chosen_b),
                 "folder_a": os.path.dirname(chosen_a[0]), "folder_b": os.path.dirname(chosen_b[0])}  # fmt: skip
         path.with_suffix("").with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     except OSError as error:  # e.g. the disk filled up during training
-        partial.unlink(missing_ok=True)
-        log(f"note: cannot write the classifier cache {folder} ({error.strerror or error}); it was not cached")
+        log(f"note: cannot write the classifier cache {folder} ({first_line(error)}); it was not cached")
         return classifier, None, False
     return classifier, str(path), False
 
@@ -214,5 +212,5 @@ def _unwritable(folder):
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        return error.strerror or str(error)
+        return first_line(error)
     return None

@@ -10,16 +10,21 @@ Sections (each either numbers or {"unavailable": one-line reason}):
   pool features, beside the same numbers for the untranslated images (the identity).
 - ground_truth: for demo: domains, L1 and PSNR of G(a) against the exact counterpart b*
   beside the identity baseline a against b*, both directions.
+
+Progress and notes go to `log` (report.note: stderr); the result is returned, and
+written as JSON by write_json. Its text table is presentation: tfcyclegan_cli.evaluate.
+
+NumPy and the TensorFlow-backed modules are imported where they are used, so that the
+command line takes SPLITS, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
+`tfcyclegan --help` loads neither (it works where they are not even installed).
 """
 
 import json
 import math
-import sys
+from pathlib import Path
 
-import numpy as np
-
-from tfcyclegan import classifier, data, datasets, demo, inference, metrics
-from tfcyclegan.errors import UserError
+from tfcyclegan import fsutil, report
+from tfcyclegan.errors import UserError, first_line
 
 SPLITS = ("test", "train")
 # Without a test split this seeded fraction of a domain's training images is held out:
@@ -31,12 +36,15 @@ MIN_IMAGE_SIZE = 16  # SSIM's 11 x 11 window must fit in the image
 SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and SSIM with max_val = 1"
 
 
-def _log(message):
-    print(message, file=sys.stderr)
+def _check_split(split):
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
 
 
 def _load_translators(model):
     """{direction: Translator} for what `model` holds, and {direction: why not} for the rest."""
+    from tfcyclegan import inference
+
     found, missing = {}, {}
     for direction in inference.DIRECTIONS:
         try:
@@ -50,6 +58,8 @@ def _load_translators(model):
 
 def held_out(files):
     """The seeded HOLDOUT_FRACTION of `files` (sorted) the classifier never trains on."""
+    import numpy as np
+
     files = sorted(str(p) for p in files)
     count = round(len(files) * HOLDOUT_FRACTION) if len(files) > 1 else 0
     picks = np.random.default_rng(0).permutation(len(files))[:count]
@@ -57,6 +67,8 @@ def held_out(files):
 
 
 def _readable(files, what, label, domain, log):
+    from tfcyclegan import data
+
     good, bad = data.scan_images(files)
     for path, reason in bad:
         log(f"skipping {path}: {reason}")
@@ -99,11 +111,17 @@ def _splits(domain, split, label, log):
 
 
 def _ground_truth(files, translations, sources, image_size):
+    from tfcyclegan import data, demo, metrics
+
     truths = data.make_eval_batch([demo.ground_truth_path(p) for p in files], image_size, len(files))
     return metrics.ground_truth_metrics(sources, translations, truths)
 
 
-def _fid_kid(weights, real_a, real_b, fake_a, fake_b, log):
+def _fid_kid(weights, images, log):
+    """The fid_kid section for {"real_a", "real_b", "fake_a", "fake_b": image batch or None}."""
+    from tfcyclegan import metrics
+
+    real_a, real_b = images["real_a"], images["real_b"]
     if min(len(real_a), len(real_b)) < 2:  # covariances and unbiased MMD need two images per set
         return {"unavailable": f"needs at least 2 images per domain, got A {len(real_a)} and B {len(real_b)}"}
     try:
@@ -113,8 +131,7 @@ def _fid_kid(weights, real_a, real_b, fake_a, fake_b, log):
     log(
         f"InceptionV3 features ({features.source} weights) of {len(real_a) + len(real_b)} real and the translated images"
     )
-    feats = {name: features(images) for name, images in
-             (("real_a", real_a), ("real_b", real_b), ("fake_a", fake_a), ("fake_b", fake_b)) if images is not None}  # fmt: skip
+    feats = {name: features(batch) for name, batch in images.items() if batch is not None}
 
     def pair(fake, real):
         kid, kid_std = metrics.kid(feats[fake], feats[real])
@@ -129,10 +146,23 @@ def _fid_kid(weights, real_a, real_b, fake_a, fake_b, log):
     return result
 
 
-def _judge(verdict, trained, scored, files, real, fakes, image_size, cache, log):
-    """The classifier section: trained on `trained` files, its accuracy measured on the
-    `scored` real images (none of them trained on), fooling rates when it is accurate."""
-    judge, path, cached = classifier.load_or_train(*trained, image_size, cache, log)
+def _classifier(*, trained, scored, files, real, fakes, image_size, cache, log):
+    """The classifier section: trained on the `trained` files (A, B), its accuracy measured
+    on the `scored` real images (none of them trained on; `real` holds the batches of
+    `files`, which they often are), fooling rates of `fakes` (G(a), F(b)) when it is accurate."""
+    from tfcyclegan import classifier, data
+
+    verdict = {"min_accuracy": classifier.MIN_ACCURACY, "scored_on": {"a": len(scored[0]), "b": len(scored[1])}}
+    if min(len(s) for s in scored) < MIN_SCORED:
+        # Scoring the classifier on its own training images would report a perfect score.
+        verdict.update(weights=None, cached=False, accuracy=None, accuracy_a=None, accuracy_b=None, meaningful=False)
+        verdict["fooling_a2b"] = verdict["fooling_b2a"] = None
+        verdict["unavailable"] = (
+            f"classifier not measured: only {len(scored[0])} + {len(scored[1])} real images it does not train on "
+            f"(at least {MIN_SCORED} per domain needed); give more images or a test split"
+        )
+        return verdict
+    judge, path, cached = classifier.load_or_train(*trained, image_size, cache_dir=cache, log=log)
     batches = [r if s == f else data.make_eval_batch(s, image_size, len(s)) for s, f, r in zip(scored, files, real)]
     verdict.update(weights=path, cached=cached, **judge.accuracy(*batches))
     rates = judge.fooling_rates(*fakes)
@@ -148,33 +178,21 @@ def _judge(verdict, trained, scored, files, real, fakes, image_size, cache, log)
     return verdict
 
 
-def evaluate(
-    model,
-    domain_a=None,
-    domain_b=None,
-    split="test",
-    data_root=None,
-    image_size=None,
-    inception_weights="imagenet",
-    classifier_cache=None,
-    log=_log,
-):
+def evaluate(model, **options):
     """Evaluate the model at `model` (run dir, SavedModel or .tflite) on `split` images of two domains.
 
     Loads what directions `model` holds (inference.load_translator) and hands them to
-    evaluate_translators; see there for the options and the result.
+    evaluate_translators with `options` (its keyword options but `missing` and `source`);
+    see there for the options and the result.
     """
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    _check_split(options.get("split", "test"))
     translators, missing = _load_translators(model)
-    return evaluate_translators(
-        translators, missing, str(model), domain_a, domain_b, split, data_root, image_size, inception_weights,
-        classifier_cache, log,
-    )  # fmt: skip
+    return evaluate_translators(translators, missing=missing, source=str(model), **options)
 
 
 def evaluate_translators(
     translators,
+    *,
     missing=None,
     source="in-memory translators",
     domain_a=None,
@@ -184,18 +202,20 @@ def evaluate_translators(
     image_size=None,
     inception_weights="imagenet",
     classifier_cache=None,
-    log=_log,
+    log=report.note,
 ):
     """Evaluate {direction: inference.Translator} (a2b is G, b2a is F) on `split` images of two domains.
 
     `missing` maps each absent direction to why it is absent. Domains and image size
     default to those the translators' info names (training config or export metadata).
     Images are resized (bicubic, no crop) to image_size. `inception_weights` is
-    "imagenet", a local weights file or None (random weights: plumbing only). Returns a
-    JSON-ready dict (see the module docstring); `to_json` writes non-finite numbers as strings.
+    "imagenet", a local weights file or None (random weights: plumbing only). Progress
+    and notes go to `log`. Returns a JSON-ready dict (see the module docstring); `to_json`
+    writes non-finite numbers as strings.
     """
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    from tfcyclegan import data, datasets, metrics
+
+    _check_split(split)
     missing = dict(missing or {})
     info = next(iter(translators.values())).info
     domain_a, domain_b = domain_a or info.get("domain_a"), domain_b or info.get("domain_b")
@@ -234,21 +254,13 @@ def evaluate_translators(
     else:
         result["cycle"] = {"unavailable": f"needs both directions; {next(iter(missing.values()))}"}
 
-    verdict = {"min_accuracy": classifier.MIN_ACCURACY, "scored_on": {"a": len(score_a), "b": len(score_b)}}
-    if min(len(score_a), len(score_b)) < MIN_SCORED:
-        # Scoring the classifier on its own training images would report a perfect score.
-        verdict.update(weights=None, cached=False, accuracy=None, accuracy_a=None, accuracy_b=None, meaningful=False)
-        verdict["fooling_a2b"] = verdict["fooling_b2a"] = None
-        verdict["unavailable"] = (
-            f"classifier not measured: only {len(score_a)} + {len(score_b)} real images it does not train on "
-            f"(at least {MIN_SCORED} per domain needed); give more images or a test split"
-        )
-        result["classifier"] = verdict
-    else:
-        result["classifier"] = _judge(verdict, (train_a, train_b), (score_a, score_b), (files_a, files_b),
-                                      (real_a, real_b), (fake_b, fake_a), image_size, classifier_cache, log)  # fmt: skip
+    result["classifier"] = _classifier(
+        trained=(train_a, train_b), scored=(score_a, score_b), files=(files_a, files_b), real=(real_a, real_b),
+        fakes=(fake_b, fake_a), image_size=image_size, cache=classifier_cache, log=log,
+    )  # fmt: skip
 
-    result["fid_kid"] = _fid_kid(inception_weights, real_a, real_b, fake_a, fake_b, log)
+    images = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a, "fake_b": fake_b}
+    result["fid_kid"] = _fid_kid(inception_weights, images, log)
 
     if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
         result["ground_truth"] = {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}
@@ -263,6 +275,8 @@ def evaluate_translators(
 
 
 def _jsonable(value):
+    import numpy as np
+
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # "inf", "-inf", "nan": strict JSON has no such numbers
     if isinstance(value, dict):
@@ -279,70 +293,9 @@ def to_json(result):
     return json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n"
 
 
-def _number(value, digits=4):
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
-
-
-def format_table(result):
-    """The result as aligned text lines for a terminal."""
-    a, b = result["domain_a"], result["domain_b"]
-    lines = [
-        (
-            f"model {result['model']} ({result['kind']}); {result['split']} images at {result['image_size']}px: "
-            f"A {a['spec']} x{a['images']}, B {b['spec']} x{b['images']}"
-        ),
-        f"scale: {result['scale']}",
-    ]
-    for direction, why in result["missing_directions"].items():
-        lines.append(f"{direction}: not evaluated ({why})")
-    cycle = result["cycle"]
-    lines.append("")
-    if "unavailable" in cycle:
-        lines.append(f"cycle consistency: unavailable ({cycle['unavailable']})")
-    else:
-        lines.append(f"{'cycle consistency':28s} {'L1':>8s} {'PSNR dB':>8s} {'SSIM':>8s}")
-        for side, label in (("a", "F(G(a)) vs a"), ("b", "G(F(b)) vs b")):
-            m = cycle[side]
-            lines.append(f"  {label:26s} {_number(m['l1']):>8s} {_number(m['psnr'], 2):>8s} {_number(m['ssim']):>8s}")
-    c = result["classifier"]
-    lines.append("")
-    if c["accuracy"] is None:
-        lines.append(f"domain classifier: {c['unavailable']}")
-    else:
-        lines.append(
-            f"domain classifier: accuracy on {c['scored_on']['a']} + {c['scored_on']['b']} real images it did not "
-            f"train on {c['accuracy']:.1%} (A {c['accuracy_a']:.1%}, B {c['accuracy_b']:.1%})"
-            f"{' [cached]' if c['cached'] else ''}"
-        )
-        if c["meaningful"]:
-            for key, label in (("fooling_a2b", "G(a) called B"), ("fooling_b2a", "F(b) called A")):
-                lines.append(f"  {label:26s} {'-' if c[key] is None else format(c[key], '.1%'):>8s}")
-        else:
-            lines.append(f"  {c['unavailable']}")
-    fk = result["fid_kid"]
-    lines.append("")
-    if "unavailable" in fk:
-        lines.append(f"FID / KID: unavailable ({fk['unavailable']})")
-    else:
-        lines.append(f"{'FID / KID (' + fk['weights'] + ' InceptionV3)':28s} {'FID':>8s} {'KID':>8s}")
-        for key, label in (("a2b", "G(a) vs b"), ("identity_a2b", "  identity: a vs b"),
-                           ("b2a", "F(b) vs a"), ("identity_b2a", "  identity: b vs a")):  # fmt: skip
-            m = fk[key]
-            if m is not None:
-                lines.append(f"  {label:26s} {_number(m['fid'], 2):>8s} {_number(m['kid']):>8s}")
-    gt = result["ground_truth"]
-    lines.append("")
-    if "unavailable" in gt:
-        lines.append(f"ground truth: unavailable ({gt['unavailable']})")
-    else:
-        lines.append(f"{'ground truth':28s} {'L1':>8s} {'PSNR dB':>8s} {'ident L1':>8s} {'ident dB':>8s}")
-        for key, label in (("a2b", "G(a) vs b*"), ("b2a", "F(b) vs a*")):
-            m = gt[key]
-            if m is not None:
-                lines.append(
-                    f"  {label:26s} {_number(m['l1']):>8s} {_number(m['psnr'], 2):>8s} "
-                    f"{_number(m['baseline_l1']):>8s} {_number(m['baseline_psnr'], 2):>8s}"
-                )
-    return "\n".join(lines)
+def write_json(result, path):
+    """Write to_json(result) to `path` (~ expanded) whole or not at all; a UserError when it cannot."""
+    try:
+        fsutil.write_atomic(Path(path).expanduser(), to_json(result))
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {first_line(error)}; choose another --json file") from None

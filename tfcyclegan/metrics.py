@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UserError, first_line
 
 # Keras' own ImageNet InceptionV3 weights without the classifier head, as
 # keras.applications.InceptionV3(include_top=False) downloads them, with Keras' MD5.
@@ -203,7 +203,7 @@ class InceptionFeatures:
                 weights = _imagenet_weights()
             except Exception as error:
                 cause = error.__context__ or error
-                reason = getattr(cause, "reason", None) or str(cause).strip().splitlines()[0]
+                reason = getattr(cause, "reason", None) or first_line(cause)
                 raise UserError(
                     f"cannot download the ImageNet InceptionV3 weights ({reason}); fetch {INCEPTION_URL} "
                     "elsewhere and pass it with --inception-weights FILE"
@@ -224,8 +224,9 @@ class InceptionFeatures:
                 include_top=False, pooling="avg", weights=weights, input_shape=(input_size, input_size, 3)
             )
         except Exception as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"cannot load inception weights {weights}: {first}; give Keras' {INCEPTION_FILE}") from None
+            raise UserError(
+                f"cannot load inception weights {weights}: {first_line(error)}; give Keras' {INCEPTION_FILE}"
+            ) from None
         self.input_size = input_size
         self.batch_size = batch_size
         self._forward = tf.function(

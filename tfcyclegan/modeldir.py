@@ -13,7 +13,7 @@ networks are registered Keras classes (tfcyclegan.networks), nothing else is nee
 import json
 from pathlib import Path
 
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UserError, first_line
 
 GENERATOR_FILES = {"a2b": "generator_g.keras", "b2a": "generator_f.keras"}
 METADATA_FILE = "metadata.json"
@@ -63,8 +63,7 @@ def load_generator(path, direction):
     try:
         generator = keras.saving.load_model(file, safe_mode=True, compile=False)
     except Exception as error:
-        first = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load {file}: {first}; import or export the model again") from None
+        raise UserError(f"cannot load {file}: {first_line(error)[:120]}; import or export the model again") from None
     if not isinstance(generator, networks.ResnetGenerator):
         raise UserError(
             f"{file} holds a {type(generator).__name__}, not a tfcyclegan ResnetGenerator; import or export it again"

@@ -14,11 +14,40 @@ generators therefore give PyTorch's outputs (tfcyclegan.pretrained).
 Every layer and network is registered for Keras serialization under the package
 "tfcyclegan", so generators save to and load from .keras files
 (keras.saving.load_model(path, safe_mode=True)) without custom_objects.
+
+Layers are named by their place in the architecture (conv_in, conv_down_1, block_3/conv_1,
+conv_up_2, conv_out; a discriminator's conv_1 ... conv_out), so each variable has a
+stable path (`variable.path`, e.g. "generator_g/block_3/conv_1/kernel") by which
+checkpoints store it (tfcyclegan.rundir). A network computes in the dtype policy it is
+given (`dtype="mixed_bfloat16"`, passed to every layer), never the global one, so building
+a model never changes global state; every variable is float32 in any policy.
 """
 
 import keras
 import tensorflow as tf
 from keras import layers, ops
+
+
+def variables_by_path(network):
+    """{layer path: variable} of a ResnetGenerator or PatchDiscriminator, e.g.
+    "block_3/conv_1/kernel": the names checkpoints store its variables by (tfcyclegan.rundir).
+
+    Taken from the network's structure, not from `variable.path`, which depends on the
+    name scope the network happened to be built in (a loaded .keras file has none).
+    """
+    found = {}
+
+    def walk(stack, prefix):
+        for layer in stack:
+            if isinstance(layer, ResidualBlock):
+                walk(layer.body, f"{prefix}{layer.name}/")
+            else:
+                found.update((f"{prefix}{layer.name}/{v.name}", v) for v in layer.weights)
+
+    walk(network.stack, "")
+    if len(found) != len(network.weights):  # two layers of one name: paths would collide
+        raise ValueError(f"{network.name}: layer names are not unique")
+    return found
 
 
 def _init():
@@ -137,15 +166,16 @@ class ResidualBlock(layers.Layer):
         self.filters = filters
         self.dropout = dropout
         self.affine = affine
+        policy = self.dtype_policy
         self.body = [
-            ReflectionPadding2D(1),
-            layers.Conv2D(filters, 3, kernel_initializer=_init()),
-            InstanceNormalization(affine=affine),
-            layers.ReLU(),
-            *([layers.Dropout(0.5)] if dropout else []),
-            ReflectionPadding2D(1),
-            layers.Conv2D(filters, 3, kernel_initializer=_init()),
-            InstanceNormalization(affine=affine),
+            ReflectionPadding2D(1, name="pad_1", dtype=policy),
+            layers.Conv2D(filters, 3, kernel_initializer=_init(), name="conv_1", dtype=policy),
+            InstanceNormalization(affine=affine, name="norm_1", dtype=policy),
+            layers.ReLU(name="relu_1", dtype=policy),
+            *([layers.Dropout(0.5, name="dropout", dtype=policy)] if dropout else []),
+            ReflectionPadding2D(1, name="pad_2", dtype=policy),
+            layers.Conv2D(filters, 3, kernel_initializer=_init(), name="conv_2", dtype=policy),
+            InstanceNormalization(affine=affine, name="norm_2", dtype=policy),
         ]
 
     def build(self, input_shape):
@@ -180,33 +210,41 @@ class ResnetGenerator(keras.Model):
         self.n_blocks = n_blocks
         self.dropout = dropout
         self.affine = affine
+        policy = self.dtype_policy  # every layer computes in the network's dtype policy
         stack = [
-            ReflectionPadding2D(3),
-            layers.Conv2D(ngf, 7, kernel_initializer=_init()),
-            InstanceNormalization(affine=affine),
-            layers.ReLU(),
+            ReflectionPadding2D(3, name="pad_in", dtype=policy),
+            layers.Conv2D(ngf, 7, kernel_initializer=_init(), name="conv_in", dtype=policy),  # c7s1-ngf
+            InstanceNormalization(affine=affine, name="norm_in", dtype=policy),
+            layers.ReLU(name="relu_in", dtype=policy),
         ]
-        for mult in (2, 4):  # d128, d256: PyTorch's Conv2d(k3, s2, p1)
+        for i, mult in enumerate((2, 4), 1):  # d128, d256: PyTorch's Conv2d(k3, s2, p1)
             stack += [
-                layers.ZeroPadding2D(1),
-                layers.Conv2D(ngf * mult, 3, strides=2, kernel_initializer=_init()),
-                InstanceNormalization(affine=affine),
-                layers.ReLU(),
-            ]
-        stack += [ResidualBlock(ngf * 4, dropout=dropout, affine=affine) for _ in range(n_blocks)]
-        for mult in (2, 1):  # u128, u64: PyTorch's ConvTranspose2d(k3, s2, p1, output_padding=1)
-            stack += [
-                layers.Conv2DTranspose(ngf * mult, 3, strides=2, kernel_initializer=_init()),
-                # The full 2H + 1 output less its first row and column.
-                layers.Cropping2D(((1, 0), (1, 0))),
-                InstanceNormalization(affine=affine),
-                layers.ReLU(),
+                layers.ZeroPadding2D(1, name=f"pad_down_{i}", dtype=policy),
+                layers.Conv2D(
+                    ngf * mult, 3, strides=2, kernel_initializer=_init(), name=f"conv_down_{i}", dtype=policy
+                ),
+                InstanceNormalization(affine=affine, name=f"norm_down_{i}", dtype=policy),
+                layers.ReLU(name=f"relu_down_{i}", dtype=policy),
             ]
         stack += [
-            ReflectionPadding2D(3),
-            layers.Conv2D(3, 7, kernel_initializer=_init()),
+            ResidualBlock(ngf * 4, dropout=dropout, affine=affine, name=f"block_{i}", dtype=policy)
+            for i in range(1, n_blocks + 1)
+        ]
+        for i, mult in enumerate((2, 1), 1):  # u128, u64: PyTorch's ConvTranspose2d(k3, s2, p1, output_padding=1)
+            stack += [
+                layers.Conv2DTranspose(
+                    ngf * mult, 3, strides=2, kernel_initializer=_init(), name=f"conv_up_{i}", dtype=policy
+                ),
+                # The full 2H + 1 output less its first row and column.
+                layers.Cropping2D(((1, 0), (1, 0)), name=f"crop_up_{i}", dtype=policy),
+                InstanceNormalization(affine=affine, name=f"norm_up_{i}", dtype=policy),
+                layers.ReLU(name=f"relu_up_{i}", dtype=policy),
+            ]
+        stack += [
+            ReflectionPadding2D(3, name="pad_out", dtype=policy),
+            layers.Conv2D(3, 7, kernel_initializer=_init(), name="conv_out", dtype=policy),  # c7s1-3
             # tanh in float32: under mixed precision the output image keeps full range.
-            layers.Activation("tanh", dtype="float32"),
+            layers.Activation("tanh", name="tanh", dtype="float32"),
         ]
         self.stack = stack
 
@@ -238,19 +276,28 @@ class PatchDiscriminator(keras.Model):
         super().__init__(**kwargs)
         self.ndf = ndf
         self.n_layers = n_layers
+        policy = self.dtype_policy  # every layer computes in the network's dtype policy
         stack = []
-        for i in range(n_layers + 1):
-            last = i == n_layers
+        for i in range(1, n_layers + 2):
+            last = i == n_layers + 1
             stack += [
-                layers.ZeroPadding2D(1),
-                layers.Conv2D(ndf * min(2**i, 8), 4, strides=1 if last else 2, kernel_initializer=_init()),
+                layers.ZeroPadding2D(1, name=f"pad_{i}", dtype=policy),
+                layers.Conv2D(
+                    ndf * min(2 ** (i - 1), 8),
+                    4,
+                    strides=1 if last else 2,
+                    kernel_initializer=_init(),
+                    name=f"conv_{i}",
+                    dtype=policy,
+                ),
             ]
-            if i > 0:
-                stack.append(InstanceNormalization())
-            stack.append(layers.LeakyReLU(0.2))
+            if i > 1:
+                stack.append(InstanceNormalization(name=f"norm_{i}", dtype=policy))
+            stack.append(layers.LeakyReLU(0.2, name=f"lrelu_{i}", dtype=policy))
         stack += [
-            layers.ZeroPadding2D(1),
-            layers.Conv2D(1, 4, kernel_initializer=_init(), dtype="float32"),
+            layers.ZeroPadding2D(1, name="pad_out", dtype=policy),
+            # Scores in float32, as the LSGAN losses are computed.
+            layers.Conv2D(1, 4, kernel_initializer=_init(), name="conv_out", dtype="float32"),
         ]
         self.stack = stack
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan import modeldir, torch_state
-from tfcyclegan.errors import UserError
+from tfcyclegan import modeldir, report, torch_state
+from tfcyclegan.errors import UserError, first_line
 from tfcyclegan.version import __version__
 
 # scripts/download_cyclegan_model.sh of the official repository; the file of each
@@ -255,11 +255,7 @@ def official_name(source):
     return name
 
 
-def _log(message):
-    print(message, file=sys.stderr)
-
-
-def fetch_official(name, sha256_hex=None, cache_dir=None, log=_log):
+def fetch_official(name, sha256_hex=None, cache_dir=None, log=report.note):
     """The local path of official model `name`, downloaded once into the Keras cache.
 
     Checked against `sha256_hex` or the pinned OFFICIAL_SHA256; with neither, the size
@@ -288,7 +284,7 @@ def fetch_official(name, sha256_hex=None, cache_dir=None, log=_log):
             ) from None
         raise UserError(f"cannot download official:{name} from {url}: {error}") from None
     except Exception as error:
-        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+        reason = getattr(error, "reason", None) or first_line(error)
         raise UserError(
             f"cannot download official:{name} from {url} ({reason}); offline? download that URL elsewhere and "
             f"run: tfcyclegan import {name}.pth"
@@ -301,7 +297,7 @@ def fetch_official(name, sha256_hex=None, cache_dir=None, log=_log):
     return Path(local)
 
 
-def load_source(source, sha256_hex=None, cache_dir=None, log=_log, name=None):
+def load_source(source, sha256_hex=None, cache_dir=None, log=report.note, name=None):
     """(generator, description for metadata.json) of a .pth file or an "official:NAME"."""
     official = official_name(source)
     path = fetch_official(official, sha256_hex, cache_dir, log) if official else Path(source).expanduser()
@@ -328,7 +324,7 @@ def default_output(source):
     return Path("saved_models") / (official or Path(source).stem) / "keras"
 
 
-def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, log=_log):
+def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, log=report.note):
     """Write a model directory from .pth files / official names; returns (folder, metadata).
 
     `a2b` becomes generator_g.keras, `b2a` (optional) generator_f.keras; `sha256s`

@@ -10,7 +10,6 @@ tfcyclegan.checkpoints' job.
 
 import fcntl
 import os
-import re
 from pathlib import Path
 
 import keras
@@ -19,7 +18,7 @@ import tensorflow as tf
 from tfcyclegan import checkpoints, fsutil, report
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UserError
-from tfcyclegan.networks import ResnetGenerator
+from tfcyclegan.networks import ResnetGenerator, variables_by_path
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -110,33 +109,53 @@ def is_run_dir(folder):
     return os.path.isfile(os.path.join(folder, CONFIG_FILE)) and os.path.isdir(os.path.join(folder, CHECKPOINT_DIR))
 
 
-def build_generators(config):
-    """G: X -> Y and F: Y -> X as the config describes."""
+def build_generators(config, dtype=None):
+    """G: X -> Y and F: Y -> X as the config describes (computing in `dtype`, a Keras dtype
+    policy; None: float32)."""
     return (
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_g"),
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_f"),
+        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_g", dtype=dtype),
+        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_f", dtype=dtype),
     )
 
 
-def network_variables(network):
-    """A network's variables as a list tf.train.Checkpoint can follow.
+NETWORKS = ("generator_g", "generator_f", "discriminator_x", "discriminator_y")
+OPTIMIZERS = ("generator_optimizer", "discriminator_x_optimizer", "discriminator_y_optimizer")
+_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"  # how tf.train.Checkpoint ends a variable's key
+
+
+def network_variables(network, positional=False):
+    """A network's variables as tf.train.Checkpoint stores them: by layer path.
 
     Keras 3 layers held in Python lists are invisible to tf.train.Checkpoint (a
-    checkpoint of the model object alone saves nothing), so each network is saved
-    as its variables in construction order, which the architecture fixes.
+    checkpoint of the network object alone saves nothing), so each network is given
+    to it as a dict of its variables by layer path (networks.variables_by_path), one
+    level deep with ":" for "/": block_3/conv_1/kernel is stored as
+    generator_g/block_3:conv_1:kernel. One level, because a checkpoint stores a
+    variable under its shortest path, and Adam reaches the generators' variables
+    through its own list at depth 3 (generator_optimizer/_trainable_variables/N); ":",
+    because tf.train.Checkpoint escapes "/" and "." in names.
+    Checkpoints written before 2026-11-28 stored a list in construction order
+    (generator_g/0, generator_g/1, ...); `positional=True` gives that list, whose order
+    the architecture fixes, so those runs still load.
     """
-    return list(network.weights)
+    if positional:
+        return list(network.weights)
+    return {_key(path): variable for path, variable in variables_by_path(network).items()}
 
 
-OPTIMIZERS = ("generator_optimizer", "discriminator_x_optimizer", "discriminator_y_optimizer")
+def _key(path):
+    """A layer path's name in a checkpoint: block_3/conv_1/kernel -> block_3:conv_1:kernel."""
+    return path.replace("/", ":")
 
 
-def _checkpoint_parts(model):
+def _positional(keys):
+    """Whether a checkpoint (its variable keys) stores networks by position (before 2026-11-28)."""
+    return f"generator_g/0{_VALUE}" in keys
+
+
+def _checkpoint_parts(model, positional=False):
     return dict(
-        generator_g=network_variables(model.generator_g),
-        generator_f=network_variables(model.generator_f),
-        discriminator_x=network_variables(model.discriminator_x),
-        discriminator_y=network_variables(model.discriminator_y),
+        **{name: network_variables(getattr(model, name), positional) for name in NETWORKS},
         **{name: getattr(model, name) for name in OPTIMIZERS},
         pool_x=model.pool_x,
         pool_y=model.pool_y,
@@ -145,9 +164,9 @@ def _checkpoint_parts(model):
 
 
 def make_checkpoint(model):
-    """Everything a resumed run needs: weights, all optimizer state (and so the step), pools,
-    and the loss sums and batch count of the epoch in progress (issue #15: an epoch finished
-    after a mid-epoch resume logs its mean over all of its batches)."""
+    """Everything a resumed run needs: weights (by layer path), all optimizer state (and so
+    the step), pools, and the loss sums and batch count of the epoch in progress (issue #15:
+    an epoch finished after a mid-epoch resume logs its mean over all of its batches)."""
     return tf.train.Checkpoint(**_checkpoint_parts(model))
 
 
@@ -164,11 +183,11 @@ def restore_checkpoint(model, path):
     itself. Every variable is float32 either way, so a run may change --precision on
     resume: Adam's state is matched across the two layouts, and a loss scale restarts
     from its initial value. Checkpoints written before the epoch's loss sums were saved
-    restore without them.
+    restore without them, and those that stored networks by position restore by position.
     """
     keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
     scaled = any(key.startswith("generator_optimizer/inner_optimizer/") for key in keys)
-    parts = _checkpoint_parts(model)
+    parts = _checkpoint_parts(model, positional=_positional(keys))
     dropped_scale = False
     for name in OPTIMIZERS:
         optimizer = parts[name]
@@ -235,37 +254,49 @@ def newest_checkpoint(run_dir):
     raise UserError(f"{run_dir} has no checkpoint yet; train it with: tfcyclegan fit --run-dir {run_dir}")
 
 
-def check_matches(checkpoint, parts, run_dir):
-    """Compare the shapes config.json builds with checkpoint `checkpoint` before restoring it.
+def check_matches(checkpoint, networks, run_dir, pools=None):
+    """Compare what config.json builds with checkpoint `checkpoint` before restoring it.
 
-    `parts` maps a checkpoint name (generator_g, pool_x...) to a network's variables (a
-    list) or one variable. A config.json that disagrees with its checkpoint would fail
-    deep in TensorFlow, after a page of warnings; this names the first variable that differs.
+    `networks` maps a checkpoint name (generator_g...) to a built network, `pools` a
+    pool's key (pool_x/images) to its variable. A config.json that disagrees with its
+    checkpoint would fail deep in TensorFlow, after a page of warnings; this names the
+    first variable that differs, by layer path (by position in checkpoints written
+    before 2026-11-28).
     """
     shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-    suffix = "/.ATTRIBUTES/VARIABLE_VALUE"
     problem = None
-    for part, variables in parts.items():
-        if not isinstance(variables, list):
-            saved = shapes.get(part + suffix)
-            # A pool saved by several replicas stacks their buffers on a leading axis (pool._EveryReplica).
-            if saved is not None and list(saved)[len(saved) - len(variables.shape) :] != list(variables.shape):
-                problem = f"{part} has shape {list(saved)} there, {list(variables.shape)} by config.json"
-                break
-            continue
-        saved = [k for k in shapes if re.fullmatch(re.escape(part) + r"/\d+" + re.escape(suffix), k)]
-        if len(saved) != len(variables):
-            problem = f"{part} has {len(saved)} variables there, {len(variables)} by config.json"
-            break
-        mismatched = [
-            (v.path, list(shapes[f"{part}/{i}{suffix}"]), list(v.shape))
-            for i, v in enumerate(variables)
-            if list(shapes[f"{part}/{i}{suffix}"]) != list(v.shape)
-        ]
-        if mismatched:
+    for part, network in networks.items():
+        if _positional(shapes):
+            ours = {str(i): v for i, v in enumerate(network.weights)}
+        else:
+            ours = variables_by_path(network)
+        prefix = part + "/"
+        saved = {
+            key[len(prefix) : -len(_VALUE)].replace(":", "/"): shape
+            for key, shape in shapes.items()
+            if key.startswith(prefix) and key.endswith(_VALUE)
+        }
+        missing, extra = sorted(ours.keys() - saved.keys()), sorted(saved.keys() - ours.keys())
+        mismatched = [(p, saved[p], list(v.shape)) for p, v in ours.items() if p in saved and saved[p] != list(v.shape)]
+        if missing or extra:
+            first = (
+                f"{part}/{missing[0]} is not there"
+                if missing
+                else f"it has {part}/{extra[0]}, which config.json does not build"
+            )
+            problem = f"{first}; {part} has {len(saved)} variables there, {len(ours)} by config.json"
+        elif mismatched:
             path, there, here = mismatched[0]
-            problem = f"{path} has shape {there} there, {here} by config.json"
+            problem = f"{part}/{path} has shape {there} there, {here} by config.json"
+        if problem:
             break
+    for key, variable in (pools or {}).items():
+        if problem:
+            break
+        saved = shapes.get(key + _VALUE)
+        # A pool saved by several replicas stacks their buffers on a leading axis (pool._EveryReplica).
+        if saved is not None and list(saved)[len(saved) - len(variable.shape) :] != list(variable.shape):
+            problem = f"{key} has shape {list(saved)} there, {list(variable.shape)} by config.json"
     if problem:
         raise UserError(
             f"{Path(run_dir) / CONFIG_FILE} does not match checkpoint {checkpoint} ({problem}); put back the "
@@ -273,11 +304,12 @@ def check_matches(checkpoint, parts, run_dir):
         )
 
 
-def match_parts(model):
-    """What check_matches compares: each network's variables and each pool's images."""
-    networks = ("generator_g", "generator_f", "discriminator_x", "discriminator_y")
-    parts = {name: network_variables(getattr(model, name)) for name in networks}
-    return {**parts, "pool_x/images": model.pool_x.images, "pool_y/images": model.pool_y.images}
+def check_model_matches(checkpoint, model, run_dir):
+    """check_matches for a whole CycleGAN: its four networks and both pools' images."""
+    networks = {name: getattr(model, name) for name in NETWORKS}
+    check_matches(
+        checkpoint, networks, run_dir, {"pool_x/images": model.pool_x.images, "pool_y/images": model.pool_y.images}
+    )
 
 
 def load_generators(run_dir):
@@ -297,8 +329,10 @@ def restore_generators(run_dir):
     generator_g, generator_f = build_generators(config)
     probe = tf.zeros((1, 32, 32, 3))
     generator_g(probe), generator_f(probe)
-    networks = {"generator_g": network_variables(generator_g), "generator_f": network_variables(generator_f)}
+    networks = {"generator_g": generator_g, "generator_f": generator_f}
     check_matches(found.path, networks, run_dir)
-    status = tf.train.Checkpoint(**networks).restore(found.path)
+    positional = _positional(tf.train.load_checkpoint(found.path).get_variable_to_shape_map())
+    variables = {name: network_variables(network, positional) for name, network in networks.items()}
+    status = tf.train.Checkpoint(**variables).restore(found.path)
     status.expect_partial().assert_existing_objects_matched()
     return generator_g, generator_f, config, found.path

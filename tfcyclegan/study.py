@@ -10,7 +10,8 @@ A study directory holds:
 - sources/<id>.png: the input each translation was made from (never served);
 - answers.jsonl: one JSON line per finished session, appended atomically.
 
-Nothing here imports TensorFlow until images are prepared, so serving and reporting stay light.
+Nothing here imports NumPy or TensorFlow until images are prepared, so serving and reporting
+stay light and the command line takes its constants at no cost.
 """
 
 import datetime
@@ -23,16 +24,14 @@ import os
 import re
 import secrets
 import socket
-import sys
 import threading
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
-
-from tfcyclegan.errors import UserError
+from tfcyclegan import fsutil, report
+from tfcyclegan.errors import UserError, first_line
 
 MANIFEST = "manifest.json"
 ANSWERS = "answers.jsonl"
@@ -50,10 +49,6 @@ MAX_TRIALS = 1000
 # Longest believable response time or session: a day, in milliseconds.
 MAX_MS = 24 * 3600 * 1000
 _ID = re.compile(r"^[0-9a-f]{16}$")
-
-
-def _log(message):
-    print(message, file=sys.stderr)
 
 
 def _now():
@@ -96,9 +91,7 @@ def read_manifest(study_dir):
 
 
 def _write_json(path, value):
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(partial, path)
+    fsutil.write_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def _pick(files, count, rng):
@@ -125,13 +118,12 @@ def _study_files(domain, label, log):
 def _save_png(array, path):
     from PIL import Image
 
-    partial = path.with_name(f".{path.name}.part")
-    Image.fromarray(array).save(partial, format="PNG")
-    os.replace(partial, path)
+    with fsutil.replacing(path) as partial:
+        Image.fromarray(array).save(partial, format="PNG")
 
 
 def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTIONS, count=50, seed=0, data_root=None,
-            log=_log):  # fmt: skip
+            log=report.note):  # fmt: skip
     """Make or reuse the study directory for `model` (anything inference.load_translator takes).
 
     For each direction not yet prepared, `count` test images of the source domain and
@@ -141,6 +133,8 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
     the translations stored as PNGs under random ids. A directory made for another model
     or other domains is an error. Returns the manifest.
     """
+    import numpy as np
+
     from tfcyclegan import data, datasets, inference
 
     study_dir = Path(study_dir).expanduser()
@@ -248,7 +242,7 @@ class AnswerStore:
             finally:
                 os.close(fd)
 
-    def read(self, log=_log):
+    def read(self, log=report.note):
         """Every record, in file order; a line that is not a JSON object is skipped with a note."""
         try:
             text = self.path.read_bytes().decode("utf-8", errors="replace")
@@ -286,7 +280,7 @@ def _number(value, name):
 class Study:
     """A prepared study directory served with these session settings; thread-safe."""
 
-    def __init__(self, study_dir, directions=None, practice=10, trials=40, exposure_ms=1000, log=_log):
+    def __init__(self, study_dir, directions=None, practice=10, trials=40, exposure_ms=1000, log=report.note):
         self.dir = Path(study_dir).expanduser()
         self.manifest = read_manifest(self.dir)
         prepared = list(self.manifest["directions"])
@@ -422,7 +416,7 @@ class Study:
         except OSError as error:
             with self._lock:
                 self.recorded.discard(participant)
-            self.log(f"error: cannot append to {self.store.path}: {error.strerror or error}; session not recorded")
+            self.log(f"error: cannot append to {self.store.path}: {first_line(error)}; session not recorded")
             return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the server could not save the answers"}
         correct = sum(t["correct"] for t in scored)
         fooled = len(scored) - correct
@@ -502,9 +496,7 @@ class StudyServer(ThreadingHTTPServer):
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise UserError(f"port {port} is in use; pass another --port (0 picks a free one)") from None
-            raise UserError(
-                f"cannot serve on {host}:{port}: {error.strerror or error}; check --host and --port"
-            ) from None
+            raise UserError(f"cannot serve on {host}:{port}: {first_line(error)}; check --host and --port") from None
 
     @property
     def url(self):

@@ -9,16 +9,13 @@ scored trial as independent. Practice trials never count.
 
 import json
 import math
-import sys
 from pathlib import Path
 
-from tfcyclegan import study
+from tfcyclegan import fsutil, study
+from tfcyclegan import report as reporting
+from tfcyclegan.errors import UserError, first_line
 
 Z95 = 1.959963984540054  # standard normal quantile at 0.975
-
-
-def _log(message):
-    print(message, file=sys.stderr)
 
 
 def wilson_interval(successes, trials, z=Z95):
@@ -96,8 +93,9 @@ def _classifier(manifest, study_dir, cache_dir, log):
     return result
 
 
-def report(study_dir, with_classifier=False, classifier_cache=None, log=_log):
-    """Everything `study-report` prints, as a JSON-ready dict; see the module docstring."""
+def report(study_dir, with_classifier=False, classifier_cache=None, log=reporting.note):
+    """Everything `study-report` prints, as a JSON-ready dict; see the module docstring
+    (the command line's format_table shows it as text)."""
     study_dir = Path(study_dir).expanduser()
     manifest = study.read_manifest(study_dir)
     records = study.AnswerStore(study_dir / study.ANSWERS).read(log)
@@ -115,43 +113,14 @@ def report(study_dir, with_classifier=False, classifier_cache=None, log=_log):
     return result
 
 
-def _percent(value):
-    return "-" if value is None else f"{value:.1%}"
-
-
-def format_table(result):
-    """The report as aligned text lines for a terminal."""
-    lines = [
-        f"study {result['study']}: model {result['model']}, {result['image_size']}px, "
-        f"A {result['domain_a']}, B {result['domain_b']}; {result['sessions']} sessions",
-        "fooling rate: fraction of scored trials in which the translation was picked as real (50% = indistinguishable)",
-        "",
-        f"{'direction':10s} {'participants':>12s} {'scored trials':>13s} {'fooling rate':>12s} {'95% CI (Wilson)':>17s}",
-    ]
-    for direction, d in result["directions"].items():
-        low, high = d["ci95"]
-        ci = "-" if low is None else f"{low:.1%}-{high:.1%}"
-        lines.append(
-            f"{direction:10s} {d['participants']:>12d} {d['scored_trials']:>13d} {_percent(d['fooling_rate']):>12s} {ci:>17s}"
-        )
-    for direction, d in result["directions"].items():
-        if d["per_participant"]:
-            lines += ["", f"{direction} per participant:"]
-            for p in d["per_participant"]:
-                lines.append(
-                    f"  {p['participant']}  {p['start']}  fooled in {p['fooled']:>4d} of {p['scored_trials']:<4d} "
-                    f"{_percent(p['fooling_rate']):>7s}"
-                )
-    c = result.get("classifier")
-    if c:
-        lines += ["", "domain classifier on the same images (as `tfcyclegan evaluate`):"]
-        for direction in result["directions"]:
-            v = c[direction]
-            rate = _percent(v["fooling_rate"]) if v["meaningful"] else f"not meaningful (< {c['min_accuracy']:.0%})"
-            lines.append(f"  {direction}: accuracy on the real images {v['accuracy']:.1%}, fooling rate {rate}")
-    return "\n".join(lines)
-
-
 def to_json(result):
     """Strict JSON text of a report() result."""
     return json.dumps(result, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(result, path):
+    """Write to_json(result) to `path` (~ expanded) whole or not at all; a UserError when it cannot."""
+    try:
+        fsutil.write_atomic(Path(path).expanduser(), to_json(result))
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {first_line(error)}; choose another --json file") from None

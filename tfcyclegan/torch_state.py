@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UserError, first_line
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -297,7 +297,7 @@ def read_state_dict(path):
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror or error}; give a .pth file") from None
+        raise UserError(f"cannot read {path}: {first_line(error)}; give a .pth file") from None
     if not data:
         raise UserError(f"{path} is empty (0 bytes); download or save it again")
     if data.startswith(b"PK"):

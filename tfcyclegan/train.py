@@ -22,25 +22,21 @@ from tfcyclegan.schedules import LinearDecay
 def build_model(config, steps_per_epoch):
     """A compiled CycleGAN whose three optimizers follow the linear-decay schedule.
 
-    Under a mixed precision the layers compute in bfloat16 or float16 while every
-    variable stays float32, so checkpoints load in any precision; float16 adds
-    dynamic loss scaling, which bfloat16's float32-sized exponent does not need.
+    Under a mixed precision the networks compute in bfloat16 or float16 (the dtype policy
+    is passed to them; the global policy is never touched) while every variable stays
+    float32, so checkpoints load in any precision; float16 adds dynamic loss scaling,
+    which bfloat16's float32-sized exponent does not need.
     """
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config.precision)
-    try:
-        generator_g, generator_f = rundir.build_generators(config)
-        model = CycleGAN(
-            generator_g,
-            generator_f,
-            PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_x"),
-            PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_y"),
-            image_size=config.image_size,
-            pool_size=config.pool_size,
-            seed=config.seed,
-        )
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    generator_g, generator_f = rundir.build_generators(config, dtype=config.precision)
+    model = CycleGAN(
+        generator_g,
+        generator_f,
+        PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_x", dtype=config.precision),
+        PatchDiscriminator(ndf=config.ndf, n_layers=config.disc_layers, name="discriminator_y", dtype=config.precision),
+        image_size=config.image_size,
+        pool_size=config.pool_size,
+        seed=config.seed,
+    )
     schedule = LinearDecay(config.lr, config.epochs, config.decay_epoch, steps_per_epoch)
 
     def adam():
@@ -319,7 +315,7 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, fou
         model = build_model(config, steps)
     checkpoint = rundir.make_checkpoint(model)
     if found.path:
-        rundir.check_matches(found.path, rundir.match_parts(model), run_dir)
+        rundir.check_model_matches(found.path, model, run_dir)
         if chief and checkpoints.listed_newest(run_dir / rundir.CHECKPOINT_DIR) != found.number:
             # The manager would resume from (and in time delete) what the state file lists.
             checkpoints.relist(run_dir / rundir.CHECKPOINT_DIR, found)

@@ -1,0 +1,65 @@
+"""Export a run's (or model directory's) generators as a SavedModel, TFLite files or a
+Keras model directory, each verified against the Keras generators before it is kept.
+One job per module:
+
+    options     what `export` accepts: formats, quantization modes (stdlib only)
+    savedmodel  write_savedmodel: one SavedModel whose endpoints take any size, float32 and uint8
+    tflite      convert_tflite: a .tflite per direction, float or quantized, int8 calibrated
+    samples     the images to calibrate and check on: source-domain images, or synthetic ones
+    parity      the limit each export kind must reach against Keras, and the check
+    publish     the export folder: refuse foreign targets, stage, swap in all or nothing
+    pipeline    export(): options, load, write, check, metadata.json, publish
+
+The export format's names (metadata.json, file and signature names) that the readers
+share live in tfcyclegan.export_format. The names below are imported from their module
+on first use, so that importing this package (as the command line does for its option
+lists) loads no TensorFlow.
+"""
+
+import importlib
+
+from tfcyclegan.export.options import FORMATS, KIND_NAMES, QUANTIZE
+
+_LAZY = {
+    "SAVEDMODEL_DIR": "savedmodel",
+    "UINT8_SPEC": "savedmodel",
+    "ENDPOINTS": "savedmodel",
+    "write_savedmodel": "savedmodel",
+    "INT8_FLOAT_OPS": "tflite",
+    "convert_tflite": "tflite",
+    "CALIBRATION_COUNT": "samples",
+    "VERIFY_COUNT": "samples",
+    "sample_images": "samples",
+    "synthetic_images": "samples",
+    "LARGE_SIZE": "parity",
+    "Limit": "parity",
+    "PARITY": "parity",
+    "psnr": "parity",
+    "ExportResult": "pipeline",
+    "default_output": "pipeline",
+    "export": "pipeline",
+}
+# Older names of publish's functions, which tfcyclegan.pretrained and tests use.
+_RENAMED = {
+    "_check_target": ("publish", "check_target"),
+    "_staging": ("publish", "staged"),
+    "_replace": ("publish", "swap_in"),
+}
+
+__all__ = ["FORMATS", "KIND_NAMES", "QUANTIZE", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attribute = _LAZY[name], name
+    elif name in _RENAMED:
+        module, attribute = _RENAMED[name]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value  # once imported, an ordinary attribute (monkeypatch sets and restores it)
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

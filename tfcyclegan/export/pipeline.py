@@ -1,0 +1,140 @@
+"""export(): one export from start to finish. Check the options and the target, load
+the generators of a run or model directory, write the chosen kind into a staging
+folder, check its parity against Keras, describe it in metadata.json, and publish it."""
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tfcyclegan import inference, modeldir, report, rundir
+from tfcyclegan.errors import UsageError, UserError
+from tfcyclegan.export import parity, publish, samples, savedmodel, tflite
+from tfcyclegan.export.options import FORMATS, QUANTIZE
+from tfcyclegan.export_format import FILES_KEY, METADATA_FILE, tflite_file
+from tfcyclegan.version import __version__
+
+
+@dataclass
+class ExportResult:
+    """Where an export landed, its size in bytes, and per direction (max abs error, PSNR dB)."""
+
+    path: Path
+    format: str
+    quantize: str
+    size: int
+    parity: dict = field(default_factory=dict)
+
+
+def default_output(run_dir, fmt, quantize="none"):
+    """saved_models/<run name>/savedmodel, or .../keras, .../tflite (float32) and .../tflite-<quantize>.
+
+    A model directory named keras (`tfcyclegan import`'s saved_models/<name>/keras)
+    exports beside itself, under its parent's name."""
+    path = Path(run_dir).expanduser().resolve()
+    name = path.parent.name if path.name == "keras" and modeldir.is_model_dir(path) else path.name
+    leaf = fmt if fmt != "tflite" else "tflite" if quantize == "none" else f"tflite-{quantize}"
+    return Path("saved_models") / name / leaf
+
+
+def check_options(fmt, quantize, calibration_dirs=()):
+    """UsageError (exit 2) for options no export can use."""
+    if fmt not in FORMATS:
+        raise UsageError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if quantize not in QUANTIZE:
+        raise UsageError(f"--quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+    if fmt != "tflite" and quantize != "none":
+        raise UsageError(f"--quantize applies to --format tflite only; --format {fmt} keeps float32 weights")
+    samples.check_calibration_dirs(calibration_dirs)
+
+
+def _load(source):
+    """({direction: generator}, TrainConfig-like description, provenance) of a run or model directory."""
+    from tfcyclegan.config import TrainConfig
+
+    if modeldir.is_model_dir(source):
+        meta = modeldir.read_metadata(source)
+        generators = {d: modeldir.load_generator(source, d) for d in modeldir.directions(source)}
+        first = next(iter(generators.values()))
+        config = TrainConfig(
+            domain_a=meta.get("domain_a"),
+            domain_b=meta.get("domain_b"),
+            image_size=int(meta.get("image_size") or 256),
+            blocks=first.n_blocks,
+            ngf=first.ngf,
+        )
+        provenance = {"model_dir": str(source.resolve())}
+        if "sources" in meta:
+            provenance["sources"] = meta["sources"]
+        if "run_dir" in meta:
+            provenance.update(run_dir=meta["run_dir"], checkpoint=meta.get("checkpoint"))
+        return generators, config, provenance
+    if source.is_file() and source.suffix.lower() in (".pth", ".pt"):
+        raise UserError(f"{source} is a PyTorch file; import it first: tfcyclegan import {source}, then export that")
+    generator_g, generator_f, config, checkpoint = rundir.restore_generators(source)
+    return (
+        {"a2b": generator_g, "b2a": generator_f},
+        config,
+        {"run_dir": str(source.resolve()), "checkpoint": Path(checkpoint).name},
+    )
+
+
+def _size(path):
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_dirs=(), log=report.note):
+    """Export the newest checkpoint of `run_dir`, or a model directory; returns an ExportResult.
+
+    savedmodel: one SavedModel with endpoints a2b, b2a (float32) and a2b_uint8,
+    b2a_uint8. tflite: a2b.tflite and b2a.tflite, quantized as `quantize` says. keras:
+    a model directory (tfcyclegan.modeldir). Each gets a metadata.json. A model
+    directory holding one generator exports that direction only. Each direction must
+    reach PARITY against the Keras generator on source-domain images (or synthetic
+    ones), else UserError and nothing is written. Progress and the parity of each
+    direction go to `log`.
+    """
+    check_options(fmt, quantize, calibration_dirs)
+    run_dir = Path(run_dir).expanduser()
+    target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
+    publish.check_target(target, fmt)  # before any work
+    generators, config, provenance = _load(run_dir)
+    generator_g, generator_f = generators["a2b"], generators.get("b2a")
+    images = samples.sample_images(
+        config, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log, directions=list(generators)
+    )
+    references = {d: inference.keras_translator(g, d) for d, g in generators.items()}
+    limit = parity.PARITY[fmt if fmt != "tflite" else quantize]
+    metadata = {
+        "format": fmt,
+        "tfcyclegan_version": __version__,
+        "domain_a": config.domain_a,
+        "domain_b": config.domain_b,
+        "image_size": config.image_size,
+        "blocks": config.blocks,
+        "ngf": config.ngf,
+        **provenance,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if fmt == "savedmodel":
+        metadata["endpoints"] = savedmodel.endpoints(generators)
+    elif fmt == "tflite":
+        metadata["quantize"] = quantize
+        metadata["io"] = tflite.IO
+        metadata[FILES_KEY] = {d: tflite_file(d) for d in generators}
+    with publish.staged(target, fmt) as staging:
+        if fmt == "savedmodel":
+            savedmodel.write_savedmodel(generator_g, generator_f, staging)
+        elif fmt == "keras":
+            metadata = modeldir.save(staging, generators, metadata)
+        else:
+            tflite.write_tflite(generator_g, generator_f, staging, quantize, images, log)
+        measured = parity.verify(staging, fmt, references, images, limit, log)
+        metadata["parity"] = {"limit": str(limit), **measured}
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        size = _size(staging)
+    shown = target if target.name not in ("", "..") else Path(os.path.realpath(target))  # not "exported to ."
+    return ExportResult(
+        shown, fmt, quantize, size, {d: (p["max_abs_error"], p["psnr_db"]) for d, p in measured.items()}
+    )

@@ -1,0 +1,51 @@
+"""Translate images of any size with a trained generator: from a run directory, a model
+directory of .keras generators, an exported SavedModel, a .tflite file or a PyTorch .pth
+generator, in memory or file to file. One job per module:
+
+    options   what `translate` accepts: directions, output formats, sizes (stdlib only)
+    tiling    Translator: any size in and out, batched and tiled within a memory budget
+    loaders   a Translator from a generator in memory or a model at a path (load_translator)
+    files     translate_files: plan outputs, read inputs, write each output whole
+
+The names below are imported from their module on first use, so that importing this
+package (as the command line does for its option lists) loads no TensorFlow.
+"""
+
+import importlib
+
+from tfcyclegan.inference.options import DIRECTIONS, FORMATS, MIN_SIDE, MULTIPLE
+
+_LAZY = {
+    "PASS_BYTES": "tiling",
+    "LIVE_COPIES": "tiling",
+    "BLEND_ROWS": "tiling",
+    "pass_bytes_per_pixel": "tiling",
+    "pixel_budget": "tiling",
+    "Translator": "tiling",
+    "IMAGE_SPEC": "loaders",
+    "keras_translator": "loaders",
+    "load_translator": "loaders",
+    "TranslateReport": "files",
+    "check_output_dir": "files",
+    "plan_outputs": "files",
+    "translate_files": "files",
+}
+# Names of the export format (tfcyclegan.export_format) this module has long offered.
+_EXPORT_FORMAT = ("METADATA_FILE", "TFLITE_MAGIC")
+
+__all__ = ["DIRECTIONS", "FORMATS", "MIN_SIDE", "MULTIPLE", *_LAZY, *_EXPORT_FORMAT]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    elif name in _EXPORT_FORMAT:
+        value = getattr(importlib.import_module("tfcyclegan.export_format"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # once imported, an ordinary attribute (monkeypatch sets and restores it)
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
