@@ -23,6 +23,7 @@ from PIL import Image
 from tfcyclegan import datasets, demo, export, inference
 from tfcyclegan.datasets import ARCHIVES, Archive
 from tfcyclegan.errors import UserError
+from tfcyclegan.export import publish
 
 SPLITS = ("trainA", "trainB", "testA", "testB")
 
@@ -523,7 +524,7 @@ def test_a_failed_swap_in_the_current_folder_puts_the_earlier_export_back(tmp_pa
 
     monkeypatch.setattr(os, "rename", flaky)
     with pytest.raises(OSError):
-        export._replace(staging, work)
+        publish.swap_in(staging, work)
     assert tree(work) == {"a2b.tflite": b"old", "metadata.json": b"old"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [".here.tmp-x", "here"]  # the caller removes its staging
 

@@ -129,7 +129,7 @@ def test_fit_on_the_corpus_lists_each_unreadable_file_once_and_trains_on_the_res
         f"note: domain A: 2 images are smaller than --image-size 32 and are upscaled, the smallest "
         f"{domains / 'corpus' / 'one pixel.png'} (1x1); remove them if that is not wanted"
     ) in lines
-    assert f"A: {READABLE} images from {domains / 'corpus'}" in result.stdout
+    assert f"A: {READABLE} images from {domains / 'corpus'}" in result.stderr
     assert result.stdout.rstrip().endswith(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
     assert tf.train.latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR).endswith("ckpt-2")
 
@@ -210,7 +210,7 @@ def test_disk_full_then_divergence_keep_the_last_good_checkpoint(domains, tmp_pa
 
     # Resumed with a learning rate far too large, the run diverges at once and says so.
     result = invoke("fit", "--run-dir", run_dir, "--lr", "1e30")
-    assert "resuming with --lr 1e+30 (the run had 0.0002)" in result.stdout
+    assert "resuming with --lr 1e+30 (the run had 0.0002)" in result.stderr
     assert_one_line_error(result, "error: training diverged: ")
     assert (
         f"at step 4; the last good checkpoint {first} is kept; resume from it with a lower --lr: "

@@ -146,7 +146,7 @@ def test_resume_falls_back_never_overwrites_the_damaged_checkpoint_and_sets_asid
     result = invoke("fit", "--run-dir", run)
     assert result.exit_code == 0, result.output
     assert f"note: checkpoint {damaged} is damaged" in result.stderr
-    assert f"resuming {run} at epoch 2, step 2" in result.stdout
+    assert f"resuming {run} at epoch 2, step 2" in result.stderr
     # Step 4 again, numbered above the damaged ckpt-4, which is left as it was.
     assert tf.train.latest_checkpoint(run / "checkpoints").endswith("ckpt-5")
     assert {p.name: p.read_bytes() for p in run.joinpath("checkpoints").glob("ckpt-4.*")} == kept

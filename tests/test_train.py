@@ -256,12 +256,12 @@ def test_extending_a_run_recomputes_the_schedule_and_may_change_precision(folder
     for epochs, precision in ((3, "mixed_bfloat16"), (4, "float32")):
         config = tiny(folders, run_dir, epochs=epochs, precision=precision)
         train.fit(config, explicit={"epochs", "precision"}, verbose=0)
-        out = capsys.readouterr().out
+        notes = capsys.readouterr().err  # notes on stderr (tfcyclegan.report)
         assert (
             f"extending {run_dir} from {epochs - 1} to {epochs} epochs; learning rate decays linearly from epoch "
             f"{epochs - 1} to 0 at epoch {epochs}"
-        ) in out.splitlines()
-        assert f"resuming {run_dir} at epoch {epochs}, step {3 * (epochs - 1)}" in out
+        ) in notes.splitlines()
+        assert f"resuming {run_dir} at epoch {epochs}, step {3 * (epochs - 1)}" in notes
         saved = json.loads((run_dir / "config.json").read_text())
         assert (saved["epochs"], saved["decay_epoch"], saved["precision"]) == (epochs, epochs - 1, precision)
     # LinearDecay's formula in numpy for the steps of both extensions (3 steps per epoch).
@@ -288,7 +288,7 @@ def test_steps_per_epoch_is_saved_and_kept_when_images_change(folders, tmp_path,
     shutil.copy(sorted((folders / "a").iterdir())[2], domains / "a")  # 3 images would make 3 steps
     capsys.readouterr()
     train.fit(tiny(domains, run_dir, epochs=2, decay_epoch=0, steps_per_epoch=None), explicit={"epochs"}, verbose=0)
-    notes = [line for line in capsys.readouterr().out.splitlines() if "steps per epoch" in line]
+    notes = [line for line in capsys.readouterr().err.splitlines() if "steps per epoch" in line]
     assert notes == [
         f"note: the domains now hold 3 (A) and 2 (B) training images, 2 and 2 when {run_dir} last trained; "
         "it keeps its 2 steps per epoch"

@@ -83,7 +83,7 @@ def list_images(folder, *, allow_empty=False, log=report.note):
                 entries = list(listing)
         except OSError as error:
             if top == str(root):
-                raise UserError(f"cannot list folder {top}: {error.strerror}; fix its permissions") from None
+                raise UserError(f"cannot list folder {top}: {first_line(error)}; fix its permissions") from None
             skipped += 1
             if skipped <= MAX_SKIP_NOTES:
                 if isinstance(error, (FileNotFoundError, NotADirectoryError)):
@@ -174,7 +174,7 @@ def _read_file(path):
     except FileNotFoundError:
         raise ImageError(path, "file not found (broken link?)") from None
     except OSError as e:
-        raise ImageError(path, f"cannot read file ({e.strerror})") from None
+        raise ImageError(path, f"cannot read file ({first_line(e)})") from None
     if len(data) > MAX_FILE_BYTES:  # it grew after the check
         raise ImageError(path, f"file is over the {MAX_FILE_BYTES >> 20} MiB limit for an image file")
     return data

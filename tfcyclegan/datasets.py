@@ -11,7 +11,7 @@ import keras
 
 from tfcyclegan import demo, fsutil, report
 from tfcyclegan.data import list_images
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UserError, first_line
 
 _BERKELEY = "https://people.eecs.berkeley.edu/~taesung_park/CycleGAN/datasets/"
 
@@ -248,7 +248,7 @@ def download_archive(name, data_root):
         try:
             why = _mismatch(existing, archive)
         except OSError as e:
-            why = f"unreadable: {e.strerror}"
+            why = f"unreadable: {first_line(e)}"
         if why is None:
             _extract(existing, archive, data_root, str(existing), f"move it away and download {archive.url} again")
             report.note(
@@ -264,7 +264,7 @@ def download_archive(name, data_root):
         scratch = _fetch(archive, data_root, by_hand, kept)
     except OSError as e:
         raise UserError(
-            f"cannot write to {data_root}: {e.strerror}; set TFCYCLEGAN_DATA or --data-root to a writable folder"
+            f"cannot write to {data_root}: {first_line(e)}; set TFCYCLEGAN_DATA or --data-root to a writable folder"
         ) from None
     try:
         if kept:

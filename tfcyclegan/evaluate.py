@@ -21,10 +21,9 @@ command line takes SPLITS, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
 
 import json
 import math
-from pathlib import Path
 
 from tfcyclegan import fsutil, report
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.errors import UserError
 
 SPLITS = ("test", "train")
 # Without a test split this seeded fraction of a domain's training images is held out:
@@ -295,7 +294,4 @@ def to_json(result):
 
 def write_json(result, path):
     """Write to_json(result) to `path` (~ expanded) whole or not at all; a UserError when it cannot."""
-    try:
-        fsutil.write_atomic(Path(path).expanduser(), to_json(result))
-    except OSError as error:
-        raise UserError(f"cannot write {path}: {first_line(error)}; choose another --json file") from None
+    fsutil.write_for_user(path, to_json(result), "choose another --json file")

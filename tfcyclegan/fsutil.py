@@ -8,6 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
+from tfcyclegan.errors import UserError, first_line
+
 
 def unique_dir(parent, prefix):
     """A new, empty folder <parent>/<prefix><random>, mode 0777 less the umask."""
@@ -55,6 +57,15 @@ def write_atomic(target, data):
     """Replace `target` with `data` (str, written as UTF-8, or bytes) whole or not at all (see replacing)."""
     with replacing(target) as temporary:
         temporary.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def write_for_user(path, text, remedy):
+    """Write `text` to a file the user named (`path`, ~ expanded) whole or not at all; when it
+    cannot be written, a UserError naming it and ending in `remedy`."""
+    try:
+        write_atomic(Path(path).expanduser(), text)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {first_line(error)}; {remedy}") from None
 
 
 def publish(temporary, target, overwrite):

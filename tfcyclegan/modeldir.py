@@ -27,17 +27,22 @@ def is_model_dir(path):
     return path.is_dir() and any((path / name).is_file() for name in GENERATOR_FILES.values())
 
 
-def read_metadata(path):
-    """The folder's metadata.json as a dict ({} when absent); unreadable is a UserError."""
+def read_metadata(path, remedy="import or export the model again", not_object=None):
+    """The folder's metadata.json (exports and model directories) as a dict ({} when
+    absent). Unreadable, it is a UserError ending in `remedy`; not a JSON object, it is one
+    too, unless `not_object` is given, which is returned instead (an export's reader,
+    tfcyclegan.inference.loaders, ignores such a file)."""
     meta_path = Path(path) / METADATA_FILE
     if not meta_path.is_file():
         return {}
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {meta_path}: {error}; import or export the model again") from None
+        raise UserError(f"cannot read {meta_path}: {error}; {remedy}") from None
     if not isinstance(meta, dict):
-        raise UserError(f"{meta_path} is not a JSON object; import or export the model again")
+        if not_object is not None:
+            return not_object
+        raise UserError(f"{meta_path} is not a JSON object; {remedy}")
     return meta
 
 

@@ -194,8 +194,17 @@ class ResidualBlock(layers.Layer):
         return {**super().get_config(), "filters": self.filters, "dropout": self.dropout, "affine": self.affine}
 
 
+class _LayerStack(keras.Model):
+    """A network that runs its `stack` of layers in order (both networks are one chain)."""
+
+    def call(self, x):
+        for layer in self.stack:
+            x = layer(x)
+        return x
+
+
 @keras.saving.register_keras_serializable(package="tfcyclegan")
-class ResnetGenerator(keras.Model):
+class ResnetGenerator(_LayerStack):
     """Generator G: X -> Y (or F: Y -> X), fully convolutional.
 
     Any input whose height and width are multiples of 4 gives an output of the
@@ -248,11 +257,6 @@ class ResnetGenerator(keras.Model):
         ]
         self.stack = stack
 
-    def call(self, x):
-        for layer in self.stack:
-            x = layer(x)
-        return x
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -264,7 +268,7 @@ class ResnetGenerator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="tfcyclegan")
-class PatchDiscriminator(keras.Model):
+class PatchDiscriminator(_LayerStack):
     """70x70 PatchGAN D_X or D_Y: one real/fake score per overlapping image patch.
 
     C64 (no norm) - C128 - C256 with stride 2, then C512 at stride 1 and a
@@ -300,11 +304,6 @@ class PatchDiscriminator(keras.Model):
             layers.Conv2D(1, 4, kernel_initializer=_init(), name="conv_out", dtype="float32"),
         ]
         self.stack = stack
-
-    def call(self, x):
-        for layer in self.stack:
-            x = layer(x)
-        return x
 
     def get_config(self):
         return {**super().get_config(), "ndf": self.ndf, "n_layers": self.n_layers}

@@ -330,7 +330,7 @@ def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, lo
     `a2b` becomes generator_g.keras, `b2a` (optional) generator_f.keras; `sha256s`
     pins them in that order.
     """
-    from tfcyclegan import export
+    from tfcyclegan.export import publish
 
     sources = {"a2b": a2b, **({"b2a": b2a} if b2a else {})}
     reverse = REVERSE.get(official_name(a2b))
@@ -339,7 +339,7 @@ def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, lo
     if len(sha256s) > len(sources):
         raise UserError(f"{len(sha256s)} --sha256 values for {len(sources)} files; give one per file, in order")
     target = Path(output).expanduser() if output else default_output(a2b)
-    export._check_target(target, "keras")
+    publish.check_target(target, "keras")
     generators, described = {}, {}
     for (direction, source), pinned in zip(sources.items(), list(sha256s) + [None] * 2):
         name = "generator_g" if direction == "a2b" else "generator_f"
@@ -359,6 +359,6 @@ def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, lo
         # The official generators were trained on 256 x 256 crops.
         "image_size": 256,
     }
-    with export._staging(target, "keras") as staging:
+    with publish.staged(target, "keras") as staging:
         metadata = modeldir.save(staging, generators, metadata)
     return target, metadata

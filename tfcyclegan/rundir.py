@@ -134,7 +134,7 @@ def network_variables(network, positional=False):
     variable under its shortest path, and Adam reaches the generators' variables
     through its own list at depth 3 (generator_optimizer/_trainable_variables/N); ":",
     because tf.train.Checkpoint escapes "/" and "." in names.
-    Checkpoints written before 2026-11-28 stored a list in construction order
+    Checkpoints written before issue #16 (up to commit 4ee0d6b) stored a list in construction order
     (generator_g/0, generator_g/1, ...); `positional=True` gives that list, whose order
     the architecture fixes, so those runs still load.
     """
@@ -149,7 +149,7 @@ def _key(path):
 
 
 def _positional(keys):
-    """Whether a checkpoint (its variable keys) stores networks by position (before 2026-11-28)."""
+    """Whether a checkpoint (its variable keys) stores networks by position (before issue #16)."""
     return f"generator_g/0{_VALUE}" in keys
 
 
@@ -261,7 +261,7 @@ def check_matches(checkpoint, networks, run_dir, pools=None):
     pool's key (pool_x/images) to its variable. A config.json that disagrees with its
     checkpoint would fail deep in TensorFlow, after a page of warnings; this names the
     first variable that differs, by layer path (by position in checkpoints written
-    before 2026-11-28).
+    before issue #16).
     """
     shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
     problem = None

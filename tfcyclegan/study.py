@@ -184,7 +184,7 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
             (study_dir / folder).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(
-                f"cannot create {study_dir / folder}: {error.strerror}; choose another --study-dir"
+                f"cannot create {study_dir / folder}: {first_line(error)}; choose another --study-dir"
             ) from None
     files = {side: _study_files(domains[side], side.upper(), log) for side in "ab"}
     for direction in todo:
@@ -249,7 +249,7 @@ class AnswerStore:
         except FileNotFoundError:
             return []
         except OSError as error:
-            raise UserError(f"cannot read {self.path}: {error.strerror}") from None
+            raise UserError(f"cannot read {self.path}: {first_line(error)}") from None
         records = []
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from tfcyclegan import fsutil, study
 from tfcyclegan import report as reporting
-from tfcyclegan.errors import UserError, first_line
 
 Z95 = 1.959963984540054  # standard normal quantile at 0.975
 
@@ -120,7 +119,4 @@ def to_json(result):
 
 def write_json(result, path):
     """Write to_json(result) to `path` (~ expanded) whole or not at all; a UserError when it cannot."""
-    try:
-        fsutil.write_atomic(Path(path).expanduser(), to_json(result))
-    except OSError as error:
-        raise UserError(f"cannot write {path}: {first_line(error)}; choose another --json file") from None
+    fsutil.write_for_user(path, to_json(result), "choose another --json file")

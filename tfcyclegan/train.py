@@ -12,7 +12,8 @@ import keras
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import callbacks, checkpoints, data, datasets, distribute, rundir
+from tfcyclegan import callbacks, checkpoints, data, datasets, distribute, report, rundir
+from tfcyclegan.config import TrainConfig
 from tfcyclegan.errors import UsageError, UserError
 from tfcyclegan.model import CycleGAN
 from tfcyclegan.networks import PatchDiscriminator
@@ -72,23 +73,21 @@ def _readable(domain, label, image_size):
     """The domain's decodable training images; says which files are skipped and why."""
     good, bad = data.scan_images(domain.train_files)
     for path, reason in bad:
-        print(f"skipping {path}: {reason}", file=sys.stderr)
+        report.note(f"skipping {path}: {reason}")
     if not good:
         raise UserError(f"domain {label} ({domain.name}) has no readable training image; check {domain.root}")
     if bad:
-        print(
+        report.note(
             f"warning: domain {label}: {len(bad)} of {len(bad) + len(good)} files skipped (listed above); "
-            f"remove or replace them",
-            file=sys.stderr,
+            f"remove or replace them"
         )
     # Images smaller than the crop still train (resized up), but are usually strays.
     small = [(path, size) for path, size in ((path, _size(path)) for path in good) if min(size) < image_size]
     if small:
         path, (w, h) = min(small, key=lambda item: min(item[1]))
-        print(
+        report.note(
             f"note: domain {label}: {len(small)} images are smaller than --image-size {image_size} and are "
-            f"upscaled, the smallest {path} ({w}x{h}); remove them if that is not wanted",
-            file=sys.stderr,
+            f"upscaled, the smallest {path} ({w}x{h}); remove them if that is not wanted"
         )
     return good
 
@@ -128,9 +127,9 @@ def _check_resume(config, run_dir, explicit):
             "drop those options to resume, or pass a new --run-dir"
         )
     if "lr" in explicit and config.lr != saved.lr:
-        print(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
+        report.note(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
     if "precision" in explicit and config.precision != saved.precision:
-        print(f"resuming with --precision {config.precision} (the run had {saved.precision})")
+        report.note(f"resuming with --precision {config.precision} (the run had {saved.precision})")
     for name in CHANGEABLE_ON_RESUME:
         if name in explicit:
             setattr(saved, name, getattr(config, name))
@@ -165,7 +164,9 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
     else:
         verb = "extending" if config.epochs > before.epochs else "shortening"
         change = f"{verb} {run_dir} from {before.epochs} to {config.epochs} epochs"
-    print(f"{change}; learning rate decays linearly from epoch {config.decay_epoch} to 0 at epoch {config.epochs}")
+    report.note(
+        f"{change}; learning rate decays linearly from epoch {config.decay_epoch} to 0 at epoch {config.epochs}"
+    )
 
 
 def _note_changed_counts(run_dir, counts, steps):
@@ -175,7 +176,7 @@ def _note_changed_counts(run_dir, counts, steps):
     saved = json.loads((Path(run_dir) / rundir.CONFIG_FILE).read_text()).get("images")
     if not isinstance(saved, dict) or saved == counts:
         return  # a config.json written before image counts were saved
-    print(
+    report.note(
         f"note: the domains now hold {counts['A']} (A) and {counts['B']} (B) training images, {saved.get('A')} and "
         f"{saved.get('B')} when {run_dir} last trained; it keeps its {steps} steps per epoch"
     )
@@ -217,9 +218,9 @@ def init_generators(folder, config, explicit=frozenset()):
                 "not train; fine-tune a generator without it"
             )
         if generator.dropout:
-            print(f"note: {folder}'s {direction} generator was trained with dropout; fit trains it without")
+            report.note(f"note: {folder}'s {direction} generator was trained with dropout; fit trains it without")
     if "b2a" not in generators:
-        print(f"note: {folder} has no generator_f.keras (F: B -> A); F starts from scratch")
+        report.note(f"note: {folder} has no generator_f.keras (F: B -> A); F starts from scratch")
     return generators
 
 
@@ -240,7 +241,7 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
     if resuming:
         config, before = _check_resume(config, run_dir, explicit)
         if init_from:
-            print(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
+            report.note(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
     start = init_generators(init_from, config, explicit) if init_from and not resuming else None
     config.validate()
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
@@ -258,12 +259,39 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
         if (run_dir / rundir.CONFIG_FILE).exists():
             lock.acquire()  # before any work: another fit may be training in it
     try:
-        return _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start, before, explicit)
+        return _prepare_and_fit(
+            config,
+            strategy,
+            chief=chief,
+            run_dir=run_dir,
+            verbose=verbose,
+            lock=lock,
+            start=start,
+            before=before,
+            explicit=explicit,
+        )
     finally:
         lock.release()
 
 
-def _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start=None, before=None, explicit=frozenset()):
+@dataclasses.dataclass
+class _Plan:
+    """What `fit` settled before training: the run, where it trains, on which images, and
+    from where (the checkpoint found, or generators to start from)."""
+
+    config: TrainConfig
+    strategy: tf.distribute.Strategy
+    chief: bool  # only the chief writes the run directory
+    run_dir: Path
+    out_dir: Path  # the run directory, or a worker's temporary folder
+    files_a: list
+    files_b: list
+    found: checkpoints.Found
+    start: dict | None
+    verbose: int
+
+
+def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, before, explicit):
     """Everything between the checks of `fit` and training: data, schedule, config.json.
 
     `before` is the config a resumed run was saved with (None for a new run).
@@ -281,11 +309,8 @@ def _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start=None
     steps = config.steps_per_epoch or data.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
     config.steps_per_epoch = steps
     counts = {"A": len(files_a), "B": len(files_b)}
-    found = (
-        rundir.newest_checkpoint(run_dir)
-        if checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
-        else checkpoints.Found()
-    )
+    has_any = checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
+    found = rundir.newest_checkpoint(run_dir) if has_any else checkpoints.Found()
     if resuming:
         _note_changed_counts(run_dir, counts, steps)
         if found.path:
@@ -299,68 +324,76 @@ def _prepare_and_fit(config, strategy, chief, run_dir, verbose, lock, start=None
         if not lock.held:  # a new run directory: locked as soon as it exists
             lock.acquire()
         rundir.save_config(config, run_dir, counts)
-    print(config.describe())
-    print(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
+    report.note(config.describe())
+    report.note(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
     if replicas > 1:
-        print(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
+        report.note(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
     try:
-        return _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, found, verbose, start)
+        return _fit(_Plan(config, strategy, chief, run_dir, out_dir, files_a, files_b, found, start, verbose))
     finally:
         if not chief:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, found, verbose, start=None):
-    with strategy.scope():
-        model = build_model(config, steps)
-    checkpoint = rundir.make_checkpoint(model)
+def _restored_model(plan):
+    """The model, restored from the checkpoint found or started from `plan.start`, and the
+    CheckpointManager that saves it."""
+    with plan.strategy.scope():
+        model = build_model(plan.config, plan.config.steps_per_epoch)
+    folder = plan.run_dir / rundir.CHECKPOINT_DIR
+    found = plan.found
     if found.path:
-        rundir.check_model_matches(found.path, model, run_dir)
-        if chief and checkpoints.listed_newest(run_dir / rundir.CHECKPOINT_DIR) != found.number:
+        rundir.check_model_matches(found.path, model, plan.run_dir)
+        if plan.chief and checkpoints.listed_newest(folder) != found.number:
             # The manager would resume from (and in time delete) what the state file lists.
-            checkpoints.relist(run_dir / rundir.CHECKPOINT_DIR, found)
-    manager = tf.train.CheckpointManager(checkpoint, out_dir / rundir.CHECKPOINT_DIR, max_to_keep=3)
+            checkpoints.relist(folder, found)
+    manager = tf.train.CheckpointManager(rundir.make_checkpoint(model), plan.out_dir / rundir.CHECKPOINT_DIR, 3)
     if found.path:
         rundir.restore_checkpoint(model, found.path)
-    elif start:
-        for direction, generator in start.items():
+    elif plan.start:
+        for direction, generator in plan.start.items():
             target = model.generator_g if direction == "a2b" else model.generator_f
             target.set_weights(generator.get_weights())
-    step_variable = model.generator_optimizer.iterations
-    first_epoch, done_in_epoch = divmod(int(step_variable.numpy()), steps)
-    if first_epoch >= config.epochs:
-        print(f"{run_dir} already finished all {config.epochs} epochs")
-        return run_dir
-    if found.path:
-        print(f"resuming {run_dir} at epoch {first_epoch + 1}, step {int(step_variable.numpy())}")
+    return model, manager
 
-    writer = tf.summary.create_file_writer(str(out_dir / "logs"))
-    count = config.sample_count
+
+def _side_work(plan, model, manager, writer, done_in_epoch):
+    """The callbacks of the run, in order; the divergence guard and the checkpoint saver
+    are returned apart as well, for what happens after training."""
+    config, step_variable = plan.config, model.generator_optimizer.iterations
     guard = callbacks.StopOnNonFinite(step_variable)
     # Checkpoints are numbered by step, but above any damaged one left in place; saved
     # before the samples and the loss log, so neither can keep an epoch from being saved.
-    taken = checkpoints.highest_damaged(run_dir / rundir.CHECKPOINT_DIR, found.number or 0)
-    saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=found.path)
+    taken = checkpoints.highest_damaged(plan.run_dir / rundir.CHECKPOINT_DIR, plan.found.number or 0)
+    saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=plan.found.path)
     side_work = [callbacks.Throughput(config.batch_size), guard, saver]
     if done_in_epoch:
         carried = rundir.epoch_loss_variables(model)
         side_work.append(callbacks.ContinueEpoch(carried, [v.numpy() for v in carried]))
-    if chief:
+    if plan.chief:
+        count = config.sample_count
         side_work += [
             callbacks.TensorBoardLog(writer, model.generator_optimizer, config.log_every),
             callbacks.Samples(
-                run_dir,
+                plan.run_dir,
                 writer,
-                data.make_eval_batch(files_a, config.image_size, count),
-                data.make_eval_batch(files_b, config.image_size, count),
+                data.make_eval_batch(plan.files_a, config.image_size, count),
+                data.make_eval_batch(plan.files_b, config.image_size, count),
             ),
-            callbacks.LossLog(run_dir),
+            callbacks.LossLog(plan.run_dir),
         ]
+    return side_work, guard, saver
+
+
+def _train_epochs(plan, model, side_work, first_epoch, done_in_epoch):
+    """model.fit from where the run stands to its last epoch: first the rest of an epoch an
+    interruption cut short, on exactly the batches it had left, then whole epochs."""
+    config, steps = plan.config, plan.config.steps_per_epoch
 
     def dataset(first, last):
         return data.make_train_dataset(
-            files_a,
-            files_b,
+            plan.files_a,
+            plan.files_b,
             image_size=config.image_size,
             load_size=config.load_size,
             batch_size=config.batch_size,
@@ -371,6 +404,41 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, fou
             seed=config.seed,
         )
 
+    # shuffle=False: the dataset is already shuffled, per epoch and reproducibly.
+    options = dict(callbacks=side_work, verbose=plan.verbose, shuffle=False)
+    if done_in_epoch:
+        model.fit(
+            dataset(first_epoch, first_epoch + 1).skip(done_in_epoch),
+            epochs=first_epoch + 1,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps - done_in_epoch,
+            **options,
+        )
+        first_epoch += 1
+    if first_epoch < config.epochs and not model.stop_training:
+        model.fit(
+            dataset(first_epoch, config.epochs),
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            **options,
+        )
+
+
+def _fit(plan):
+    """Train the planned run to its last epoch; an interrupt saves a checkpoint and returns."""
+    config, run_dir = plan.config, plan.run_dir
+    model, manager = _restored_model(plan)
+    step_variable = model.generator_optimizer.iterations
+    first_epoch, done_in_epoch = divmod(int(step_variable.numpy()), config.steps_per_epoch)
+    if first_epoch >= config.epochs:
+        report.result(f"{run_dir} already finished all {config.epochs} epochs")
+        return run_dir
+    if plan.found.path:
+        report.note(f"resuming {run_dir} at epoch {first_epoch + 1}, step {int(step_variable.numpy())}")
+
+    writer = tf.summary.create_file_writer(str(plan.out_dir / "logs"))
+    side_work, guard, saver = _side_work(plan, model, manager, writer, done_in_epoch)
     # SIGINT and SIGTERM stop at the next batch boundary (StopOnSignal): an interrupt
     # raised wherever Python happens to be can land in a garbage-collection callback,
     # where Python prints and drops it, and training would go on.
@@ -380,37 +448,16 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, fou
     watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {signum: signal.signal(signum, stopper.handle) for signum in watched}
     try:
-        if done_in_epoch:
-            # Finish the epoch an interruption cut short, on exactly the batches it had left.
-            model.fit(
-                dataset(first_epoch, first_epoch + 1).skip(done_in_epoch),
-                epochs=first_epoch + 1,
-                initial_epoch=first_epoch,
-                steps_per_epoch=steps - done_in_epoch,
-                callbacks=side_work,
-                verbose=verbose,
-                shuffle=False,  # the dataset is already shuffled, per epoch and reproducibly
-            )
-            first_epoch += 1
-        if first_epoch < config.epochs and not model.stop_training:
-            model.fit(
-                dataset(first_epoch, config.epochs),
-                epochs=config.epochs,
-                initial_epoch=first_epoch,
-                steps_per_epoch=steps,
-                callbacks=side_work,
-                verbose=verbose,
-                shuffle=False,  # the dataset is already shuffled, per epoch and reproducibly
-            )
+        _train_epochs(plan, model, side_work, first_epoch, done_in_epoch)
     except KeyboardInterrupt:
         # Never checkpoint ruined weights (a divergence the loss check did not see yet).
         ruined = not callbacks.all_finite(_state_variables(model))
         if not ruined:
             path = saver.save()
-            print(f"\ninterrupted: saved {path}; resume with: tfcyclegan fit --run-dir {run_dir}")
+            report.result(f"\ninterrupted: saved {path}; resume with: tfcyclegan fit --run-dir {run_dir}")
             return run_dir
     except distribute.PEER_LOST as error:
-        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if not isinstance(plan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise
         kept = checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
         kept = (
@@ -432,21 +479,25 @@ def _fit(config, strategy, chief, run_dir, out_dir, files_a, files_b, steps, fou
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         writer.close()
-    bad = guard.bad
-    if bad or ruined:
-        lower = f"--lr {config.lr / 10:g}"
-        if manager.latest_checkpoint:
-            advice = (
-                f"the last good checkpoint {manager.latest_checkpoint} is kept; resume from it with a lower "
-                f"--lr: tfcyclegan fit --run-dir {run_dir} {lower}"
-            )
-        else:
-            advice = f"no checkpoint was saved; start again with a lower --lr, e.g. {lower}"
-        what = f"{bad[1]} = {bad[2]}" if bad else "the weights are not finite"
-        step = bad[0] if bad else int(step_variable.numpy())
-        raise UserError(f"training diverged: {what} at step {step}; {advice}")
-    print(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
+    if guard.bad or ruined:
+        _diverged(config, run_dir, manager, guard.bad, int(step_variable.numpy()))
+    report.result(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
     return run_dir
+
+
+def _diverged(config, run_dir, manager, bad, step):
+    """Raise the UserError of a run whose loss (`bad`: step, name, value) or weights
+    stopped being finite, with the way back: the last good checkpoint and a lower --lr."""
+    lower = f"--lr {config.lr / 10:g}"
+    if manager.latest_checkpoint:
+        advice = (
+            f"the last good checkpoint {manager.latest_checkpoint} is kept; resume from it with a lower "
+            f"--lr: tfcyclegan fit --run-dir {run_dir} {lower}"
+        )
+    else:
+        advice = f"no checkpoint was saved; start again with a lower --lr, e.g. {lower}"
+    what = f"{bad[1]} = {bad[2]}" if bad else "the weights are not finite"
+    raise UserError(f"training diverged: {what} at step {bad[0] if bad else step}; {advice}")
 
 
 def _state_variables(model):

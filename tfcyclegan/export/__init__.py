@@ -39,24 +39,13 @@ _LAZY = {
     "default_output": "pipeline",
     "export": "pipeline",
 }
-# Older names of publish's functions, which tfcyclegan.pretrained and tests use.
-_RENAMED = {
-    "_check_target": ("publish", "check_target"),
-    "_staging": ("publish", "staged"),
-    "_replace": ("publish", "swap_in"),
-}
-
 __all__ = ["FORMATS", "KIND_NAMES", "QUANTIZE", *_LAZY]
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        module, attribute = _LAZY[name], name
-    elif name in _RENAMED:
-        module, attribute = _RENAMED[name]
-    else:
+    if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     globals()[name] = value  # once imported, an ordinary attribute (monkeypatch sets and restores it)
     return value
 

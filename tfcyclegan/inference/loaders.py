@@ -31,6 +31,7 @@ from tfcyclegan.export_format import (
 )
 from tfcyclegan.inference.tiling import Translator, pixel_budget
 
+REEXPORT = "re-export the model with `tfcyclegan export`"
 # What a translator's forward pass takes and returns: float32 RGB batches of any size.
 IMAGE_SPEC = tf.TensorSpec((None, None, None, 3), tf.float32)
 
@@ -51,15 +52,7 @@ def _read_metadata(folder):
     """The export metadata.json in `folder` ({} if none). The architecture values used here
     are held to the bounds of `tfcyclegan fit`'s options (config.value_problem), and
     "files" must map directions to file names; anything else is a UserError naming the key."""
-    path = Path(folder) / METADATA_FILE
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path}: {error}; re-export the model with `tfcyclegan export`") from None
-    if not isinstance(meta, dict):
-        return {}
+    meta = modeldir.read_metadata(folder, REEXPORT, not_object={})
     problems = [
         value_problem(key, meta[key], json.dumps(key)) for key in ("ngf", "blocks", "image_size") if key in meta
     ]
@@ -68,7 +61,7 @@ def _read_metadata(folder):
         problems.append(f'"{FILES_KEY}" must map a2b and b2a to file names (got {json.dumps(files)})')
     problems = [problem for problem in problems if problem]
     if problems:
-        raise UserError(f"{path}: {'; '.join(problems)}; re-export the model with `tfcyclegan export`")
+        raise UserError(f"{Path(folder) / METADATA_FILE}: {'; '.join(problems)}; {REEXPORT}")
     return meta
 
 
