@@ -242,3 +242,35 @@ def test_translate_uint8_blends_tiles_like_the_float_path():
     got = tiled.translate_uint8(image)
     assert got.dtype == np.uint8 and got.shape == image.shape
     assert np.abs(got.astype(int) - expected).max() <= 1  # float32 rounding at a .5 boundary
+
+
+@pytest.mark.parametrize("key, value, message", [("n_blocks", 1_000_000, "n_blocks must be <= 32 (got 1000000)"),
+                                                 ("ngf", 100_000, "ngf must be <= 256 (got 100000)"),
+                                                 ("n_blocks", "6", 'n_blocks must be an integer (got "6")')])  # fmt: skip
+def test_a_keras_generator_asking_for_an_absurd_network_is_refused_before_building(tmp_path, key, value, message):
+    """A .keras file's architecture is read from its config.json and bounded before Keras builds it."""
+    import json
+    import zipfile
+
+    from helpers import assert_one_line_error
+
+    (tmp_path / "model").mkdir()
+    generator = ResnetGenerator(ngf=4, n_blocks=1, name="generator_g")
+    generator(np.zeros((1, 16, 16, 3), "float32"))
+    generator.save(tmp_path / "g.keras")
+    with (
+        zipfile.ZipFile(tmp_path / "g.keras") as source,
+        zipfile.ZipFile(tmp_path / "model" / "generator_g.keras", "w") as out,
+    ):
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"][key] = value
+                data = json.dumps(config).encode()
+            out.writestr(item, data)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "in.png")
+    result = invoke("translate", "--model", tmp_path / "model", tmp_path / "in.png", "--output", tmp_path / "out")
+    assert_one_line_error(
+        result, f"{tmp_path / 'model' / 'generator_g.keras'}: {message}; import or export the model again"
+    )

@@ -11,6 +11,7 @@ networks are registered Keras classes (tfcyclegan.networks), nothing else is nee
 """
 
 import json
+import zipfile
 from pathlib import Path
 
 from tfcyclegan.errors import UserError, first_line
@@ -65,6 +66,7 @@ def load_generator(path, direction):
             f"{path} has no {direction} generator ({GENERATOR_FILES[direction]}), only {other}: pretrained files "
             f"translate one way; for {direction}, import the reverse .pth as the second file"
         )
+    _check_architecture(file)
     try:
         generator = keras.saving.load_model(file, safe_mode=True, compile=False)
     except Exception as error:
@@ -74,6 +76,27 @@ def load_generator(path, direction):
             f"{file} holds a {type(generator).__name__}, not a tfcyclegan ResnetGenerator; import or export it again"
         )
     return generator
+
+
+def _check_architecture(file):
+    """Hold a .keras generator's ngf and n_blocks to the bounds of `fit`'s --ngf and --blocks
+    before anything is built: a file asking for a million blocks would otherwise build for
+    many minutes and gigabytes. A file that is no .keras archive is left to Keras' loader,
+    whose error is reported."""
+    from tfcyclegan.config import value_problem
+
+    try:
+        with zipfile.ZipFile(file) as archive:
+            config = json.loads(archive.read("config.json")).get("config")
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile):
+        return
+    if not isinstance(config, dict):
+        return
+    problems = [value_problem(option, config[key], key) for key, option in (("ngf", "ngf"), ("n_blocks", "blocks"))
+                if key in config]  # fmt: skip
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise UserError(f"{file}: {'; '.join(problems)}; import or export the model again")
 
 
 def save(folder, generators, metadata):
