@@ -35,19 +35,28 @@ too), so that the load of a shared machine hits both alike. Per size it prints
 both medians, ours / PyTorch (lower is better) as the ratio of the medians and as
 the median of the rounds' ratios, the same per CPU-second, both sides' parameter
 counts and the convolution FLOPs of the PyTorch step as
-torch.utils.flop_counter counts them, against `hand_step_flops`.
+torch.utils.flop_counter counts them, against `hand_step_flops`. PyTorch's
+OpenMP threads wait for each other at the end of every op, so whenever another
+process takes a core from one of them the whole op waits a time slice: beside
+other jobs its step slows far more than ours (64 px at load average 4-9:
+6-70 s a step, where one thread does it in 1.3 CPU seconds), and only a quiet
+machine gives a fair ratio at 2 threads. `--threads 1` (one thread each, TensorFlow's inter-op pool too) is
+immune to that and still compares the kernels.
 
     .venv/bin/python benchmarks/train_step.py --vs-pytorch --sizes 128:6 --repeats 9
 
 `--variants` times kernel variants of our float32 step, each against the
 shipped networks in one process (same weights; `--repeats` rounds of `--group`
 steps each, alternating which goes first): the ratio variant / shipped of the
-step time (median of the rounds' ratios), and the max abs difference of the
-training-mode outputs of G and D_Y and of the generator gradients from the
-shipped networks'. A variant is applied by switching the class of built layers
-(tfcyclegan itself is untouched); `+` combines them, e.g. `--variants
-fused_norm,explicit_pad+bias_add`; `--variants all` runs each one alone. Names
-are in VARIANTS.
+step time and of its CPU seconds (medians of the rounds' ratios), the max abs
+difference of the training-mode outputs of G and D_Y and of the generator
+gradients from the shipped networks', and the max abs error of G's output and of
+the gradients of both from the shipped networks run in float64 (the float32
+rounding error, which a variant may move). A variant is applied by switching
+the class of built layers (tfcyclegan itself is untouched); `+` combines them,
+e.g. `--variants fused_norm,explicit_pad+bias_add`; `--variants all` runs each
+one alone. Names are in VARIANTS. (No NCHW variant: TensorFlow 2.21's CPU
+Conv2DBackpropInput and Conv2DBackpropFilter only support NHWC.)
 
     .venv/bin/python benchmarks/train_step.py --variants all --sizes 128:6
 """
@@ -66,7 +75,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
 from keras import layers, ops  # noqa: E402
 
 from tfcyclegan.model import CycleGAN  # noqa: E402
@@ -164,14 +172,15 @@ def graph_step_flops(model, x, y):
     return total
 
 
-def build(size, n_blocks, ngf=64, ndf=64):
-    """The full CycleGAN of the paper at this size, compiled with the default optimizers."""
+def build(size, n_blocks, ngf=64, ndf=64, dtype="float32"):
+    """The full CycleGAN of the paper at this size computing in `dtype` (a Keras dtype
+    policy, as `fit --precision` gives it), compiled with the default optimizers."""
     keras.utils.set_random_seed(0)
     model = CycleGAN(
-        ResnetGenerator(ngf=ngf, n_blocks=n_blocks),
-        ResnetGenerator(ngf=ngf, n_blocks=n_blocks),
-        PatchDiscriminator(ndf=ndf),
-        PatchDiscriminator(ndf=ndf),
+        ResnetGenerator(ngf=ngf, n_blocks=n_blocks, dtype=dtype),
+        ResnetGenerator(ngf=ngf, n_blocks=n_blocks, dtype=dtype),
+        PatchDiscriminator(ndf=ndf, dtype=dtype),
+        PatchDiscriminator(ndf=ndf, dtype=dtype),
         image_size=size,
     )
     model.compile()
@@ -220,7 +229,7 @@ def step_run(model, size, batch):
 
 def measure(size, n_blocks, repeats, warmup, batch, precision, matmul_n):
     """One table row for this size; steps and matmuls alternate so that both see the same load."""
-    model = build(size, n_blocks)
+    model = build(size, n_blocks, dtype=precision)
     rng = np.random.default_rng(0)
     x, y = (tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)), tf.float32) for _ in range(2))
     flops = hand_step_flops(size, n_blocks, 64, 64, batch)
@@ -310,7 +319,7 @@ def versus_pytorch(size, n_blocks, args, precision):
     threads, inter = tf_threads()
     # The child builds and warms up while this process does the same; nothing is timed yet.
     torch_step = TorchStep(args.torch_python, size, n_blocks, args.batch, threads, args.warmup)
-    model = build(size, n_blocks)
+    model = build(size, n_blocks, dtype=precision)
     step, traces = step_run(model, size, args.batch)
     for _ in range(args.warmup):
         step()
@@ -470,20 +479,52 @@ def _max_abs(a, b):
     return max(float(tf.reduce_max(tf.abs(u - v))) for u, v in zip(a, b))
 
 
-def variant_differences(base, variant, x, y):
-    """Max abs differences of training-mode outputs of G and D_Y, and of the generator gradients."""
+class _Float64Norm(InstanceNormalization):
+    """The shipped training statistics (tf.nn.moments) in the layer's own dtype, for the float64 reference."""
+
+    def call(self, x, training=None):
+        mean, variance = tf.nn.moments(x, [1, 2], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(variance + self.epsilon)
+
+
+def float64_reference(base, size, n_blocks):
+    """The shipped networks with `base`'s weights in float64: what float32 rounding is measured against."""
+    reference = build(size, n_blocks, dtype="float64")
+    reference.set_weights([w.astype("float64") for w in base.get_weights()])
+    for stack in _layer_lists(reference):
+        for layer in stack:
+            if isinstance(layer, InstanceNormalization):
+                layer.__class__ = _Float64Norm  # the shipped layer would take the fused kernel, float32 only
+    return reference
+
+
+def variant_differences(base, variant, reference, x, y):
+    """Max abs differences of training-mode outputs of G and D_Y and of the generator gradients.
+
+    Between the variant and the shipped networks, and of both from the float64
+    reference: the float32 rounding error that the variant changes.
+    """
     outputs = []
-    for model in (base, variant):
+    for model in (base, variant, reference):
+        dtype = model.generator_g.compute_dtype
+        xm, ym = tf.cast(x, dtype), tf.cast(y, dtype)
         with tf.GradientTape() as tape:
-            terms, _, _ = model.compute_losses(x, y, training=True)
+            terms, _, _ = model.compute_losses(xm, ym, training=True)
         grads = tape.gradient(terms["loss_G"], model.generator_variables)
-        outputs.append((model.generator_g(x, training=True), model.discriminator_y(y, training=True), grads))
-    (g0, d0, grads0), (g1, d1, grads1) = outputs
+        outputs.append(
+            [
+                tf.cast(t, "float64")
+                for t in (model.generator_g(xm, training=True), model.discriminator_y(ym, training=True), *grads)
+            ]
+        )
+    (g0, d0, *grads0), (g1, d1, *grads1), (g64, _, *grads64) = outputs
     return {
         "G": _max_abs([g0], [g1]),
         "D": _max_abs([d0], [d1]),
         "grad": _max_abs(grads0, grads1),
-        "grad_scale": max(float(tf.reduce_max(tf.abs(g))) for g in grads0),
+        "grad_scale": max(float(tf.reduce_max(tf.abs(g))) for g in grads64),
+        "G_error": (_max_abs([g0], [g64]), _max_abs([g1], [g64])),
+        "grad_error": (_max_abs(grads0, grads64), _max_abs(grads1, grads64)),
     }
 
 
@@ -494,7 +535,7 @@ def measure_variant(size, n_blocks, args, names):
     apply_variant(variant, set(names.split("+")))
     rng = np.random.default_rng(1)
     x, y = (tf.constant(rng.uniform(-1, 1, (args.batch, size, size, 3)), tf.float32) for _ in range(2))
-    diff = variant_differences(base, variant, x, y)
+    diff = variant_differences(base, variant, float64_reference(base, size, n_blocks), x, y)
     steps = [step_run(model, size, args.batch) for model in (base, variant)]
     for _ in range(args.warmup):
         for step, _ in steps:
@@ -506,15 +547,17 @@ def measure_variant(size, n_blocks, args, names):
         for k in order:
             group[k] = [timed(steps[k][0]) for _ in range(args.group)]
             times[k].extend(group[k])
-        pairs.append(statistics.median(t for t, _ in group[1]) / statistics.median(t for t, _ in group[0]))
+        pairs.append(
+            [statistics.median(t[j] for t in group[1]) / statistics.median(t[j] for t in group[0]) for j in (0, 1)]
+        )
     return {
         "variant": names,
         "size": f"{size}px / {n_blocks} blocks",
         "base": statistics.median(t for t, _ in times[0]),
         "wall": statistics.median(t for t, _ in times[1]),
-        "ratio": statistics.median(pairs),
-        "ratio_spread": (min(pairs), max(pairs)),
-        "cpu_ratio": statistics.median(c for _, c in times[1]) / statistics.median(c for _, c in times[0]),
+        "ratio": statistics.median(p[0] for p in pairs),
+        "ratio_spread": (min(p[0] for p in pairs), max(p[0] for p in pairs)),
+        "cpu_ratio": statistics.median(p[1] for p in pairs),
         "traces": [len(traces) for _, traces in steps],
         **diff,
     }
@@ -525,15 +568,92 @@ def parse_sizes(text):
     return [tuple(int(v) for v in item.split(":")) for item in text.split(",")]
 
 
-def child(size, n_blocks, args, precision):
+def child(size, n_blocks, args, precision, mode=()):
     """One row, measured in a fresh process, so that its peak memory is its own."""
     command = [sys.executable, __file__, "--row", f"{size}:{n_blocks}", "--precisions", precision,
                "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--batch", str(args.batch),
-               "--matmul", str(args.matmul)]  # fmt: skip
+               "--matmul", str(args.matmul), "--group", str(args.group), "--threads", str(args.threads),
+               *mode]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode:
-        sys.exit(f"measuring {size}px / {precision} failed:\n{result.stderr[-3000:]}")
+        sys.exit(f"measuring {size}px / {precision} {' '.join(mode)} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def report_vs_pytorch(args, precisions):
+    """--vs-pytorch: one comparison row per size and precision, each in its own process."""
+    if not os.access(args.torch_python, os.X_OK):
+        sys.exit(
+            f"--vs-pytorch needs a Python with torch at {args.torch_python} (--torch-python); create it: {TORCH_SETUP}"
+        )
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"{os.cpu_count()} CPUs, batch {args.batch}, {args.repeats} rounds of {args.group} step(s) of ours "
+        f"and {args.group} PyTorch step(s) after {args.warmup} each, load average {os.getloadavg()[0]:.1f}"
+    )
+    print()
+    print("| size | precision | ours s/step (min-max) | PyTorch float32 s/step (min-max) | ours / PyTorch "
+          "| per round | ours CPU s/step | PyTorch CPU s/step | CPU ratio per round |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    checks = []
+    for size, n_blocks in args.sizes:
+        for precision in precisions:
+            r = child(size, n_blocks, args, precision, ["--vs-pytorch", "--torch-python", args.torch_python])
+            print(
+                f"| {r['size']} | {precision} | {r['ours'][0]:.3f} ({r['ours_spread'][0]:.3f}-{r['ours_spread'][1]:.3f}) "
+                f"| {r['torch'][0]:.3f} ({r['torch_spread'][0]:.3f}-{r['torch_spread'][1]:.3f}) "
+                f"| {r['ratio']:.3f}x | {r['paired']:.3f}x | {r['ours'][1]:.2f} | {r['torch'][1]:.2f} "
+                f"| {r['cpu_ratio']:.3f}x |",
+                flush=True,
+            )
+        same = "equal" if r["params"] == r["torch_params"] else "DIFFERENT"
+        checks.append(
+            f"{r['size']}: parameters per generator / discriminator: ours {r['params']['G']:,} / "
+            f"{r['params']['D']:,}, PyTorch {r['torch_params']['G']:,} / {r['torch_params']['D']:,} ({same}); "
+            f"convolution GFLOP per step: hand count {r['gflop']:.2f}, PyTorch FlopCounterMode "
+            f"{r['torch_gflop']:.2f} ({r['torch_gflop'] / r['gflop'] - 1:+.2%}); our step traced {r['traces']}x"
+        )
+    print()
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"threads: TensorFlow intra-op {r['threads']} (inter-op {r['inter']}), "
+        f"PyTorch {r['torch_version']} torch.set_num_threads({r['torch_threads']})"
+    )
+    for line in checks:
+        print(line)
+
+
+def report_variants(args, precisions):
+    """--variants: each variant against the shipped networks, each in its own process."""
+    names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
+    unknown = {n for name in names for n in name.split("+")} - set(VARIANTS)
+    if unknown:
+        sys.exit(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+        f"{os.cpu_count()} CPUs, batch {args.batch}, {precisions[0]}, {args.repeats} rounds of {args.group} "
+        f"step(s) of each after {args.warmup}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print()
+    print("| size | variant | shipped s/step | variant s/step | variant / shipped (min-max) | CPU ratio "
+          "| max abs diff G | max abs diff D_Y | max abs diff grad G | G error vs float64: shipped, variant "
+          "| grad G error vs float64 (max abs grad): shipped, variant |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for size, n_blocks in args.sizes:
+        for name in names:
+            r = child(size, n_blocks, args, precisions[0], ["--variants", name])
+            print(
+                f"| {r['size']} | {name} | {r['base']:.3f} | {r['wall']:.3f} | {r['ratio']:.3f}x "
+                f"({r['ratio_spread'][0]:.3f}-{r['ratio_spread'][1]:.3f}) | {r['cpu_ratio']:.3f}x | {r['G']:.1e} "
+                f"| {r['D']:.1e} | {r['grad']:.1e} | {r['G_error'][0]:.1e}, {r['G_error'][1]:.1e} "
+                f"| {r['grad_error'][0]:.1e}, {r['grad_error'][1]:.1e} ({r['grad_scale']:.1e}) |",
+                flush=True,
+            )
+            assert r["traces"] == [1, 1], r["traces"]
+    print()
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    for name in names:
+        print(f"{name}: {'; '.join(VARIANTS[n] for n in name.split('+'))}")
 
 
 def main():
@@ -541,26 +661,53 @@ def main():
     parser.add_argument(
         "--sizes",
         type=parse_sizes,
-        default=parse_sizes("64:6,128:6,256:9"),
-        help="comma-separated SIZE:BLOCKS pairs (default 64:6,128:6,256:9)",
+        default=None,
+        help="comma-separated SIZE:BLOCKS pairs (default 64:6,128:6,256:9; 128:6 with --variants)",
     )
-    parser.add_argument("--repeats", type=int, default=7, help="timed steps per size; medians are reported")
+    parser.add_argument("--repeats", type=int, default=7, help="timed steps (rounds) per size; medians are reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, allocation)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument(
         "--precisions",
-        default="float32,mixed_bfloat16",
-        help="comma-separated Keras dtype policies; the matmul peak uses the compute dtype",
+        default=None,
+        help="comma-separated Keras dtype policies; the matmul peak uses the compute dtype "
+        "(default float32,mixed_bfloat16; float32 with --vs-pytorch or --variants)",
     )
     parser.add_argument("--matmul", type=int, default=4096, help="side of the square matmul that sets the peak")
+    parser.add_argument("--vs-pytorch", action="store_true", help="time against the official PyTorch step")
+    parser.add_argument("--torch-python", default=TORCH_PYTHON, help=f"a Python with torch (default {TORCH_PYTHON})")
+    parser.add_argument(
+        "--variants", help=f"kernel variants to time: 'all' or comma-separated, + combines: {', '.join(VARIANTS)}"
+    )
+    parser.add_argument("--group", type=int, default=1, help="steps per turn with --vs-pytorch and --variants")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="TensorFlow intra- and inter-op threads, and PyTorch's threads (default: TensorFlow's, one per core)",
+    )
     parser.add_argument("--row", type=parse_sizes, help=argparse.SUPPRESS)  # internal: measure one row, print JSON
     args = parser.parse_args()
-    precisions = args.precisions.split(",")
+    special = args.vs_pytorch or args.variants
+    precisions = (args.precisions or ("float32" if special else "float32,mixed_bfloat16")).split(",")
+    args.sizes = args.sizes or parse_sizes("128:6" if args.variants else "64:6,128:6,256:9")
     if args.row:
-        keras.mixed_precision.set_global_policy(precisions[0])
+        if args.threads:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         ((size, n_blocks),) = args.row
-        print(json.dumps(measure(size, n_blocks, args.repeats, args.warmup, args.batch, precisions[0], args.matmul)))
+        if args.vs_pytorch:
+            result = versus_pytorch(size, n_blocks, args, precisions[0])
+        elif args.variants:
+            result = measure_variant(size, n_blocks, args, args.variants)
+        else:
+            result = measure(size, n_blocks, args.repeats, args.warmup, args.batch, precisions[0], args.matmul)
+        print(json.dumps(result))
         return
+    if args.vs_pytorch:
+        return report_vs_pytorch(args, precisions)
+    if args.variants:
+        return report_variants(args, precisions)
 
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "

@@ -20,7 +20,7 @@ from helpers import write_noise_domains
 from tfcyclegan import distribute
 from tfcyclegan.errors import UserError
 
-TIMEOUT = 150  # seconds for one multi-worker run on a loaded 2-core machine
+TIMEOUT = 300  # seconds for one multi-worker run on a loaded 2-core machine (183 s measured at load 8)
 
 # Trains through train.fit and saves the final weights of all four networks (this
 # worker's copy) to argv[2]. With STOP_AFTER_EPOCH set, every worker stops after that

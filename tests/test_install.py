@@ -56,7 +56,10 @@ def test_wheel_installs_with_click_only_and_ships_the_package_data(tmp_path):
     (wheel,) = wheels.glob("tfcyclegan-*.whl")
 
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"tfcyclegan/__init__.py", "tfcyclegan_cli/main.py"} <= names
+    # Every module of the library, subpackages included, and of the command line.
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "tfcyclegan").rglob("*.py")}
+    modules |= {f"tfcyclegan_cli/{p.name}" for p in (REPO / "cli").glob("*.py")}
+    assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
     study_page = REPO / "tfcyclegan" / "study_page"
     data = {
         p.relative_to(REPO).as_posix() for p in study_page.rglob("*") if p.is_file() and "__pycache__" not in p.parts
