@@ -96,7 +96,7 @@ def memory(args):
 
 def load_weights(run_dir):
     """(G, F, description, training image size, (domain A eval files, domain A train files) or None)."""
-    from tfcyclegan import datasets, rundir
+    from tfcyclegan import datasets, report, rundir
     from tfcyclegan.errors import UserError
     from tfcyclegan.networks import ResnetGenerator
 
@@ -106,7 +106,7 @@ def load_weights(run_dir):
             domain_a, _ = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root, download=False)
             files = domain_a.test_files or domain_a.train_files, domain_a.train_files
         except UserError as error:
-            print(f"note: {error}; measuring on synthetic images instead (or give --images DIR)", file=sys.stderr)
+            report.note(f"note: {error}; measuring on synthetic images instead (or give --images DIR)")
             files = None
         description = f"trained: {run_dir} ({config.blocks} blocks, ngf {config.ngf}, {config.image_size} px)"
         return generator_g, generator_f, description, config.image_size, files
@@ -183,7 +183,7 @@ def main():
         return memory(args)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tfcyclegan import data, export, inference
+    from tfcyclegan import data, export, inference, report
 
     load_before = os.getloadavg()
     generator, generator_f, weights, train_size, files = load_weights(args.run_dir)
@@ -193,10 +193,9 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="tfcyclegan-bench-"))
     try:
         export.write_savedmodel(generator, generator_f, work / "savedmodel")
-        keras_fn = tf.function(lambda x: generator(x, training=False), input_signature=[inference.IMAGE_SPEC])
         loaded = tf.saved_model.load(str(work / "savedmodel"))
         kinds = {
-            "Keras (tf.function)": (lambda x: keras_fn(x).numpy(), 4e-6 * generator.count_params()),
+            "Keras (tf.function)": (inference.keras_translator(generator).run, 4e-6 * generator.count_params()),
             "SavedModel (both directions on disk)": (lambda x: loaded.a2b(x).numpy(), size_mb(work / "savedmodel")),
         }
         for quantize in export.QUANTIZE:
@@ -212,7 +211,7 @@ def main():
                 rows[name][f"ms{s}"] = ms
                 out = [runs[name](x[i : i + 1])[0] for i in range(len(x))]
                 rows[name][f"psnr{s}"] = np.mean([export.psnr(reference[i], y) for i, y in enumerate(out)])
-            print(f"measured {s}x{s}", flush=True)
+            report.note(f"measured {s}x{s}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
