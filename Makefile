@@ -27,4 +27,5 @@ lint: $(STAMP)
 # Trains on the built-in, offline demo domains (flat shapes <-> striped shapes) at 64px.
 demo: $(STAMP)
 	$(VENV)/bin/tfcyclegan fit --domain-a demo:flat --domain-b demo:striped --run-dir runs/demo \
-		--image-size 64 --load-size 64 --ngf 32 --ndf 32 --blocks 4 --epochs 9 --decay-epoch 4 --steps-per-epoch 200
+		--image-size 64 --load-size 64 --ngf 32 --ndf 32 --blocks 4 --disc-layers 2 --epochs 9 --decay-epoch 4 \
+		--steps-per-epoch 200

@@ -7,7 +7,7 @@ import tempfile
 
 import click
 
-from tfcyclegan.errors import UserError
+from tfcyclegan.errors import UserError, first_line
 
 
 def user_errors(command):
@@ -40,9 +40,10 @@ def user_errors(command):
         except Exception as error:
             if debug:
                 raise
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            first = first_line(error, whole=True)
+            said = "" if first == type(error).__name__ else f": {first}"
             click.echo(
-                f"error: unexpected {type(error).__name__}{': ' + first if first else ''}; this is a bug: rerun "
+                f"error: unexpected {type(error).__name__}{said}; this is a bug: rerun "
                 "with `tfcyclegan --debug ...` for the traceback and report it",
                 err=True,
             )

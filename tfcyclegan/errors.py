@@ -13,10 +13,11 @@ class UsageError(UserError):
     exit_code = 2
 
 
-def first_line(error):
+def first_line(error, whole=False):
     """The first line of an exception's message (TensorFlow's OpError keeps it in
     `.message`; OSError's `strerror` has no file name), or its type's name when empty:
-    what a one-line error or note quotes of a failure."""
-    text = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+    what a one-line error or note quotes of a failure. `whole=True` takes str(error)
+    as it is (an OSError's errno and file name included), for errors nobody expected."""
+    text = str(error) if whole else getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
     text = str(text).strip()
     return text.splitlines()[0] if text else type(error).__name__
