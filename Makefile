@@ -13,7 +13,7 @@ $(STAMP): requirements.txt setup.py pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-# The whole suite (about 10 minutes on 2 cores); test-fast skips the tests marked slow.
+# The whole suite (about 15 minutes on 2 cores); test-fast skips the tests marked slow.
 test: $(STAMP)
 	$(PY) -m pytest -q
 
