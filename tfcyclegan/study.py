@@ -32,13 +32,13 @@ from pathlib import Path
 
 from tfcyclegan import fsutil, report
 from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.export_format import DIRECTIONS  # a2b (G), b2a (F), as everywhere
 
 MANIFEST = "manifest.json"
 ANSWERS = "answers.jsonl"
 IMAGES = "images"
 SOURCES = "sources"
 FORMAT = 1
-DIRECTIONS = ("a2b", "b2a")
 PAGE_DIR = Path(__file__).resolve().parent / "study_page"
 PAGE_FILES = {"/": "index.html", "/study.js": "study.js", "/study.css": "study.css"}
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
