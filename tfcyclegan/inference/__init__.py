@@ -30,19 +30,13 @@ _LAZY = {
     "plan_outputs": "files",
     "translate_files": "files",
 }
-# Names of the export format (tfcyclegan.export_format) this module has long offered.
-_EXPORT_FORMAT = ("METADATA_FILE", "TFLITE_MAGIC")
-
-__all__ = ["DIRECTIONS", "FORMATS", "MIN_SIDE", "MULTIPLE", *_LAZY, *_EXPORT_FORMAT]
+__all__ = ["DIRECTIONS", "FORMATS", "MIN_SIDE", "MULTIPLE", *_LAZY]
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    elif name in _EXPORT_FORMAT:
-        value = getattr(importlib.import_module("tfcyclegan.export_format"), name)
-    else:
+    if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     globals()[name] = value  # once imported, an ordinary attribute (monkeypatch sets and restores it)
     return value
 
