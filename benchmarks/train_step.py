@@ -79,6 +79,8 @@ from keras import layers, ops  # noqa: E402
 
 from tfcyclegan.model import CycleGAN  # noqa: E402
 from tfcyclegan.networks import (  # noqa: E402
+    Conv2D,
+    Conv2DTranspose,
     InstanceNormalization,
     PatchDiscriminator,
     ReflectionPadding2D,
@@ -396,8 +398,21 @@ class _SlicePad(ReflectionPadding2D):
         return tf.concat([tf.reverse(x[:, :, 1 : p + 1], [2]), x, tf.reverse(x[:, :, -p - 1 : -1], [2])], 2)
 
 
+class _CroppedTranspose(Conv2DTranspose):
+    """u(k) computed whole and cropped in training too (the shipped layer does so only in inference)."""
+
+    def call(self, x, training=None):
+        return super().call(x, training=False)
+
+
+class _DirectOutput(Conv2D):
+    """c7s1-3 as Keras' Conv2D computes it (one convolution to 3 channels), not on 2x2 pixel blocks."""
+
+    call = layers.Conv2D.call
+
+
 class _Skip(layers.Layer):
-    """A ZeroPadding2D or Cropping2D whose work the next or previous convolution took over."""
+    """A ZeroPadding2D whose work the next convolution took over."""
 
     def call(self, x):
         return x
@@ -413,29 +428,14 @@ def _conv_class(explicit_pad, bias_add):
     return type("_Conv2D", (layers.Conv2D,), {"call": call})
 
 
-def _transpose_class(explicit_crop, bias_add):
-    """Conv2DTranspose with the crop to [1, 2H + 1) as tf.nn.conv2d_transpose's explicit padding, and/or bias_add."""
-
-    def call(self, x):
-        n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
-        if explicit_crop:
-            shape = tf.stack([n, 2 * h, 2 * w, self.filters])
-            y = tf.nn.conv2d_transpose(x, self.kernel, shape, 2, padding=[[0, 0], [1, 0], [1, 0], [0, 0]])
-        else:
-            shape = tf.stack([n, 2 * h + 1, 2 * w + 1, self.filters])
-            y = tf.nn.conv2d_transpose(x, self.kernel, shape, 2, padding="VALID")
-        return _bias(self, y, bias_add)
-
-    return type("_Conv2DTranspose", (layers.Conv2DTranspose,), {"call": call})
-
-
 VARIANTS = {
     "fused_norm": "instance norm in training on the fused batch-norm kernel (InstanceNormalization._fused)",
     "row_moments": "instance norm in training on the two-stage statistics instead of tf.nn.moments",
     "slice_pad": "reflection padding as concatenated reversed slices instead of MirrorPad",
     "explicit_pad": "ZeroPadding2D + Conv2D as one Conv2D with explicit padding",
-    "explicit_crop": "Conv2DTranspose + Cropping2D as one conv2d_transpose with explicit padding and output shape",
-    "bias_add": "convolution biases by tf.nn.bias_add (BiasAddGrad) instead of a broadcast add",
+    "cropped_transpose": "transposed convolutions computed whole (VALID) and cropped in training too",
+    "direct_output": "c7s1-3 as one convolution to 3 channels instead of on 2x2 pixel blocks",
+    "bias_add": "Conv2D biases by tf.nn.bias_add (BiasAddGrad) instead of a broadcast add",
 }
 
 
@@ -448,7 +448,6 @@ def _layer_lists(model):
 
 def apply_variant(model, names):
     """Switch the built layers of `model` to the kernel variants `names` (a set of VARIANTS keys)."""
-    transpose = _transpose_class("explicit_crop" in names, "bias_add" in names)
     convs = names & {"explicit_pad", "bias_add"}
     for stack in _layer_lists(model):
         for i, layer in enumerate(stack):
@@ -458,19 +457,18 @@ def apply_variant(model, names):
                     layer.__class__ = _FusedNorm
                 elif "row_moments" in names:
                     layer.__class__ = _RowMomentsNorm
+            elif isinstance(layer, Conv2DTranspose) and "cropped_transpose" in names:
+                layer.__class__ = _CroppedTranspose
+            elif isinstance(layer, Conv2D) and "direct_output" in names:
+                layer.__class__ = _DirectOutput
             elif isinstance(layer, ReflectionPadding2D) and "slice_pad" in names:
                 layer.__class__ = _SlicePad
             elif isinstance(layer, layers.ZeroPadding2D) and "explicit_pad" in names:
                 assert isinstance(after, layers.Conv2D) and layer.padding == ((1, 1), (1, 1))
                 layer.__class__ = _Skip
-            elif isinstance(layer, layers.Cropping2D) and "explicit_crop" in names:
-                assert layer.cropping == ((1, 0), (1, 0))
-                layer.__class__ = _Skip
-            elif isinstance(layer, layers.Conv2DTranspose) and names & {"explicit_crop", "bias_add"}:
-                assert "explicit_crop" not in names or isinstance(after, layers.Cropping2D)
-                layer.__class__ = transpose
-            elif isinstance(layer, layers.Conv2D) and convs:
-                # Only convolutions after a zero pad take it over; the others keep VALID padding.
+            elif type(layer) is layers.Conv2D and convs:
+                # Only convolutions after a zero pad take it over; the others keep VALID padding
+                # (c7s1-3, networks.Conv2D, keeps its own call).
                 padded = i > 0 and isinstance(stack[i - 1], (layers.ZeroPadding2D, _Skip))
                 layer.__class__ = _conv_class("explicit_pad" in names and padded, "bias_add" in names)
 

@@ -172,7 +172,6 @@ def test_strided_convolutions_have_pytorch_alignment():
     down = next(layer for layer in g.stack if isinstance(layer, layers.Conv2D) and layer.strides == (2, 2))
     up = next(layer for layer in g.stack if isinstance(layer, layers.Conv2DTranspose))
     pad = g.stack[g.stack.index(down) - 1]
-    crop = g.stack[g.stack.index(up) + 1]
     kernel = np.zeros(down.kernel.shape, "float32")
     kernel[0, 0] = 1  # output (i, j) reads input (2i - 1, 2j - 1) as PyTorch's does
     down.set_weights([kernel, np.zeros(down.bias.shape, "float32")])
@@ -183,8 +182,48 @@ def test_strided_convolutions_have_pytorch_alignment():
     kernel = np.zeros(up.kernel.shape, "float32")
     kernel[0, 0, 0, 0] = 1  # input (i, j) lands on full output (2i, 2j), cropped by one: (2i - 1, 2j - 1)
     up.set_weights([kernel, np.zeros(up.bias.shape, "float32")])
-    z = crop(up(np.ones((1, 4, 4, up.kernel.shape[-1]), "float32"))).numpy()[0, :, :, 0]
-    assert z.shape == (8, 8)
     expected = np.zeros((8, 8), "float32")
     expected[1:7:2, 1:7:2] = 1  # input row 0 falls on cropped row -1; nothing reaches row 7
-    np.testing.assert_array_equal(z, expected)
+    # Training computes the window directly, inference whole and cropped (TFLite): both give it.
+    for training in (False, True):
+        z = up(np.ones((1, 4, 4, up.kernel.shape[-1]), "float32"), training=training).numpy()[0, :, :, 0]
+        assert z.shape == (8, 8)
+        np.testing.assert_array_equal(z, expected)
+
+
+def test_transposed_convolution_is_the_same_in_training_and_inference():
+    """The two ways u(k) is computed (direct in training, whole and cropped otherwise) agree."""
+    g = ResnetGenerator(ngf=8, n_blocks=1)
+    g(np.zeros((1, 12, 20, 3), "float32"))
+    x = np.random.default_rng(0).normal(size=(2, 6, 10, 32)).astype("float32")
+    up = g.stack[[layer.name for layer in g.stack].index("conv_up_1")]
+    np.testing.assert_allclose(up(x, training=True), up(x, training=False), atol=1e-5)
+
+
+def test_output_convolution_on_pixel_blocks_is_the_convolution():
+    """c7s1-3 computed on 2x2 pixel blocks against the convolution in numpy (float64), with
+    its input gradient; the generator's last convolution is this layer."""
+    from tfcyclegan.networks import Conv2D
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 14, 20, 8)).astype("float32")
+    layer = Conv2D(3, 7)
+    layer.build(x.shape)
+    kernel, bias = rng.normal(size=(7, 7, 8, 3)) * 0.1, rng.normal(size=3)
+    layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
+    windows = np.lib.stride_tricks.sliding_window_view(x.astype("float64"), (7, 7), axis=(1, 2))
+    expected = np.einsum("nijcpq,pqco->nijo", windows, kernel) + bias
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = layer(xt)
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    dy = rng.normal(size=expected.shape)
+    # d<y, dy>/dx: every window position scatters dy . kernel^T back onto the 7x7 pixels it read.
+    grad = np.zeros(x.shape)
+    for p, q in np.ndindex(7, 7):
+        grad[:, p : p + 8, q : q + 14] += np.einsum("nijo,co->nijc", dy, kernel[p, q])
+    np.testing.assert_allclose(tape.gradient(y, xt, output_gradients=tf.constant(dy, tf.float32)), grad, atol=1e-4)
+    g = ResnetGenerator(ngf=8, n_blocks=1)
+    g(np.zeros((1, 8, 8, 3), "float32"))
+    assert type(g.stack[[layer.name for layer in g.stack].index("conv_out")]) is Conv2D

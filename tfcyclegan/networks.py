@@ -8,7 +8,8 @@ parameter counts match it exactly, and so does the pixel alignment: every
 stride-2 convolution pads by 1 on both sides as PyTorch's Conv2d(k3, s2, p1)
 does (Keras' padding="same" pads only after, one pixel off), and every
 transposed convolution crops its full output to [1, 2H + 1) as PyTorch's
-ConvTranspose2d(k3, s2, p1, output_padding=1) does. Weights of the official
+ConvTranspose2d(k3, s2, p1, output_padding=1) does (computed directly,
+networks.Conv2DTranspose). Weights of the official
 generators therefore give PyTorch's outputs (tfcyclegan.pretrained).
 
 Every layer and network is registered for Keras serialization under the package
@@ -24,6 +25,7 @@ a model never changes global state; every variable is float32 in any policy.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -118,9 +120,11 @@ class InstanceNormalization(layers.Layer):
         # training runs the fused batch-norm kernels: bf16/fp16 in and out, float32
         # statistics inside, no casts, 1.2-2.7x faster than the plain ops in bf16
         # (docs/benchmarks.md). float32 keeps the plain ops: there the kernel saves only
-        # 4% of a step, and its different rounding (which also depends on the thread
-        # count) moves a seeded GAN run far from the documented results. Inference keeps
-        # the plain ops, which every TFLite converter path supports.
+        # 4% of a step, and its rounding depends on how the batch is split and on the
+        # thread count, so one device and two replicas (or a run and its resume on
+        # another machine) would no longer agree to float32 rounding (docs/benchmarks.md,
+        # "Kernel choices"). Inference keeps the plain ops, which every TFLite converter
+        # path supports.
         n, h, w, c = (tf.shape(x)[i] for i in range(4))
         folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c])
         if self.affine:
@@ -194,6 +198,83 @@ class ResidualBlock(layers.Layer):
         return {**super().get_config(), "filters": self.filters, "dropout": self.dropout, "affine": self.affine}
 
 
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class Conv2DTranspose(layers.Conv2DTranspose):
+    """u(k): PyTorch's ConvTranspose2d(k3, s2, p1, output_padding=1), 2H x 2W from H x W.
+
+    That is rows and columns [1, 2H + 1) of the full (2H + 1)-wide transposed
+    convolution. In training it is computed directly (explicit padding of the
+    forward convolution: one row and column before, none after) rather than
+    computed whole and cropped: 5 % less time per training step on this CPU
+    (docs/benchmarks.md), same outputs to float32 rounding. Inference computes it
+    whole and crops, because TFLite's TRANSPOSE_CONV takes only SAME or VALID
+    padding. Named as Keras' layer so that .keras files keep their weight paths
+    (Keras names list members by class).
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=2, **kwargs):
+        if kernel_size not in (3, (3, 3)) or strides not in (2, (2, 2)):
+            raise ValueError(f"Conv2DTranspose here is u(k): kernel 3, stride 2, not {kernel_size}, {strides}")
+        super().__init__(filters, kernel_size, strides=strides, **kwargs)
+
+    def call(self, x, training=None):
+        n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+        if training:
+            shape, padding = tf.stack([n, 2 * h, 2 * w, self.filters]), [[0, 0], [1, 0], [1, 0], [0, 0]]
+        else:
+            shape, padding = tf.stack([n, 2 * h + 1, 2 * w + 1, self.filters]), "VALID"
+        y = tf.nn.conv2d_transpose(x, self.kernel, shape, 2, padding=padding)
+        y = tf.ensure_shape(y if training else y[:, 1:, 1:], self.compute_output_shape(x.shape))
+        return ops.add(y, ops.reshape(self.bias, (1, 1, 1, -1)))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        return (n, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class Conv2D(layers.Conv2D):
+    """c7s1-3: Keras' stride-1 VALID Conv2D, computed on 2x2 pixel blocks.
+
+    oneDNN computes output channels in blocks of 16, so a 3-channel output costs
+    what 16 would (34 GFLOP/s on this CPU against 190 for the residual
+    convolutions). With each 2x2 block of the input as one pixel of 4C channels
+    (space-to-depth), the same convolution is a 4 x 4 one producing the 4 x 3
+    outputs of each block (depth-to-space back): 1.3x the multiply-adds at full
+    speed, 0.69x the time of forward plus backward, 2 % of a training step
+    (docs/benchmarks.md). Same outputs to float32 rounding, same weights. Needs an
+    even-sized input, which the generator always gives it (sizes are multiples
+    of 4, padded by 2 x 3). Named as Keras' layer so that .keras files keep their
+    weight paths (Keras names list members by class).
+    """
+
+    def __init__(self, filters, kernel_size=7, **kwargs):
+        if kernel_size not in (7, (7, 7)) or kwargs.get("strides", 1) not in (1, (1, 1)):
+            raise ValueError(f"Conv2D here is c7s1-k: kernel 7, stride 1, not {kernel_size}")
+        super().__init__(filters, kernel_size, **kwargs)
+
+    def call(self, x):
+        # blocks[u, v, (r, s, c), (a, b, o)] = kernel[2u + r - a, 2v + s - b, c, o], or 0 off the kernel.
+        taps = tf.constant(_BLOCK_TAPS, self.compute_dtype)
+        c, filters = x.shape[-1], self.filters
+        blocks = tf.reshape(tf.einsum("uraI,vsbJ,IJco->uvrscabo", taps, taps, self.kernel), (4, 4, 4 * c, 4 * filters))
+        y = tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(x, 2), blocks, 1, "VALID"), 2)
+        return ops.add(y, ops.reshape(self.bias, (1, 1, 1, -1)))
+
+
+def _block_taps():
+    """taps[u, r, a, i] = 1 where tap i of a 7-wide kernel is tap u of the 4-wide kernel over
+    2-pixel blocks, for input phase r and output phase a: i = 2u + r - a."""
+    taps = np.zeros((4, 2, 2, 7), "float32")
+    for u, r, a in np.ndindex(4, 2, 2):
+        if 0 <= 2 * u + r - a < 7:
+            taps[u, r, a, 2 * u + r - a] = 1
+    return taps
+
+
+_BLOCK_TAPS = _block_taps()
+
+
 class _LayerStack(keras.Model):
     """A network that runs its `stack` of layers in order (both networks are one chain)."""
 
@@ -241,17 +322,15 @@ class ResnetGenerator(_LayerStack):
         ]
         for i, mult in enumerate((2, 1), 1):  # u128, u64: PyTorch's ConvTranspose2d(k3, s2, p1, output_padding=1)
             stack += [
-                layers.Conv2DTranspose(
+                Conv2DTranspose(
                     ngf * mult, 3, strides=2, kernel_initializer=_init(), name=f"conv_up_{i}", dtype=policy
                 ),
-                # The full 2H + 1 output less its first row and column.
-                layers.Cropping2D(((1, 0), (1, 0)), name=f"crop_up_{i}", dtype=policy),
                 InstanceNormalization(affine=affine, name=f"norm_up_{i}", dtype=policy),
                 layers.ReLU(name=f"relu_up_{i}", dtype=policy),
             ]
         stack += [
             ReflectionPadding2D(3, name="pad_out", dtype=policy),
-            layers.Conv2D(3, 7, kernel_initializer=_init(), name="conv_out", dtype=policy),  # c7s1-3
+            Conv2D(3, 7, kernel_initializer=_init(), name="conv_out", dtype=policy),  # c7s1-3
             # tanh in float32: under mixed precision the output image keeps full range.
             layers.Activation("tanh", name="tanh", dtype="float32"),
         ]
