@@ -16,8 +16,7 @@ on first use, so that importing this package (as the command line does for its o
 lists) loads no TensorFlow.
 """
 
-import importlib
-
+from tfcyclegan import lazy
 from tfcyclegan.export.options import FORMATS, KIND_NAMES, QUANTIZE
 
 _LAZY = {
@@ -41,14 +40,4 @@ _LAZY = {
 }
 __all__ = ["FORMATS", "KIND_NAMES", "QUANTIZE", *_LAZY]
 
-
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value  # once imported, an ordinary attribute (monkeypatch sets and restores it)
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy.attach(__name__, globals(), _LAZY)

@@ -11,8 +11,7 @@ The names below are imported from their module on first use, so that importing t
 package (as the command line does for its option lists) loads no TensorFlow.
 """
 
-import importlib
-
+from tfcyclegan import lazy
 from tfcyclegan.inference.options import DIRECTIONS, FORMATS, MIN_SIDE, MULTIPLE
 
 _LAZY = {
@@ -32,14 +31,4 @@ _LAZY = {
 }
 __all__ = ["DIRECTIONS", "FORMATS", "MIN_SIDE", "MULTIPLE", *_LAZY]
 
-
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value  # once imported, an ordinary attribute (monkeypatch sets and restores it)
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy.attach(__name__, globals(), _LAZY)
