@@ -205,11 +205,12 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     That is rows and columns [1, 2H + 1) of the full (2H + 1)-wide transposed
     convolution. In training it is computed directly (explicit padding of the
     forward convolution: one row and column before, none after) rather than
-    computed whole and cropped: 5 % less time per training step on this CPU
-    (docs/benchmarks.md), same outputs to float32 rounding. Inference computes it
-    whole and crops, because TFLite's TRANSPOSE_CONV takes only SAME or VALID
-    padding. Named as Keras' layer so that .keras files keep their weight paths
-    (Keras names list members by class).
+    computed whole and cropped: TensorFlow then runs its own kernels instead of
+    oneDNN's, 0.62-0.72x the time of forward plus backward for these two layers on
+    this CPU (docs/benchmarks.md), same outputs to float32 rounding. Inference
+    computes it whole and crops, because TFLite's TRANSPOSE_CONV takes only SAME or
+    VALID padding. Named as Keras' layer so that .keras files keep their weight
+    paths (Keras names list members by class).
     """
 
     def __init__(self, filters, kernel_size=3, strides=2, **kwargs):
@@ -241,7 +242,7 @@ class Conv2D(layers.Conv2D):
     convolutions). With each 2x2 block of the input as one pixel of 4C channels
     (space-to-depth), the same convolution is a 4 x 4 one producing the 4 x 3
     outputs of each block (depth-to-space back): 1.3x the multiply-adds at full
-    speed, 0.69x the time of forward plus backward, 2 % of a training step
+    speed, 0.62x the time of forward plus backward, 2 % of a training step
     (docs/benchmarks.md). Same outputs to float32 rounding, same weights. Needs an
     even-sized input, which the generator always gives it (sizes are multiples
     of 4, padded by 2 x 3). Named as Keras' layer so that .keras files keep their
