@@ -1,5 +1,7 @@
 """Builders shared by several test modules (pytest puts tests/ on sys.path)."""
 
+import signal
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -9,6 +11,13 @@ from tfcyclegan_cli.main import main
 
 from tfcyclegan import rundir, train
 from tfcyclegan.config import TrainConfig
+
+
+def default_sigint():
+    """A Popen preexec_fn: SIGINT back to its default in the child. A shell running the
+    tests in the background starts them with SIGINT ignored, and Python keeps an
+    inherited ignore, so a Ctrl-C sent to the child would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def photo_like(h, w, seed=0):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import write_noise_domains
+from helpers import default_sigint, write_noise_domains
 
 SIGKILL_TRIALS = 10
 EPOCHS, STEPS = 80, 2  # room for 12 trials that each train a few epochs on a fast machine
@@ -65,10 +65,8 @@ class Fit:
         with open(log_path, "w") as log:
             # Unbuffered, so the test sees each line as soon as it is printed.
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-            # SIGINT back to its default: a shell running the tests in the background
-            # starts them with SIGINT ignored, and Python keeps an inherited ignore.
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+                                            preexec_fn=default_sigint)  # fmt: skip
 
     def output(self):
         return self.log_path.read_text(errors="replace")

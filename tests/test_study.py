@@ -12,7 +12,7 @@ import threading
 
 import pytest
 from click.testing import CliRunner
-from helpers import write_noise_run
+from helpers import default_sigint, write_noise_run
 from PIL import Image
 from tfcyclegan_cli.main import main
 from tfcyclegan_cli.study import format_table
@@ -359,7 +359,8 @@ def test_study_into_a_directory_of_another_model_is_one_line(prepared, tmp_path)
 def test_the_study_command_prints_its_url_and_stops_cleanly_on_ctrl_c(run_dir, tmp_path):
     command = [os.path.join(os.path.dirname(sys.executable), "tfcyclegan"), "study", str(run_dir), "--port", "0",
                "--practice", "1", "--trials", "2", "--study-dir", str(tmp_path / "s")]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_sigint)  # fmt: skip
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/"), process.stderr.read()
