@@ -35,17 +35,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfcyclegan.networks import conv_on_pixel_blocks, upsample_window  # noqa: E402
+
 
 def transposed_whole(x, k):
-    n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
-    shape = tf.stack([n, 2 * h + 1, 2 * w + 1, tf.shape(k)[2]])
-    return tf.nn.conv2d_transpose(x, k, shape, 2, "VALID")[:, 1:, 1:]
+    return upsample_window(x, k, direct=False)
 
 
 def transposed_direct(x, k):
-    n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
-    shape = tf.stack([n, 2 * h, 2 * w, tf.shape(k)[2]])
-    return tf.nn.conv2d_transpose(x, k, shape, 2, [[0, 0], [1, 0], [1, 0], [0, 0]])
+    return upsample_window(x, k, direct=True)
 
 
 def valid(x, k):
@@ -85,25 +83,6 @@ def winograd(x, k):
     m = tf.stack([m[0] + m[1] + m[2], m[1] - m[2] - m[3]], 0)
     m = tf.stack([m[:, 0] + m[:, 1] + m[:, 2], m[:, 1] - m[:, 2] - m[:, 3]], 1)
     return tf.reshape(tf.transpose(m, (2, 3, 1, 4, 0, 5)), (n, 2 * th, 2 * tw, c_out))
-
-
-def _space_to_depth_taps():
-    """S[u, r, a, i] = 1 where tap i of the 7x7 kernel falls on tap u of the 4x4 kernel over
-    2x2 blocks, for input phase r and output phase a (i = 2u + r - a)."""
-    taps = np.zeros((4, 2, 2, 7), "float32")
-    for u in range(4):
-        for r in range(2):
-            for a in range(2):
-                if 0 <= 2 * u + r - a <= 6:
-                    taps[u, r, a, 2 * u + r - a] = 1
-    return taps
-
-
-def space_to_depth(x, k):
-    taps = tf.constant(_space_to_depth_taps(), x.dtype)
-    c, c_out = k.shape[2], k.shape[3]
-    blocks = tf.reshape(tf.einsum("uraI,vsbJ,IJco->uvrscabo", taps, taps, k), (4, 4, 4 * c, 4 * c_out))
-    return tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(x, 2), blocks, 1, "VALID"), 2)
 
 
 def train_function(way, k, forward_only):
@@ -170,8 +149,8 @@ def main():
                 (1, h, h, c_in), (3, 3, c_out, c_in), args)  # fmt: skip
     compare("R256 forward: direct / Winograd", valid, winograd, (1, 34, 34, 256), (3, 3, 256, 256), args, True)
     compare("R256: direct / Winograd", valid, winograd, (1, 34, 34, 256), (3, 3, 256, 256), args)
-    compare("c7s1-3 forward: direct / space-to-depth", valid, space_to_depth, (1, 134, 134, 64), (7, 7, 64, 3), args, True)  # fmt: skip
-    compare("c7s1-3: direct / space-to-depth", valid, space_to_depth, (1, 134, 134, 64), (7, 7, 64, 3), args)
+    compare("c7s1-3 forward: direct / space-to-depth", valid, conv_on_pixel_blocks, (1, 134, 134, 64), (7, 7, 64, 3), args, True)  # fmt: skip
+    compare("c7s1-3: direct / space-to-depth", valid, conv_on_pixel_blocks, (1, 134, 134, 64), (7, 7, 64, 3), args)
     print()
     x = tf.random.normal((1, 34, 34, 256))
     time_alone("R256 Winograd input transform alone", tf.function(winograd_input), x, args=args)

@@ -219,13 +219,7 @@ class Conv2DTranspose(layers.Conv2DTranspose):
         super().__init__(filters, kernel_size, strides=strides, **kwargs)
 
     def call(self, x, training=None):
-        n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
-        if training:
-            shape, padding = tf.stack([n, 2 * h, 2 * w, self.filters]), [[0, 0], [1, 0], [1, 0], [0, 0]]
-        else:
-            shape, padding = tf.stack([n, 2 * h + 1, 2 * w + 1, self.filters]), "VALID"
-        y = tf.nn.conv2d_transpose(x, self.kernel, shape, 2, padding=padding)
-        y = tf.ensure_shape(y if training else y[:, 1:, 1:], self.compute_output_shape(x.shape))
+        y = tf.ensure_shape(upsample_window(x, self.kernel, direct=bool(training)), self.compute_output_shape(x.shape))
         return ops.add(y, ops.reshape(self.bias, (1, 1, 1, -1)))
 
     def compute_output_shape(self, input_shape):
@@ -255,12 +249,28 @@ class Conv2D(layers.Conv2D):
         super().__init__(filters, kernel_size, **kwargs)
 
     def call(self, x):
-        # blocks[u, v, (r, s, c), (a, b, o)] = kernel[2u + r - a, 2v + s - b, c, o], or 0 off the kernel.
-        taps = tf.constant(_BLOCK_TAPS, self.compute_dtype)
-        c, filters = x.shape[-1], self.filters
-        blocks = tf.reshape(tf.einsum("uraI,vsbJ,IJco->uvrscabo", taps, taps, self.kernel), (4, 4, 4 * c, 4 * filters))
-        y = tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(x, 2), blocks, 1, "VALID"), 2)
-        return ops.add(y, ops.reshape(self.bias, (1, 1, 1, -1)))
+        return ops.add(conv_on_pixel_blocks(x, self.kernel), ops.reshape(self.bias, (1, 1, 1, -1)))
+
+
+def upsample_window(x, kernel, direct):
+    """Rows and columns [1, 2H + 1) of the stride-2 transposed convolution of x with a 3x3
+    `kernel` (kh, kw, out, in), no bias: directly by explicit padding, or whole and cropped."""
+    n, h, w, filters = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], tf.shape(kernel)[2]
+    if direct:
+        shape = tf.stack([n, 2 * h, 2 * w, filters])
+        return tf.nn.conv2d_transpose(x, kernel, shape, 2, padding=[[0, 0], [1, 0], [1, 0], [0, 0]])
+    shape = tf.stack([n, 2 * h + 1, 2 * w + 1, filters])
+    return tf.nn.conv2d_transpose(x, kernel, shape, 2, padding="VALID")[:, 1:, 1:]
+
+
+def conv_on_pixel_blocks(x, kernel):
+    """The stride-1 VALID convolution of an even-sized x with a 7x7 `kernel`, no bias, as a
+    4x4 convolution over 2x2 pixel blocks (space-to-depth, then depth-to-space back)."""
+    # blocks[u, v, (r, s, c), (a, b, o)] = kernel[2u + r - a, 2v + s - b, c, o], or 0 off the kernel.
+    taps = tf.constant(_BLOCK_TAPS, x.dtype)
+    c, filters = kernel.shape[2], kernel.shape[3]
+    blocks = tf.reshape(tf.einsum("uraI,vsbJ,IJco->uvrscabo", taps, taps, kernel), (4, 4, 4 * c, 4 * filters))
+    return tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(x, 2), blocks, 1, "VALID"), 2)
 
 
 def _block_taps():
