@@ -25,8 +25,8 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfcyclegan.model import CycleGAN  # noqa: E402
-from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator  # noqa: E402
+from tfcyclegan.core.model import CycleGAN  # noqa: E402
+from tfcyclegan.core.networks import PatchDiscriminator, ResnetGenerator  # noqa: E402
 
 
 def step_function(strategy, size, blocks, batch):

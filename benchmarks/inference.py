@@ -53,7 +53,7 @@ def parse_args():
 def memory_child(ngf, side, threads):
     """Translate one side x side uint8 image; print baseline and peak RSS (GiB) and the tile side."""
     from tfcyclegan import inference
-    from tfcyclegan.networks import ResnetGenerator
+    from tfcyclegan.core.networks import ResnetGenerator
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.keras.utils.set_random_seed(0)
@@ -96,9 +96,11 @@ def memory(args):
 
 def load_weights(run_dir):
     """(G, F, description, training image size, (domain A eval files, domain A train files) or None)."""
-    from tfcyclegan import datasets, report, rundir
-    from tfcyclegan.errors import UserError
-    from tfcyclegan.networks import ResnetGenerator
+    from tfcyclegan.core.networks import ResnetGenerator
+    from tfcyclegan.data import datasets
+    from tfcyclegan.runs import rundir
+    from tfcyclegan.util import report
+    from tfcyclegan.util.errors import UserError
 
     if run_dir:
         generator_g, generator_f, config = rundir.load_generators(run_dir)
@@ -123,16 +125,17 @@ def image_sets(files, sizes, calibration_size):
 
     Calibration images have the training size, as `tfcyclegan export` uses.
     """
-    from tfcyclegan import data, export
+    from tfcyclegan import export
+    from tfcyclegan.data import pipeline
 
     if files is None:
         evaluation = {s: export.synthetic_images(4, s, 8 + s) for s in sizes}
         return export.synthetic_images(32, calibration_size, 7), evaluation, "synthetic images"
     evaluation, calibration = files
     count = export.CALIBRATION_COUNT
-    calib = data.make_eval_batch(calibration[:: max(1, len(calibration) // count)][:count], calibration_size, count)
+    calib = pipeline.make_eval_batch(calibration[:: max(1, len(calibration) // count)][:count], calibration_size, count)
     picks = evaluation[:: max(1, len(evaluation) // 4)][:4]
-    return calib, {s: data.make_eval_batch(picks, s, 4) for s in sizes}, f"{len(picks)} images of domain A"
+    return calib, {s: pipeline.make_eval_batch(picks, s, 4) for s in sizes}, f"{len(picks)} images of domain A"
 
 
 def interleaved_ms(runs, x, repeats):
@@ -183,12 +186,14 @@ def main():
         return memory(args)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tfcyclegan import data, export, inference, report
+    from tfcyclegan import export, inference
+    from tfcyclegan.data import imagefiles
+    from tfcyclegan.util import report
 
     load_before = os.getloadavg()
     generator, generator_f, weights, train_size, files = load_weights(args.run_dir)
     if args.images:
-        files = (data.list_images(args.images),) * 2
+        files = (imagefiles.list_images(args.images),) * 2
     calibration, evaluation, images = image_sets(files, args.sizes, train_size)
     work = Path(tempfile.mkdtemp(prefix="tfcyclegan-bench-"))
     try:

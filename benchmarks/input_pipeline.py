@@ -26,8 +26,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfcyclegan import data  # noqa: E402
-from tfcyclegan.model import CycleGAN  # noqa: E402
-from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator  # noqa: E402
+from tfcyclegan.core.model import CycleGAN  # noqa: E402
+from tfcyclegan.core.networks import PatchDiscriminator, ResnetGenerator  # noqa: E402
 
 DEFAULT_DATASETS = os.environ.get(
     "TFCYCLEGAN_SHARED_DATASETS", str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets")

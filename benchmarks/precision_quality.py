@@ -133,7 +133,7 @@ def main():
     # An --out from before the record is taken to hold runs of the settings asked for now.
     settings = check_settings(Path(args.out), args)
 
-    from tfcyclegan import evaluate
+    from tfcyclegan.quality import evaluate
 
     runs = {(p, s): Path(args.out) / f"{p}-seed{s}" for s in seeds for p in precisions}
     seconds, losses, truth = {}, {}, {}

@@ -77,8 +77,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from tfcyclegan.model import CycleGAN  # noqa: E402
-from tfcyclegan.networks import (  # noqa: E402
+from tfcyclegan.core.model import CycleGAN  # noqa: E402
+from tfcyclegan.core.networks import (  # noqa: E402
     Conv2D,
     Conv2DTranspose,
     InstanceNormalization,

@@ -12,8 +12,8 @@ def check_data(folder):
 
     Exits 1 when no image is readable.
     """
-    from tfcyclegan.data import list_images, scan_images
-    from tfcyclegan.errors import UserError
+    from tfcyclegan.data.imagefiles import list_images, scan_images
+    from tfcyclegan.util.errors import UserError
 
     paths = list_images(folder)
     good, bad = scan_images(paths)

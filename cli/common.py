@@ -7,7 +7,7 @@ import tempfile
 
 import click
 
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.util.errors import UserError, first_line
 
 
 def user_errors(command):

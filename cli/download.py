@@ -19,7 +19,7 @@ def download(names, data_root):
     NAME is an archive (horse2zebra, ukiyoe2photo, ...), a named domain held by one
     archive (zebras), a named pair (horses zebras), or `demo` for the built-in pair.
     """
-    from tfcyclegan import datasets, demo
+    from tfcyclegan.data import datasets, demo
 
     if len(names) > 2:
         raise click.UsageError("give one archive or domain name, or two domain names")

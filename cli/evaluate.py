@@ -6,7 +6,7 @@ import click
 from tfcyclegan_cli.common import user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without TensorFlow.
-from tfcyclegan import evaluate as evaluation
+from tfcyclegan.quality import evaluate as evaluation
 
 
 @click.command("evaluate")

@@ -43,7 +43,7 @@ HIDDEN = {"simulate_devices"}
 
 
 def _options(command):
-    from tfcyclegan.config import PRECISIONS, STRATEGIES, TrainConfig
+    from tfcyclegan.runs.config import PRECISIONS, STRATEGIES, TrainConfig
 
     choices = {"precision": PRECISIONS, "strategy": STRATEGIES}
     for field in reversed(dataclasses.fields(TrainConfig)):
@@ -86,9 +86,10 @@ def _options(command):
 @user_errors
 def fit(ctx, resume, init_from, **options):
     """Train CycleGAN: tfcyclegan fit --domain-a photos --domain-b ukiyoe"""
-    from tfcyclegan import rundir, train
-    from tfcyclegan.config import TrainConfig
-    from tfcyclegan.errors import UserError
+    from tfcyclegan.runs import rundir
+    from tfcyclegan.runs.config import TrainConfig
+    from tfcyclegan.training import train
+    from tfcyclegan.util.errors import UserError
 
     config = TrainConfig(**options)
     explicit = {name for name in options if ctx.get_parameter_source(name).name != "DEFAULT"}

@@ -36,7 +36,7 @@ def import_(a2b, b2a, output, sha256):
     tfcyclegan import official:horse2zebra official:zebra2horse
     tfcyclegan translate --model saved_models/ukiyoe/keras --direction a2b photos/ -o ukiyoe/
     """
-    from tfcyclegan import pretrained
+    from tfcyclegan.models import pretrained
 
     target, metadata = pretrained.import_generators(a2b, b2a, output, sha256s=sha256)
     kinds = " and ".join(metadata["generators"])

@@ -4,8 +4,8 @@ import click
 from tfcyclegan_cli.common import user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without NumPy or TensorFlow.
-from tfcyclegan import study as studies
-from tfcyclegan.report import note
+from tfcyclegan.study import server as studies
+from tfcyclegan.util.report import note
 
 
 @click.command("study")
@@ -96,7 +96,7 @@ def study_report(study_dir, json_path, with_classifier):
     \b
     tfcyclegan study-report studies/horse2zebra --json study.json
     """
-    from tfcyclegan import study_report as reports
+    from tfcyclegan.study import analysis as reports
 
     result = reports.report(study_dir, with_classifier=with_classifier)
     click.echo(format_table(result))

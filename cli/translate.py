@@ -70,7 +70,7 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
     \b
     tfcyclegan translate --model runs/horse2zebra --direction a2b photos/ --output zebras/
     """
-    from tfcyclegan.errors import UserError
+    from tfcyclegan.util.errors import UserError
 
     inference.check_output_dir(output)  # before the model is loaded: a file there is a mistake
     translator = inference.load_translator(model, direction)

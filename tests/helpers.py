@@ -9,8 +9,9 @@ from click.testing import CliRunner
 from PIL import Image
 from tfcyclegan_cli.main import main
 
-from tfcyclegan import rundir, train
-from tfcyclegan.config import TrainConfig
+from tfcyclegan.runs import rundir
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.training import train
 
 
 def default_sigint():

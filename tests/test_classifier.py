@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfcyclegan import classifier, demo
+from tfcyclegan.data import demo
+from tfcyclegan.quality import classifier
 
 SIZE = 32
 
@@ -28,9 +29,9 @@ def test_classifier_tells_the_domains_apart(trained):
 
 
 def test_fooling_rate_is_near_zero_for_identity_and_near_one_for_an_oracle(trained):
-    from tfcyclegan import data
+    from tfcyclegan.data import imagefiles
 
-    flat, striped = data.to_float(render("testA", 40, False)), data.to_float(render("testA", 40, True))
+    flat, striped = imagefiles.to_float(render("testA", 40, False)), imagefiles.to_float(render("testA", 40, True))
     identity = trained.fooling_rates(fake_b=flat, fake_a=striped)
     oracle = trained.fooling_rates(fake_b=striped, fake_a=flat)  # the exact counterparts
     assert identity["a2b"] <= 0.05 and identity["b2a"] <= 0.05, identity

@@ -6,7 +6,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 from tfcyclegan_cli.main import main
 
-from tfcyclegan.model import LOSS_NAMES
+from tfcyclegan.core.model import LOSS_NAMES
 
 
 def test_fit_on_ukiyoe2photo_writes_every_artifact(shared_datasets, tmp_path):

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 from tfcyclegan_cli.check_data import check_data
 
-from tfcyclegan import data
-from tfcyclegan.data import ImageError, UserError
+from tfcyclegan.data import imagefiles, pipeline
+from tfcyclegan.data.imagefiles import ImageError, UserError
 
 
 def save(path, image, fmt=None, **kwargs):
@@ -71,7 +71,7 @@ def bad_folder(tmp_path):
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_load_image_rejects_bad_file_with_reason(bad_folder, name):
     with pytest.raises(ImageError) as info:
-        data.load_image(bad_folder / name)
+        imagefiles.load_image(bad_folder / name)
     assert info.value.reason == BAD[name][1]
     assert info.value.path == str(bad_folder / name)
     assert str(bad_folder / name) in str(info.value) and "\n" not in str(info.value)
@@ -89,7 +89,7 @@ def test_load_image_permission_denied(tmp_path, monkeypatch):
     # Root (as in CI) reads files whatever their mode, so the refusal is simulated.
     monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(ImageError, match="permission denied"):
-        data.load_image(path)
+        imagefiles.load_image(path)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
@@ -97,21 +97,21 @@ def test_load_image_permission_denied_for_real(tmp_path):
     path = save(tmp_path / "locked.png", Image.new("RGB", (8, 8)))
     path.chmod(0)
     with pytest.raises(ImageError, match="permission denied"):
-        data.load_image(path)
+        imagefiles.load_image(path)
 
 
 def test_load_image_folder_and_broken_link(tmp_path):
     (tmp_path / "folder.jpg").mkdir()
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
     with pytest.raises(ImageError, match="is a folder, not a file"):
-        data.load_image(tmp_path / "folder.jpg")
+        imagefiles.load_image(tmp_path / "folder.jpg")
     with pytest.raises(ImageError, match=r"file not found \(broken link\?\)"):
-        data.load_image(tmp_path / "dangling.jpg")
+        imagefiles.load_image(tmp_path / "dangling.jpg")
 
 
 def test_load_image_cmyk_jpeg(tmp_path):
     path = save(tmp_path / "cmyk.jpg", Image.new("CMYK", (16, 16), (0, 255, 255, 0)))
-    image = data.load_image(path)
+    image = imagefiles.load_image(path)
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8
     np.testing.assert_allclose(image[8, 8], (255, 0, 0), atol=8)
 
@@ -120,7 +120,7 @@ def test_load_image_16bit_grey_png_is_scaled_not_clipped(tmp_path):
     values = np.array([[0, 1000, 128 * 257, 65535]], np.uint16)
     path = save(tmp_path / "grey16.png", Image.fromarray(values))
     assert Image.open(path).mode.startswith("I")
-    image = data.load_image(path)
+    image = imagefiles.load_image(path)
     assert image.shape == (1, 4, 3)
     np.testing.assert_array_equal(image[0, :, 0], [0, 4, 128, 255])
     assert (image == image[..., :1]).all()
@@ -130,7 +130,7 @@ def test_load_image_16bit_rgb_png(tmp_path):
     rgb = np.array([[[65535, 0, 100 * 257], [257 * 7, 257 * 200, 65535]]], np.uint16)
     path = tmp_path / "rgb16.png"
     path.write_bytes(png16(rgb, colour_type=2))
-    np.testing.assert_array_equal(data.load_image(path), [[[255, 0, 100], [7, 200, 255]]])
+    np.testing.assert_array_equal(imagefiles.load_image(path), [[[255, 0, 100], [7, 200, 255]]])
 
 
 def test_load_image_alpha_is_composited_on_white(tmp_path):
@@ -138,11 +138,11 @@ def test_load_image_alpha_is_composited_on_white(tmp_path):
     rgba[0, 0] = (255, 0, 0, 255)  # opaque red
     rgba[0, 1] = (0, 0, 255, 0)  # fully transparent
     rgba[1, 0] = (0, 0, 0, 128)  # half-transparent black
-    image = data.load_image(save(tmp_path / "rgba.png", Image.fromarray(rgba, "RGBA")))
+    image = imagefiles.load_image(save(tmp_path / "rgba.png", Image.fromarray(rgba, "RGBA")))
     np.testing.assert_array_equal(image[0, 0], (255, 0, 0))
     np.testing.assert_array_equal(image[0, 1], (255, 255, 255))
     np.testing.assert_allclose(image[1, 0], (127, 127, 127), atol=1)
-    la = data.load_image(save(tmp_path / "la.png", Image.fromarray(rgba[..., [0, 3]], "LA")))
+    la = imagefiles.load_image(save(tmp_path / "la.png", Image.fromarray(rgba[..., [0, 3]], "LA")))
     np.testing.assert_array_equal(la[0, 1], (255, 255, 255))
 
 
@@ -151,7 +151,7 @@ def test_load_image_palette_with_transparency(tmp_path):
     palette.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
     palette.putpixel((1, 1), 1)
     for fmt in ("png", "gif"):
-        image = data.load_image(save(tmp_path / f"palette.{fmt}", palette, transparency=0))
+        image = imagefiles.load_image(save(tmp_path / f"palette.{fmt}", palette, transparency=0))
         np.testing.assert_array_equal(image[0, 0], (255, 255, 255))
         np.testing.assert_array_equal(image[1, 1], (0, 255, 0))
 
@@ -161,7 +161,7 @@ def test_load_image_animated_gif_gives_first_frame(tmp_path):
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:])
     assert Image.open(path).n_frames == 2
-    np.testing.assert_array_equal(data.load_image(path)[4, 4], (255, 0, 0))
+    np.testing.assert_array_equal(imagefiles.load_image(path)[4, 4], (255, 0, 0))
 
 
 def test_load_image_honours_exif_orientation(tmp_path):
@@ -171,7 +171,7 @@ def test_load_image_honours_exif_orientation(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # display rotated 90 degrees clockwise: the left edge goes to the top
     path = save(tmp_path / "rotated.jpg", Image.fromarray(stored), exif=exif.tobytes(), quality=95)
-    image = data.load_image(path)
+    image = imagefiles.load_image(path)
     assert image.shape == (40, 20, 3)
     np.testing.assert_allclose(image[5, 10], (255, 0, 0), atol=10)
     np.testing.assert_allclose(image[35, 10], (0, 0, 255), atol=10)
@@ -181,17 +181,17 @@ def test_unreadable_exif_orientation_is_said_once_and_the_pixels_kept(tmp_path, 
     def broken(image, in_place):
         raise SyntaxError("bad IFD offset")
 
-    monkeypatch.setattr(data.ImageOps, "exif_transpose", broken)
+    monkeypatch.setattr(imagefiles.ImageOps, "exif_transpose", broken)
     path = save(tmp_path / "odd exif.jpg", Image.new("RGB", (8, 6), (0, 128, 0)))
-    assert data.load_image(path).shape == (6, 8, 3)
-    data.load_image(path)
+    assert imagefiles.load_image(path).shape == (6, 8, 3)
+    imagefiles.load_image(path)
     assert capsys.readouterr().err == (
         f"warning: {path}: EXIF orientation unreadable (bad IFD offset); using the pixels as stored\n"
     )
 
 
 def test_load_image_grayscale_jpeg(tmp_path):
-    image = data.load_image(save(tmp_path / "grey.jpg", Image.new("L", (8, 6), 90)))
+    image = imagefiles.load_image(save(tmp_path / "grey.jpg", Image.new("L", (8, 6), 90)))
     assert image.shape == (6, 8, 3)
     np.testing.assert_allclose(image, 90, atol=2)
 
@@ -200,22 +200,22 @@ def test_odd_names_are_listed_and_loaded(tmp_path):
     names = ["with space.jpg", "2013-11-08 16:45:24.JPG", "zebra 🦓.png", "ÜBER.WebP"]
     for name in names:
         save(tmp_path / name, Image.new("RGB", (8, 8), (1, 2, 3)))
-    paths = data.list_images(tmp_path)
+    paths = imagefiles.list_images(tmp_path)
     assert sorted(Path(p).name for p in paths) == sorted(names)
-    good, bad = data.scan_images(paths)
+    good, bad = imagefiles.scan_images(paths)
     assert good == paths and bad == []
 
 
 def test_scan_images_partitions_in_order_and_shows_progress(bad_folder, capsys):
     for i in range(100):
         save(bad_folder / f"good{i:03d}.png", Image.new("RGB", (4, 4)))
-    paths = data.list_images(bad_folder)
-    good, bad = data.scan_images(paths)
+    paths = imagefiles.list_images(bad_folder)
+    good, bad = imagefiles.scan_images(paths)
     assert good == [p for p in paths if Path(p).name.startswith("good")]
     assert bad == [(p, BAD[Path(p).name][1]) for p in paths if Path(p).name in BAD]
     # Captured stderr is not a terminal: one finished line, no `\r` redraws glued together.
     assert capsys.readouterr().err == f"checking images: {len(paths)}/{len(paths)}\n"
-    data.scan_images(paths, progress=False)
+    imagefiles.scan_images(paths, progress=False)
     assert capsys.readouterr().err == ""
 
 
@@ -227,7 +227,7 @@ def test_scan_images_progress_redraws_on_a_terminal(tmp_path, monkeypatch):
     for i in range(100):
         save(tmp_path / f"{i:03d}.png", Image.new("RGB", (4, 4)))
     monkeypatch.setattr(sys, "stderr", Terminal())
-    data.scan_images(data.list_images(tmp_path))
+    imagefiles.scan_images(imagefiles.list_images(tmp_path))
     assert sys.stderr.getvalue().startswith("\rchecking images: ")
     assert sys.stderr.getvalue().endswith("\rchecking images: 100/100\n")
 
@@ -238,7 +238,7 @@ def test_list_images_recursive_sorted_skips_hidden_and_link_loops(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "b" / "sub" / "loop").symlink_to(tmp_path / "b")
     expected = [str(tmp_path / rel) for rel in ["a.GIF", "b/2.png", "b/sub/1.jpeg", "c.bmp"]]
-    assert data.list_images(tmp_path) == expected
+    assert imagefiles.list_images(tmp_path) == expected
 
 
 def test_list_images_errors_name_the_folder(tmp_path):
@@ -246,25 +246,25 @@ def test_list_images_errors_name_the_folder(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     for folder, words in [("missing", "no such folder"), ("file.txt", "is a file"), ("empty", "holds no image")]:
         with pytest.raises(UserError, match=words) as info:
-            data.list_images(tmp_path / folder)
+            imagefiles.list_images(tmp_path / folder)
         assert str(tmp_path / folder) in str(info.value)
-    assert data.list_images(tmp_path / "empty", allow_empty=True) == []
+    assert imagefiles.list_images(tmp_path / "empty", allow_empty=True) == []
 
 
 def test_to_uint8_and_to_float_round_trip_exactly():
     levels = np.arange(256, dtype=np.uint8)
-    as_float = data.to_float(levels)
+    as_float = imagefiles.to_float(levels)
     assert as_float.dtype == np.float32 and as_float[0] == -1 and as_float[-1] == 1
-    np.testing.assert_array_equal(data.to_uint8(as_float), levels)
-    np.testing.assert_array_equal(data.to_uint8(data.to_float(tf.constant(levels))).numpy(), levels)
-    np.testing.assert_array_equal(data.to_uint8(np.array([-3.0, 0.0, 7.0])), [0, 128, 255])
-    np.testing.assert_array_equal(data.to_uint8(tf.constant([-3.0, 0.0, 7.0])).numpy(), [0, 128, 255])
+    np.testing.assert_array_equal(imagefiles.to_uint8(as_float), levels)
+    np.testing.assert_array_equal(imagefiles.to_uint8(imagefiles.to_float(tf.constant(levels))).numpy(), levels)
+    np.testing.assert_array_equal(imagefiles.to_uint8(np.array([-3.0, 0.0, 7.0])), [0, 128, 255])
+    np.testing.assert_array_equal(imagefiles.to_uint8(tf.constant([-3.0, 0.0, 7.0])).numpy(), [0, 128, 255])
 
 
 def test_default_steps_per_epoch():
-    assert data.default_steps_per_epoch(562, 370, 1) == 562
-    assert data.default_steps_per_epoch(3, 10, 4) == 2
-    assert data.default_steps_per_epoch(1, 2, 8) == 1
+    assert pipeline.default_steps_per_epoch(562, 370, 1) == 562
+    assert pipeline.default_steps_per_epoch(3, 10, 4) == 2
+    assert pipeline.default_steps_per_epoch(1, 2, 8) == 1
 
 
 # --- the pipeline on real images --------------------------------------------------
@@ -273,13 +273,13 @@ def test_default_steps_per_epoch():
 @pytest.fixture(scope="module")
 def ukiyoe(shared_datasets):
     root = shared_datasets / "ukiyoe2photo"
-    return data.list_images(root / "trainA"), data.list_images(root / "trainB")
+    return imagefiles.list_images(root / "trainA"), imagefiles.list_images(root / "trainB")
 
 
 def batches(files_a, files_b, **kwargs):
     options = dict(image_size=32, load_size=32, batch_size=2, steps_per_epoch=3, epochs=2, seed=1, flip=False)
     options.update(kwargs)
-    return [(x.numpy(), y.numpy()) for x, y in data.make_train_dataset(files_a, files_b, **options)]
+    return [(x.numpy(), y.numpy()) for x, y in pipeline.make_train_dataset(files_a, files_b, **options)]
 
 
 def test_real_quirky_files_load(shared_datasets):
@@ -290,9 +290,9 @@ def test_real_quirky_files_load(shared_datasets):
     ]
     for path in grey:
         assert Image.open(path).mode == "L"
-        image = data.load_image(path)
+        image = imagefiles.load_image(path)
         assert image.ndim == 3 and image.shape[2] == 3 and (image == image[..., :1]).all()
-    colons = [p for p in data.list_images(shared_datasets / "ukiyoe2photo/trainB") if ":" in p and " " in p]
+    colons = [p for p in imagefiles.list_images(shared_datasets / "ukiyoe2photo/trainB") if ":" in p and " " in p]
     assert colons
     x, y = batches(colons[:2], [str(p) for p in grey], epochs=1)[0]
     assert x.shape == y.shape == (2, 32, 32, 3)
@@ -300,7 +300,7 @@ def test_real_quirky_files_load(shared_datasets):
 
 def test_pipeline_shapes_range_and_exact_count(ukiyoe):
     files_a, files_b = ukiyoe
-    dataset = data.make_train_dataset(
+    dataset = pipeline.make_train_dataset(
         files_a[:7],
         files_b[:5],
         image_size=64,
@@ -327,7 +327,7 @@ def which(images, references):
 
 def test_unequal_domains_cycle_the_smaller_one_and_are_unpaired(ukiyoe):
     files_a, files_b = ukiyoe[0][:5], ukiyoe[1][:3]
-    refs_a, refs_b = data.make_eval_batch(files_a, 32, 5), data.make_eval_batch(files_b, 32, 3)
+    refs_a, refs_b = pipeline.make_eval_batch(files_a, 32, 5), pipeline.make_eval_batch(files_b, 32, 3)
     out = batches(files_a, files_b, batch_size=2, steps_per_epoch=4, epochs=2)
     for epoch in (out[:4], out[4:]):
         ids_a = which(np.concatenate([x for x, _ in epoch]), refs_a)
@@ -343,7 +343,7 @@ def test_unequal_domains_cycle_the_smaller_one_and_are_unpaired(ukiyoe):
 
 
 def test_random_crop_is_a_window_of_the_resized_image(ukiyoe):
-    source = data.make_eval_batch(ukiyoe[0][:1], 40, 1)[0]
+    source = pipeline.make_eval_batch(ukiyoe[0][:1], 40, 1)[0]
     offsets = {"x": [], "y": []}
     for x, y in batches(ukiyoe[0][:1], ukiyoe[0][:1], load_size=40, batch_size=4, steps_per_epoch=2, epochs=1):
         for domain, images in (("x", x), ("y", y)):
@@ -391,19 +391,19 @@ def test_pipeline_is_a_pure_function_of_seed_and_epoch(ukiyoe):
 
 def test_pipeline_rejects_load_size_below_image_size(ukiyoe):
     with pytest.raises(UserError, match="load size 16 is smaller than image size 32"):
-        data.make_train_dataset(
+        pipeline.make_train_dataset(
             ukiyoe[0], ukiyoe[1], image_size=32, load_size=16, batch_size=1, steps_per_epoch=1, epochs=1
         )
 
 
 def test_make_eval_batch(ukiyoe):
-    batch = data.make_eval_batch(ukiyoe[1], 48, 4)
+    batch = pipeline.make_eval_batch(ukiyoe[1], 48, 4)
     assert batch.shape == (4, 48, 48, 3) and batch.dtype == np.float32
     assert -1 <= batch.min() and batch.max() <= 1
     # Bicubic resize of the full image, up to JPEG's reduced-scale decoding of a 256 px file.
-    reference = np.asarray(Image.fromarray(data.load_image(ukiyoe[1][2])).resize((48, 48), Image.BICUBIC))
-    assert np.abs(data.to_uint8(batch[2]).astype(int) - reference).mean() < 2
-    assert data.make_eval_batch(ukiyoe[1][:2], 48, 4).shape == (2, 48, 48, 3)
+    reference = np.asarray(Image.fromarray(imagefiles.load_image(ukiyoe[1][2])).resize((48, 48), Image.BICUBIC))
+    assert np.abs(imagefiles.to_uint8(batch[2]).astype(int) - reference).mean() < 2
+    assert pipeline.make_eval_batch(ukiyoe[1][:2], 48, 4).shape == (2, 48, 48, 3)
 
 
 # --- tfcyclegan check-data --------------------------------------------------------

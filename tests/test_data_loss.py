@@ -20,10 +20,11 @@ import pytest
 from helpers import invoke, one_line_error, write_noise_run
 from PIL import Image
 
-from tfcyclegan import datasets, demo, export, inference
-from tfcyclegan.datasets import ARCHIVES, Archive
-from tfcyclegan.errors import UserError
+from tfcyclegan import export, inference
+from tfcyclegan.data import datasets, demo
+from tfcyclegan.data.datasets import ARCHIVES, Archive
 from tfcyclegan.export import publish
+from tfcyclegan.util.errors import UserError
 
 SPLITS = ("trainA", "trainB", "testA", "testB")
 

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from PIL import Image
 from tfcyclegan_cli.download import download
 
-from tfcyclegan import datasets
-from tfcyclegan.datasets import ARCHIVES, Archive, UserError, download_archive, resolve_domains
+from tfcyclegan.data import datasets
+from tfcyclegan.data.datasets import ARCHIVES, Archive, UserError, download_archive, resolve_domains
 
 SPLITS = ("trainA", "trainB", "testA", "testB")
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfcyclegan import demo
-from tfcyclegan.data import load_image
-from tfcyclegan.errors import UserError
+from tfcyclegan.data import demo
+from tfcyclegan.data.imagefiles import load_image
+from tfcyclegan.util.errors import UserError
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from helpers import write_noise_domains
 
-from tfcyclegan import distribute
-from tfcyclegan.errors import UserError
+from tfcyclegan.training import distribute
+from tfcyclegan.util.errors import UserError
 
 TIMEOUT = 300  # seconds for one multi-worker run on a loaded 2-core machine (183 s measured at load 8)
 
@@ -29,9 +29,10 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys
     import numpy as np
-    from tfcyclegan import callbacks, rundir, train
-    from tfcyclegan.config import TrainConfig
-    from tfcyclegan.errors import UserError
+    from tfcyclegan.training import callbacks, train
+    from tfcyclegan.runs import rundir
+    from tfcyclegan.runs.config import TrainConfig
+    from tfcyclegan.util.errors import UserError
 
     built, build = [], train.build_model
     train.build_model = lambda *args, **kwargs: built.append(build(*args, **kwargs)) or built[-1]
@@ -170,8 +171,9 @@ CROSS_RESTORE = textwrap.dedent(
     import keras, numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tfcyclegan import rundir, train
-    from tfcyclegan.config import TrainConfig
+    from tfcyclegan.runs import rundir
+    from tfcyclegan.training import train
+    from tfcyclegan.runs.config import TrainConfig
 
     config = TrainConfig(ngf=4, ndf=4, blocks=1, disc_layers=1, image_size=16, load_size=16, pool_size=2)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -230,8 +232,9 @@ MIRRORED_RESUME = textwrap.dedent(
     import numpy as np, tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tfcyclegan import callbacks, rundir, train
-    from tfcyclegan.config import TrainConfig
+    from tfcyclegan.training import callbacks, train
+    from tfcyclegan.runs import rundir
+    from tfcyclegan.runs.config import TrainConfig
 
     root = sys.argv[1]
 

@@ -12,17 +12,21 @@ from helpers import assert_one_line_error, invoke
 from PIL import Image
 from tfcyclegan_cli.evaluate import format_table
 
-from tfcyclegan import classifier, data, datasets, demo, evaluate, inference, metrics, rundir, train
-from tfcyclegan.config import TrainConfig
-from tfcyclegan.errors import UserError
+from tfcyclegan import inference
+from tfcyclegan.data import datasets, demo, imagefiles
+from tfcyclegan.quality import classifier, evaluate, metrics
+from tfcyclegan.runs import rundir
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.training import train
+from tfcyclegan.util.errors import UserError
 
 
 def _demo_pair(count=6, size=32):
-    from tfcyclegan import data
+    from tfcyclegan.data import imagefiles
 
     seeds = [demo.SEED_OFFSETS["testA"] + i for i in range(count)]
-    flat = data.to_float(np.stack([demo.render(s, size, striped=False) for s in seeds]))
-    striped = data.to_float(np.stack([demo.render(s, size, striped=True) for s in seeds]))
+    flat = imagefiles.to_float(np.stack([demo.render(s, size, striped=False) for s in seeds]))
+    striped = imagefiles.to_float(np.stack([demo.render(s, size, striped=True) for s in seeds]))
     return flat, striped
 
 
@@ -205,7 +209,7 @@ def test_without_a_test_split_the_classifier_is_scored_on_held_out_images(tmp_pa
     monkeypatch.setattr(classifier, "load_or_train", spy)
     notes = []
     report = evaluate.evaluate_translators(_identity(), domain_a=a, domain_b=b, image_size=32, log=notes.append)
-    held = evaluate.held_out(data.list_images(a)) + evaluate.held_out(data.list_images(b))
+    held = evaluate.held_out(imagefiles.list_images(a)) + evaluate.held_out(imagefiles.list_images(b))
     assert len(held) == 12 and not set(held) & set(trained) and len(trained) == 48
     assert report["split"] == "held-out 20% of train" and report["split_requested"] == "test"
     assert report["domain_a"]["images"] == 6 and report["domain_a"]["images_from"] == "held-out 20% of train"

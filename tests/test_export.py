@@ -12,8 +12,8 @@ from helpers import photo_like, write_untrained_run
 from PIL import Image
 
 from tfcyclegan import export, inference
-from tfcyclegan.errors import UserError
 from tfcyclegan.export import tflite
+from tfcyclegan.util.errors import UserError
 
 SIZES = [(64, 64), (100, 100), (97, 131), (427, 640)]
 

@@ -11,8 +11,9 @@ import pytest
 from helpers import invoke, write_untrained_run
 from PIL import Image
 
-from tfcyclegan import data, inference
-from tfcyclegan.networks import ResnetGenerator
+from tfcyclegan import inference
+from tfcyclegan.core.networks import ResnetGenerator
+from tfcyclegan.data import imagefiles
 
 HUGE = (13500, 13500)  # 182 megapixels: over twice Pillow's MAX_IMAGE_PIXELS, so Pillow itself raises
 
@@ -66,8 +67,8 @@ def huge_png(tmp_path_factory):
 
 def test_a_named_pipe_is_refused_without_opening_it(tmp_path):
     with fifo(tmp_path / "pipe.png") as path:
-        with pytest.raises(data.ImageError) as info:
-            data.load_image(path)
+        with pytest.raises(imagefiles.ImageError) as info:
+            imagefiles.load_image(path)
     assert info.value.reason == "not a regular file (a named pipe); only image files are read"
 
 
@@ -104,9 +105,9 @@ def test_a_named_pipe_as_model_is_refused(tmp_path):
 def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path):
     path = tmp_path / "big.png"
     with open(path, "wb") as f:
-        f.truncate(data.MAX_FILE_BYTES + 2**29)  # sparse: costs no disk and, refused, no memory
-    with pytest.raises(data.ImageError) as info:
-        data.load_image(path)
+        f.truncate(imagefiles.MAX_FILE_BYTES + 2**29)  # sparse: costs no disk and, refused, no memory
+    with pytest.raises(imagefiles.ImageError) as info:
+        imagefiles.load_image(path)
     assert info.value.reason == "file is 1536 MiB, over the 1024 MiB limit for an image file"
 
 
@@ -117,7 +118,7 @@ def test_1200_nested_folders_are_listed(tmp_path):
         folder.mkdir()
     Image.new("RGB", (8, 8)).save(folder / "deep.png")
     try:
-        assert data.list_images(tmp_path) == [str(folder / "deep.png")]
+        assert imagefiles.list_images(tmp_path) == [str(folder / "deep.png")]
     finally:
         # pytest's later clean-up of old temp folders recurses and would hit Python's
         # recursion limit on this tree: take it down from the bottom here.
@@ -142,10 +143,10 @@ def test_folders_that_vanish_or_cannot_be_listed_are_skipped_with_a_note(tmp_pat
             raise PermissionError(13, "Permission denied", path)
         return scandir(path)
 
-    monkeypatch.setattr(data.os, "scandir", flaky)
+    monkeypatch.setattr(imagefiles.os, "scandir", flaky)
     notes = []
-    assert data.list_images(tmp_path, log=notes.append) == [str(tmp_path / "kept.png")]
-    assert len(notes) == data.MAX_SKIP_NOTES + 1
+    assert imagefiles.list_images(tmp_path, log=notes.append) == [str(tmp_path / "kept.png")]
+    assert len(notes) == imagefiles.MAX_SKIP_NOTES + 1
     assert (
         f"note: skipped folder {tmp_path / 'a-locked'}: permission denied; fix its permissions to include its images"
         in (notes)
@@ -157,11 +158,11 @@ def test_folders_that_vanish_or_cannot_be_listed_are_skipped_with_a_note(tmp_pat
 def test_a_huge_image_is_too_large_not_corrupt_and_warns_nothing(huge_png):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(data.ImageTooLarge) as info:
-            data.load_image(huge_png)
+        with pytest.raises(imagefiles.ImageTooLarge) as info:
+            imagefiles.load_image(huge_png)
         Image.new("P", (10000, 10000)).save(huge_png.with_name("100mp.png"))
-        with pytest.raises(data.ImageTooLarge, match="10000x10000 pixels"):
-            data.load_image(huge_png.with_name("100mp.png"))
+        with pytest.raises(imagefiles.ImageTooLarge, match="10000x10000 pixels"):
+            imagefiles.load_image(huge_png.with_name("100mp.png"))
     assert info.value.reason == (
         "13500x13500 pixels (182 megapixels) is larger than the decoder's safety limit of 89 megapixels"
     )
@@ -238,7 +239,7 @@ def test_translate_uint8_blends_tiles_like_the_float_path():
     whole = inference.keras_translator(generator)
     tiled = inference.Translator(whole.run, "a2b", "keras", "test", max_pixels=48 * 48)
     image = np.random.default_rng(0).integers(0, 256, (101, 157, 3), np.uint8)
-    expected = data.to_uint8(tiled(data.to_float(image)))
+    expected = imagefiles.to_uint8(tiled(imagefiles.to_float(image)))
     got = tiled.translate_uint8(image)
     assert got.dtype == np.uint8 and got.shape == image.shape
     assert np.abs(got.astype(int) - expected).max() <= 1  # float32 rounding at a .5 boundary

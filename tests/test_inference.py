@@ -12,9 +12,10 @@ import tensorflow as tf
 from helpers import photo_like
 from PIL import Image
 
-from tfcyclegan import data, inference
-from tfcyclegan.errors import UserError
-from tfcyclegan.networks import ResnetGenerator
+from tfcyclegan import inference
+from tfcyclegan.core.networks import ResnetGenerator
+from tfcyclegan.data import imagefiles
+from tfcyclegan.util.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +152,10 @@ def test_translate_files_batches_same_size_and_skips_bad_inputs(generator, input
 
 
 def test_translated_pixels_match_the_translator(translator, tmp_path):
-    image = data.to_uint8(photo_like(50, 70))
+    image = imagefiles.to_uint8(photo_like(50, 70))
     _write(tmp_path / "x.png", image)
     inference.translate_files(translator, [tmp_path / "x.png"], tmp_path / "out", log=print)
-    expected = data.to_uint8(translator(data.to_float(image)))
+    expected = imagefiles.to_uint8(translator(imagefiles.to_float(image)))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "x.png")), expected)
 
 
@@ -211,7 +212,7 @@ def test_inference_loads_neither_the_trainer_nor_matplotlib():
     assert not {"tensorflow", "numpy", "matplotlib"} & set(modules["on_import"])
     in_use = set(modules["in_use"])
     assert {f"tfcyclegan.inference.{m}" for m in ("options", "tiling", "loaders", "files")} <= in_use
-    assert not {"tfcyclegan.train", "tfcyclegan.callbacks", "tfcyclegan.figures"} & in_use
+    assert not {"tfcyclegan.training.train", "tfcyclegan.training.callbacks", "tfcyclegan.training.figures"} & in_use
     # Keras imports matplotlib.pyplot itself when it is installed; no tfcyclegan module may.
     assert not [name for name in modules["matplotlib_importers"] if name.split(".")[0] == "tfcyclegan"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcyclegan import losses
+from tfcyclegan.core import losses
 
 rng = np.random.default_rng(0)
 

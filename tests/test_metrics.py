@@ -6,7 +6,7 @@ import socket
 import numpy as np
 import pytest
 
-from tfcyclegan import metrics
+from tfcyclegan.quality import metrics
 
 
 def test_fid_of_a_set_with_itself_is_zero():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcyclegan.model import LOSS_NAMES, CycleGAN
-from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator
+from tfcyclegan.core.model import LOSS_NAMES, CycleGAN
+from tfcyclegan.core.networks import PatchDiscriminator, ResnetGenerator
 
 
 def tiny_cyclegan(size=32, pool_size=0, ngf=8, blocks=1, seed=0):
@@ -166,9 +166,9 @@ REPLICA_SCRIPT = textwrap.dedent(
     import numpy as np, tensorflow as tf, keras
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tfcyclegan import losses
-    from tfcyclegan.model import CycleGAN
-    from tfcyclegan.networks import PatchDiscriminator, ResnetGenerator
+    from tfcyclegan.core import losses
+    from tfcyclegan.core.model import CycleGAN
+    from tfcyclegan.core.networks import PatchDiscriminator, ResnetGenerator
 
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     scaled = mirrored.run(lambda: losses.replica_scale(tf.constant(3.0)))

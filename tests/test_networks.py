@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcyclegan.networks import InstanceNormalization, PatchDiscriminator, ReflectionPadding2D, ResnetGenerator
+from tfcyclegan.core.networks import InstanceNormalization, PatchDiscriminator, ReflectionPadding2D, ResnetGenerator
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_weights_are_normal_0_002_and_differ_between_layers():
 
 
 def _layers_and_networks():
-    from tfcyclegan.networks import ResidualBlock
+    from tfcyclegan.core.networks import ResidualBlock
 
     return [
         (InstanceNormalization(epsilon=1e-3), (2, 6, 5, 4)),
@@ -203,7 +203,7 @@ def test_transposed_convolution_is_the_same_in_training_and_inference():
 def test_output_convolution_on_pixel_blocks_is_the_convolution():
     """c7s1-3 computed on 2x2 pixel blocks against the convolution in numpy (float64), with
     its input gradient; the generator's last convolution is this layer."""
-    from tfcyclegan.networks import Conv2D
+    from tfcyclegan.core.networks import Conv2D
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2, 14, 20, 8)).astype("float32")

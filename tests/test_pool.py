@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan.pool import ImagePool
+from tfcyclegan.core.pool import ImagePool
 
 
 def marked(values):

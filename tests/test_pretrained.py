@@ -11,8 +11,9 @@ import pytest
 from helpers import assert_one_line_error, invoke
 from PIL import Image
 
-from tfcyclegan import modeldir, pretrained, rundir, torch_state
-from tfcyclegan.errors import UserError
+from tfcyclegan.models import modeldir, pretrained, torch_state
+from tfcyclegan.runs import rundir
+from tfcyclegan.util.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 SIZES = ("32x32", "24x40")

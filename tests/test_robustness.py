@@ -17,7 +17,7 @@ import tensorflow as tf
 from helpers import assert_one_line_error, invoke
 from PIL import Image
 
-from tfcyclegan import rundir
+from tfcyclegan.runs import rundir
 
 TINY = ["--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2", "--ngf", "4", "--ndf", "4",
         "--blocks", "1", "--image-size", "32", "--load-size", "36", "--sample-count", "2"]  # fmt: skip
@@ -277,7 +277,7 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(domains, 
     def boom(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("tfcyclegan.data.scan_images", boom)
+    monkeypatch.setattr("tfcyclegan.data.imagefiles.scan_images", boom)
     assert_one_line_error(
         invoke("check-data", domains / "clean"),
         "error: unexpected RuntimeError: boom; this is a bug: rerun with `tfcyclegan --debug ...` for the traceback "
@@ -291,6 +291,6 @@ def test_ctrl_c_outside_training_exits_130_without_a_traceback(domains, monkeypa
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("tfcyclegan.data.scan_images", interrupt)
+    monkeypatch.setattr("tfcyclegan.data.imagefiles.scan_images", interrupt)
     result = invoke("check-data", domains / "clean")
     assert result.exit_code == 130 and result.stderr == "\ninterrupted\n" and "Traceback" not in result.output

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcyclegan import modeldir, rundir, train
-from tfcyclegan.config import TrainConfig
-from tfcyclegan.errors import UserError
+from tfcyclegan.models import modeldir
+from tfcyclegan.runs import rundir
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.training import train
+from tfcyclegan.util.errors import UserError
 
 V1 = Path(__file__).parent / "fixtures" / "v1"  # written by tests/fixtures/make_v1_fixtures.py
 

@@ -18,9 +18,12 @@ import pytest
 import tensorflow as tf
 from helpers import assert_one_line_error, invoke, write_noise_domains
 
-from tfcyclegan import callbacks, checkpoints, data, export, inference, rundir, train
-from tfcyclegan.config import TrainConfig
-from tfcyclegan.errors import UserError
+from tfcyclegan import export, inference
+from tfcyclegan.data import imagefiles
+from tfcyclegan.runs import checkpoints, rundir
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.training import callbacks, train
+from tfcyclegan.util.errors import UserError
 
 TINY = dict(epochs=2, decay_epoch=0, steps_per_epoch=2, ngf=4, ndf=4, blocks=1, disc_layers=1, image_size=32,
             load_size=32, pool_size=2, sample_count=1)  # fmt: skip
@@ -52,7 +55,7 @@ def test_a_second_fit_stops_at_once_naming_the_pid_that_holds_the_run(trained, r
     fresh.mkdir()
     for folder in (run, fresh):
         holder = subprocess.Popen(
-            [sys.executable, "-c", "import sys, time; from tfcyclegan.rundir import RunLock; "
+            [sys.executable, "-c", "import sys, time; from tfcyclegan.runs.rundir import RunLock; "
              "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)", str(folder)],
             stdout=subprocess.PIPE, text=True)  # fmt: skip
         try:
@@ -287,7 +290,7 @@ def test_a_run_dir_among_the_data_is_not_listed_as_images(trained, tmp_path):
     shutil.copytree(trained / "run", domain / "old run")  # samples/epoch_001.png, losses.png...
     notes = []
     expected = sorted(str(domain / p.name) for p in (trained / "a").iterdir())
-    assert data.list_images(domain, log=notes.append) == expected
+    assert imagefiles.list_images(domain, log=notes.append) == expected
     assert notes == [f"note: skipped folder {domain / 'old run'}: a tfcyclegan run directory, not data"]
 
 

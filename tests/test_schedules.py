@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfcyclegan.schedules import LinearDecay
+from tfcyclegan.core.schedules import LinearDecay
 
 
 def reference(step, lr0, epochs, decay_epoch, spe):

@@ -17,8 +17,8 @@ from PIL import Image
 from tfcyclegan_cli.main import main
 from tfcyclegan_cli.study import format_table
 
-from tfcyclegan import study, study_report
-from tfcyclegan.errors import UserError
+from tfcyclegan.study import analysis, server
+from tfcyclegan.util.errors import UserError
 
 PRACTICE, TRIALS = 2, 4
 
@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory):
 def prepared(run_dir):
     """A study directory for both directions, 5 images each (the folders hold 5)."""
     directory = run_dir.parent / "study"
-    study.prepare(run_dir, directory, directions=["a2b", "b2a"], count=PRACTICE + TRIALS, log=lambda m: None)
+    server.prepare(run_dir, directory, directions=["a2b", "b2a"], count=PRACTICE + TRIALS, log=lambda m: None)
     return directory
 
 
@@ -42,8 +42,8 @@ class Served:
 
     def __init__(self, directory, **settings):
         settings = {"practice": PRACTICE, "trials": TRIALS, "log": lambda m: None, **settings}
-        self.study = study.Study(directory, **settings)
-        self.server = study.StudyServer(self.study, "127.0.0.1", 0)
+        self.study = server.Study(directory, **settings)
+        self.server = server.StudyServer(self.study, "127.0.0.1", 0)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -97,17 +97,17 @@ def answer_all(session, choose):
 
 def lines(directory):
     return (
-        (directory / study.ANSWERS).read_bytes().decode().splitlines() if (directory / study.ANSWERS).exists() else []
+        (directory / server.ANSWERS).read_bytes().decode().splitlines() if (directory / server.ANSWERS).exists() else []
     )
 
 
 def test_prepare_stores_real_and_translated_images_under_opaque_ids(prepared, run_dir):
-    manifest = study.read_manifest(prepared)
+    manifest = server.read_manifest(prepared)
     assert manifest["model"] == str(run_dir.resolve()) and manifest["image_size"] == 32
     for direction in ("a2b", "b2a"):
         entry = manifest["directions"][direction]
         assert len(entry["real"]) == len(entry["fake"]) == 5
-        target = study.target_domain(direction).upper()
+        target = server.target_domain(direction).upper()
         assert all(os.path.dirname(image["from"]).endswith(f"/{target}") for image in entry["real"])
         for image in entry["real"] + entry["fake"]:
             assert Image.open(prepared / "images" / f"{image['id']}.png").size == (32, 32)
@@ -117,11 +117,11 @@ def test_prepare_stores_real_and_translated_images_under_opaque_ids(prepared, ru
 
 
 def test_prepare_reuses_the_directory_and_refuses_another_model(prepared, run_dir, tmp_path):
-    before = (prepared / study.MANIFEST).read_text()
-    assert study.prepare(run_dir, prepared, directions=["a2b"], count=3, log=lambda m: None)["directions"]
-    assert (prepared / study.MANIFEST).read_text() == before
+    before = (prepared / server.MANIFEST).read_text()
+    assert server.prepare(run_dir, prepared, directions=["a2b"], count=3, log=lambda m: None)["directions"]
+    assert (prepared / server.MANIFEST).read_text() == before
     with pytest.raises(UserError, match="was made for model .*; pass another --study-dir"):
-        study.prepare(tmp_path, prepared, directions=["a2b"], log=lambda m: None)
+        server.prepare(tmp_path, prepared, directions=["a2b"], log=lambda m: None)
 
 
 def test_sessions_alternate_directions_and_hide_the_scored_truth(served):
@@ -205,7 +205,7 @@ def test_bad_posts_are_400_with_a_short_json_error_and_write_nothing(served):
         assert (status, content_type) == (400, "application/json"), (body[:80], reply)
         error = json.loads(reply)["error"]
         assert message in error and len(error) < 120
-    status, _, reply = served.request("POST", "/api/answers", b"x" * (study.MAX_POST_BYTES + 1))
+    status, _, reply = served.request("POST", "/api/answers", b"x" * (server.MAX_POST_BYTES + 1))
     assert status == 400 and "bytes" in json.loads(reply)["error"]
     status, _, reply = served.request("POST", "/api/answers", None, {"Content-Length": "-5"})
     assert status == 400
@@ -235,8 +235,8 @@ def test_concurrent_participants_lose_no_line_and_tear_none(served):
 def test_appends_from_separate_stores_are_whole_lines(tmp_path):
     # Two stores (two servers on one directory) share only the file lock; long lines
     # show a torn write if there is one.
-    path = tmp_path / study.ANSWERS
-    stores = [study.AnswerStore(path), study.AnswerStore(path)]
+    path = tmp_path / server.ANSWERS
+    stores = [server.AnswerStore(path), server.AnswerStore(path)]
 
     def write(worker):
         for i in range(25):
@@ -247,17 +247,17 @@ def test_appends_from_separate_stores_are_whole_lines(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    records = study.AnswerStore(path).read()
+    records = server.AnswerStore(path).read()
     assert sorted((r["worker"], r["i"]) for r in records) == [(w, i) for w in range(6) for i in range(25)]
     assert all(r["pad"] == str(r["worker"]) * 70_000 for r in records)
 
 
 def test_an_append_after_a_torn_line_starts_on_its_own_line(tmp_path):
-    path = tmp_path / study.ANSWERS
+    path = tmp_path / server.ANSWERS
     path.write_bytes(b'{"participant": "a"}\n{"partic')
-    study.AnswerStore(path).append({"participant": "b"})
+    server.AnswerStore(path).append({"participant": "b"})
     notes = []
-    assert study.AnswerStore(path).read(notes.append) == [{"participant": "a"}, {"participant": "b"}]
+    assert server.AnswerStore(path).read(notes.append) == [{"participant": "a"}, {"participant": "b"}]
     assert notes == [f"note: {path} line 2 is not a JSON object; skipped"]
 
 
@@ -280,11 +280,11 @@ def test_a_restarted_server_keeps_the_earlier_answers(served):
 def test_wilson_interval_against_hand_computed_values():
     # The bounds are the roots p of (k/n - p)^2 = z^2 p (1 - p) / n, z = 1.959964; for 7 of 10:
     # 1.384146 p^2 - 1.784146 p + 0.49 = 0, p = (1.784146 -+ 0.685748) / 2.768292.
-    assert study_report.wilson_interval(7, 10) == pytest.approx((0.396778, 0.892209), abs=1e-6)
-    assert study_report.wilson_interval(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
-    assert study_report.wilson_interval(10, 10) == pytest.approx((0.722467, 1.0), abs=1e-6)
-    assert study_report.wilson_interval(50, 100) == pytest.approx((0.403832, 0.596168), abs=1e-6)
-    assert study_report.wilson_interval(0, 0) == (None, None)
+    assert analysis.wilson_interval(7, 10) == pytest.approx((0.396778, 0.892209), abs=1e-6)
+    assert analysis.wilson_interval(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
+    assert analysis.wilson_interval(10, 10) == pytest.approx((0.722467, 1.0), abs=1e-6)
+    assert analysis.wilson_interval(50, 100) == pytest.approx((0.403832, 0.596168), abs=1e-6)
+    assert analysis.wilson_interval(0, 0) == (None, None)
 
 
 def record(participant, direction, trials):
@@ -301,11 +301,11 @@ def test_fooling_rate_counts_only_scored_trials():
         record("p2", "a2b", [("left", "right", True), ("left", "left", False), ("right", "right", False)]),
         record("p3", "b2a", [("left", "right", False)]),
     ]  # fmt: skip
-    summary = study_report.summarize(records, ["a2b", "b2a"])
+    summary = analysis.summarize(records, ["a2b", "b2a"])
     a2b = summary["a2b"]
     assert (a2b["participants"], a2b["scored_trials"], a2b["fooled"]) == (2, 6, 2)
     assert a2b["fooling_rate"] == pytest.approx(2 / 6)
-    assert a2b["ci95"] == pytest.approx(list(study_report.wilson_interval(2, 6)))
+    assert a2b["ci95"] == pytest.approx(list(analysis.wilson_interval(2, 6)))
     assert [(p["participant"], p["fooled"], p["scored_trials"]) for p in a2b["per_participant"]] == [
         ("p1", 2, 4),
         ("p2", 0, 2),
@@ -331,7 +331,7 @@ def test_study_report_cli_table_and_json(served, tmp_path):
 
 def test_study_report_with_the_domain_classifier(served, tmp_path, monkeypatch):
     monkeypatch.setenv("TFCYCLEGAN_CACHE", str(tmp_path / "cache"))
-    result = study_report.report(served.study.dir, with_classifier=True, log=lambda m: None)
+    result = analysis.report(served.study.dir, with_classifier=True, log=lambda m: None)
     verdicts = result["classifier"]
     for direction in ("a2b", "b2a"):
         v = verdicts[direction]
@@ -395,7 +395,7 @@ class QuitAtOnce:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "localhost", "127.0.0.2", "::1"])
 def test_a_host_beyond_loopback_is_warned_about(prepared, host, monkeypatch):
-    monkeypatch.setattr(study, "StudyServer", QuitAtOnce)
+    monkeypatch.setattr(server, "StudyServer", QuitAtOnce)
     result = CliRunner().invoke(main, ["study", str(prepared.parent / "run"), "--study-dir", str(prepared),
                                        "--host", host, "--port", "9"])  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -17,7 +17,8 @@ from helpers import write_untrained_run
 from PIL import Image
 from tfcyclegan_cli.main import main
 
-from tfcyclegan import demo, study
+from tfcyclegan.data import demo
+from tfcyclegan.study import server
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "study.png"
@@ -49,7 +50,7 @@ def prepared(tmp_path_factory):
         for seed in range(8):
             Image.fromarray(demo.render(seed + 100 * striped, 64, striped)).save(root / domain / f"{seed}.png")
     run = write_untrained_run(root, image_size=64)
-    study.prepare(run, root / "study", directions=["a2b"], count=PRACTICE + TRIALS, log=lambda m: None)
+    server.prepare(run, root / "study", directions=["a2b"], count=PRACTICE + TRIALS, log=lambda m: None)
     return root / "study"
 
 
@@ -58,13 +59,13 @@ def served(prepared, tmp_path, request):
     """The study served on a free loopback port in a thread, with the test's exposure."""
     directory = tmp_path / "study"
     shutil.copytree(prepared, directory)
-    served = study.Study(directory, practice=PRACTICE, trials=TRIALS, log=lambda m: None, **request.param)
-    server = study.StudyServer(served, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    served = server.Study(directory, practice=PRACTICE, trials=TRIALS, log=lambda m: None, **request.param)
+    httpd = server.StudyServer(served, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield served, server.url
-    server.shutdown()
-    server.server_close()
+    yield served, httpd.url
+    httpd.shutdown()
+    httpd.server_close()
     thread.join()
 
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from tfcyclegan_cli.main import main
 
-from tfcyclegan import torch_state
-from tfcyclegan.errors import UserError
+from tfcyclegan.models import torch_state
+from tfcyclegan.util.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torch"
 

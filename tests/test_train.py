@@ -11,10 +11,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import callbacks, export, rundir, train
-from tfcyclegan.config import TrainConfig
-from tfcyclegan.errors import UserError
-from tfcyclegan.model import LOSS_NAMES
+from tfcyclegan import export
+from tfcyclegan.core.model import LOSS_NAMES
+from tfcyclegan.runs import rundir
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.training import callbacks, train
+from tfcyclegan.util.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +258,7 @@ def test_extending_a_run_recomputes_the_schedule_and_may_change_precision(folder
     for epochs, precision in ((3, "mixed_bfloat16"), (4, "float32")):
         config = tiny(folders, run_dir, epochs=epochs, precision=precision)
         train.fit(config, explicit={"epochs", "precision"}, verbose=0)
-        notes = capsys.readouterr().err  # notes on stderr (tfcyclegan.report)
+        notes = capsys.readouterr().err  # notes on stderr (tfcyclegan.util.report)
         assert (
             f"extending {run_dir} from {epochs - 1} to {epochs} epochs; learning rate decays linearly from epoch "
             f"{epochs - 1} to 0 at epoch {epochs}"

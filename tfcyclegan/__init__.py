@@ -9,13 +9,13 @@ import importlib
 from tfcyclegan.version import __version__
 
 _EXPORTS = {
-    "CycleGAN": "tfcyclegan.model",
-    "ResnetGenerator": "tfcyclegan.networks",
-    "PatchDiscriminator": "tfcyclegan.networks",
-    "InstanceNormalization": "tfcyclegan.networks",
-    "ImagePool": "tfcyclegan.pool",
-    "LinearDecay": "tfcyclegan.schedules",
-    "TrainConfig": "tfcyclegan.config",
+    "CycleGAN": "tfcyclegan.core.model",
+    "ResnetGenerator": "tfcyclegan.core.networks",
+    "PatchDiscriminator": "tfcyclegan.core.networks",
+    "InstanceNormalization": "tfcyclegan.core.networks",
+    "ImagePool": "tfcyclegan.core.pool",
+    "LinearDecay": "tfcyclegan.core.schedules",
+    "TrainConfig": "tfcyclegan.runs.config",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -11,13 +11,13 @@ One job per module:
     pipeline    export(): options, load, write, check, metadata.json, publish
 
 The export format's names (metadata.json, file and signature names) that the readers
-share live in tfcyclegan.export_format. The names below are imported from their module
+share live in tfcyclegan.models.export_format. The names below are imported from their module
 on first use, so that importing this package (as the command line does for its option
 lists) loads no TensorFlow.
 """
 
-from tfcyclegan import lazy
 from tfcyclegan.export.options import FORMATS, KIND_NAMES, QUANTIZE
+from tfcyclegan.util import lazy
 
 _LAZY = {
     "SAVEDMODEL_DIR": "savedmodel",

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan import data, inference, metrics, report
-from tfcyclegan.errors import UserError
-from tfcyclegan.export_format import tflite_file, uint8_signature
+from tfcyclegan import inference
+from tfcyclegan.data import imagefiles
+from tfcyclegan.models.export_format import tflite_file, uint8_signature
+from tfcyclegan.quality import metrics
+from tfcyclegan.util import report
+from tfcyclegan.util.errors import UserError
 
 # The parity check's large image: a photo's size, not square, odd height. Float32
 # rounding in the instance-norm sums grows with the pixel count (docs/export.md).
@@ -112,8 +115,8 @@ def _check_uint8(path, references, samples):
     loaded = tf.saved_model.load(str(path))
     failed = []
     for direction in references:
-        images = data.to_uint8(samples[direction][1])
-        expected = data.to_uint8(references[direction](data.to_float(images))).astype(np.int16)
+        images = imagefiles.to_uint8(samples[direction][1])
+        expected = imagefiles.to_uint8(references[direction](imagefiles.to_float(images))).astype(np.int16)
         got = getattr(loaded, uint8_signature(direction))(tf.constant(images)).numpy().astype(np.int16)
         if np.max(np.abs(expected - got)) > 1:
             failed.append(uint8_signature(direction))

@@ -8,11 +8,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfcyclegan import inference, modeldir, report, rundir
-from tfcyclegan.errors import UsageError, UserError
+from tfcyclegan import inference
 from tfcyclegan.export import parity, publish, samples, savedmodel, tflite
 from tfcyclegan.export.options import FORMATS, QUANTIZE
-from tfcyclegan.export_format import FILES_KEY, METADATA_FILE, tflite_file
+from tfcyclegan.models import modeldir
+from tfcyclegan.models.export_format import FILES_KEY, METADATA_FILE, tflite_file
+from tfcyclegan.runs import rundir
+from tfcyclegan.util import report
+from tfcyclegan.util.errors import UsageError, UserError
 from tfcyclegan.version import __version__
 
 
@@ -51,7 +54,7 @@ def check_options(fmt, quantize, calibration_dirs=()):
 
 def _load(source):
     """({direction: generator}, TrainConfig-like description, provenance) of a run or model directory."""
-    from tfcyclegan.config import TrainConfig
+    from tfcyclegan.runs.config import TrainConfig
 
     if modeldir.is_model_dir(source):
         meta = modeldir.read_metadata(source)
@@ -89,7 +92,7 @@ def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_
 
     savedmodel: one SavedModel with endpoints a2b, b2a (float32) and a2b_uint8,
     b2a_uint8. tflite: a2b.tflite and b2a.tflite, quantized as `quantize` says. keras:
-    a model directory (tfcyclegan.modeldir). Each gets a metadata.json. A model
+    a model directory (tfcyclegan.models.modeldir). Each gets a metadata.json. A model
     directory holding one generator exports that direction only. Each direction must
     reach PARITY against the Keras generator on source-domain images (or synthetic
     ones), else UserError and nothing is written. Progress and the parity of each

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfcyclegan import fsutil, modeldir
-from tfcyclegan.errors import UserError, first_line
 from tfcyclegan.export.options import KIND_NAMES
-from tfcyclegan.export_format import DIRECTIONS, FILES_KEY, METADATA_FILE, SAVEDMODEL_FILE, tflite_file
+from tfcyclegan.models import modeldir
+from tfcyclegan.models.export_format import DIRECTIONS, FILES_KEY, METADATA_FILE, SAVEDMODEL_FILE, tflite_file
+from tfcyclegan.util import fsutil
+from tfcyclegan.util.errors import UserError, first_line
 
 # What an export of each format writes beside metadata.json; a SavedModel's variables/
 # holds only the checkpoint files below and its assets/ nothing (the generators have none).

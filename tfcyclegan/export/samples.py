@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan import data, report
-from tfcyclegan.errors import UsageError, UserError
-from tfcyclegan.export_format import DIRECTIONS
+from tfcyclegan.data import imagefiles, pipeline
+from tfcyclegan.models.export_format import DIRECTIONS
+from tfcyclegan.util import report
+from tfcyclegan.util.errors import UsageError, UserError
 
 CALIBRATION_COUNT = 32
 VERIFY_COUNT = 4
@@ -50,22 +51,22 @@ def _domain_files(config, calibration_dirs, directions=DIRECTIONS):
     For one direction alone (a pretrained generator) a single --calibration-dir is
     that direction's source images."""
     if len(calibration_dirs) == 1 and len(directions) == 1:
-        files = data.list_images(calibration_dirs[0])
+        files = imagefiles.list_images(calibration_dirs[0])
         return {directions[0]: (files, files, str(calibration_dirs[0]))}
     if len(calibration_dirs) == 2:
-        a, b = (data.list_images(d) for d in calibration_dirs)
+        a, b = (imagefiles.list_images(d) for d in calibration_dirs)
         return {"a2b": (a, a, str(calibration_dirs[0])), "b2a": (b, b, str(calibration_dirs[1]))}
     if len(calibration_dirs) == 1:
         root = Path(calibration_dirs[0]).expanduser()
         for a, b in (("trainA", "trainB"), ("testA", "testB"), ("A", "B")):
             if (root / a).is_dir() and (root / b).is_dir():
-                fa, fb = data.list_images(root / a), data.list_images(root / b)
+                fa, fb = imagefiles.list_images(root / a), imagefiles.list_images(root / b)
                 return {"a2b": (fa, fa, str(root / a)), "b2a": (fb, fb, str(root / b))}
         raise UserError(
             f"--calibration-dir {root} needs subfolders trainA/ and trainB/ (or A/ and B/) with images of each "
             "domain; or give --calibration-dir twice: domain A's folder, then domain B's"
         )
-    from tfcyclegan import datasets
+    from tfcyclegan.data import datasets
 
     if not (config.domain_a and config.domain_b):
         return None  # a model directory of pretrained generators knows no training domains
@@ -83,8 +84,8 @@ def _domain_files(config, calibration_dirs, directions=DIRECTIONS):
 
 def _load_batch(files, size, count, offset=0.0):
     """Up to `count` images spread over `files`, resized to size x size, passing over unreadable ones."""
-    good, _ = data.scan_images(_spread(files, 2 * count, offset), progress=False)
-    return data.make_eval_batch(_spread(good, count), size, count)
+    good, _ = imagefiles.scan_images(_spread(files, 2 * count, offset), progress=False)
+    return pipeline.make_eval_batch(_spread(good, count), size, count)
 
 
 def sample_images(config, calibration_dirs=(), need_calibration=False, log=report.note, directions=DIRECTIONS):

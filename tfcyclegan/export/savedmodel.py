@@ -4,8 +4,9 @@ per direction, float32 [-1, 1] in and out, and uint8 [0, 255] in and out."""
 import keras
 import tensorflow as tf
 
-from tfcyclegan import data, inference
-from tfcyclegan.export_format import DIRECTIONS, uint8_signature
+from tfcyclegan import inference
+from tfcyclegan.data import imagefiles
+from tfcyclegan.models.export_format import DIRECTIONS, uint8_signature
 
 SAVEDMODEL_DIR = "savedmodel"
 UINT8_SPEC = tf.TensorSpec((None, None, None, 3), tf.uint8)
@@ -44,7 +45,7 @@ def _any_size(generator):
 
 def _uint8(translate):
     def translate_uint8(images):
-        return data.to_uint8(translate(data.to_float(images)))
+        return imagefiles.to_uint8(translate(imagefiles.to_float(images)))
 
     return translate_uint8
 

@@ -8,10 +8,10 @@ import warnings
 
 import tensorflow as tf
 
-from tfcyclegan import report
-from tfcyclegan.errors import UserError, first_line
 from tfcyclegan.export import savedmodel
-from tfcyclegan.export_format import tflite_file
+from tfcyclegan.models.export_format import tflite_file
+from tfcyclegan.util import report
+from tfcyclegan.util.errors import UserError, first_line
 
 # What every .tflite file takes and gives (metadata.json's "io").
 IO = f"float32 [-1, 1] {savedmodel.ANY_SIZE}"

@@ -11,8 +11,8 @@ The names below are imported from their module on first use, so that importing t
 package (as the command line does for its option lists) loads no TensorFlow.
 """
 
-from tfcyclegan import lazy
 from tfcyclegan.inference.options import DIRECTIONS, FORMATS, MIN_SIDE, MULTIPLE
+from tfcyclegan.util import lazy
 
 _LAZY = {
     "PASS_BYTES": "tiling",

@@ -2,7 +2,7 @@
 
 Which input goes to which output is planned and checked before any work (plan_outputs);
 inputs are read one by one (tfcyclegan.data), translated in batches of one size, and
-each output is written whole under a temporary name and then published (tfcyclegan.fsutil),
+each output is written whole under a temporary name and then published (tfcyclegan.util.fsutil),
 never replacing a file that exists unless asked. Unreadable or unusable inputs are
 skipped with a note; what happened is returned as a TranslateReport.
 """
@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tfcyclegan import data, fsutil
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.data import imagefiles
 from tfcyclegan.inference.options import FORMATS, MIN_SIDE
-from tfcyclegan.report import note
+from tfcyclegan.util import fsutil
+from tfcyclegan.util.errors import UserError, first_line
+from tfcyclegan.util.report import note
 
 
 @dataclass
@@ -82,7 +83,7 @@ def plan_outputs(inputs, output_dir, fmt="png"):
         if item.is_dir():
             item_real = _key(os.path.realpath(item))
             nested = out_real != item_real and _inside(out_real, item_real)
-            for p in data.list_images(item):
+            for p in imagefiles.list_images(item):
                 if nested and _inside(_key(os.path.realpath(p)), out_real):
                     continue
                 jobs.append((item, Path(p), Path(p).relative_to(item)))
@@ -154,7 +155,7 @@ def translate_files(
     Images of the same size are batched (up to `batch_size`). An image whose longer side
     exceeds `max_size` is downscaled (aspect kept) before translation, with a note; one
     whose shorter side would then fall below MIN_SIDE is skipped as too small. An image
-    over the decoder's pixel limit (data.ImageTooLarge) is skipped unless `allow_large`
+    over the decoder's pixel limit (imagefiles.ImageTooLarge) is skipped unless `allow_large`
     or `max_size` is given. An unreadable input is reported through `log` in one line and
     skipped. `progress(done, total)` is called as inputs finish. An output that already
     exists is left as it is and its input not translated (report.existing), unless
@@ -199,13 +200,13 @@ def translate_files(
 
     for source, target in plan:
         try:
-            image = data.load_image(source, allow_large=allow_large or max_size is not None)
-        except data.ImageTooLarge as error:
+            image = imagefiles.load_image(source, allow_large=allow_large or max_size is not None)
+        except imagefiles.ImageTooLarge as error:
             skip(
                 source, f"{error.reason}; pass --max-size to translate it downscaled or --allow-large", report.too_large
             )
             continue
-        except data.ImageError as error:
+        except imagefiles.ImageError as error:
             skip(source, error.reason)
             continue
         h, w = image.shape[:2]

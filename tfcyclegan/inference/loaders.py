@@ -2,11 +2,11 @@
 directory, a SavedModel, a .tflite file or a folder of them, a PyTorch .pth file).
 
 Nothing is unpickled and no Python is executed from a model path: a run directory is
-read as config.json plus a TensorFlow checkpoint (tfcyclegan.rundir), a .keras file in
-Keras' safe mode (tfcyclegan.modeldir), a SavedModel as a graph, a .tflite file as a
+read as config.json plus a TensorFlow checkpoint (tfcyclegan.runs.rundir), a .keras file in
+Keras' safe mode (tfcyclegan.models.modeldir), a SavedModel as a graph, a .tflite file as a
 flatbuffer, a .pth through a restricted unpickler that builds tensors only
-(tfcyclegan.torch_state), and metadata as JSON. The names of an export's files and
-signatures come from tfcyclegan.export_format, which the writer uses too.
+(tfcyclegan.models.torch_state), and metadata as JSON. The names of an export's files and
+signatures come from tfcyclegan.models.export_format, which the writer uses too.
 """
 
 import json
@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan import modeldir, rundir
-from tfcyclegan.config import value_problem
-from tfcyclegan.errors import UsageError, UserError, first_line
-from tfcyclegan.export_format import (
+from tfcyclegan.inference.tiling import Translator, pixel_budget
+from tfcyclegan.models import modeldir
+from tfcyclegan.models.export_format import (
     DIRECTIONS,
     FILES_KEY,
     METADATA_FILE,
@@ -29,7 +28,9 @@ from tfcyclegan.export_format import (
     TFLITE_MAGIC,
     TFLITE_MAGIC_OFFSET,
 )
-from tfcyclegan.inference.tiling import Translator, pixel_budget
+from tfcyclegan.runs import rundir
+from tfcyclegan.runs.config import value_problem
+from tfcyclegan.util.errors import UsageError, UserError, first_line
 
 REEXPORT = "re-export the model with `tfcyclegan export`"
 # What a translator's forward pass takes and returns: float32 RGB batches of any size.
@@ -183,9 +184,9 @@ def load_translator(path, direction, num_threads=None):
     """The Translator for `direction` (a2b uses G, b2a uses F) stored at `path`.
 
     `path` is a run directory (its newest checkpoint), a model directory of .keras
-    generators (tfcyclegan.modeldir), a SavedModel from `tfcyclegan export`, a .tflite
+    generators (tfcyclegan.models.modeldir), a SavedModel from `tfcyclegan export`, a .tflite
     file from it, a folder of such .tflite files (the one for `direction` is used), or
-    a PyTorch generator .pth file (tfcyclegan.pretrained; it translates the one way it
+    a PyTorch generator .pth file (tfcyclegan.models.pretrained; it translates the one way it
     was trained, whatever `direction` says). `direction=None` takes the model's only
     direction (a .pth file, a one-way model directory, a .tflite file) and is a
     UsageError for a model that translates both ways. `num_threads` applies to TFLite
@@ -243,7 +244,7 @@ def load_translator(path, direction, num_threads=None):
     if tflite:
         return _from_tflite(path, direction, num_threads)
     if path.suffix.lower() in (".pth", ".pt"):
-        from tfcyclegan import pretrained
+        from tfcyclegan.models import pretrained
 
         generator, described = pretrained.load_source(path)
         return keras_translator(generator, direction or "a2b", described, source=path)

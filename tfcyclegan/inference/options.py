@@ -5,7 +5,7 @@ Standard library only, so that the command line takes its choice lists and bound
 here while `tfcyclegan --help` loads no TensorFlow.
 """
 
-from tfcyclegan.export_format import DIRECTIONS
+from tfcyclegan.models.export_format import DIRECTIONS
 
 __all__ = ["DIRECTIONS", "FORMATS", "MIN_SIDE", "MULTIPLE"]
 

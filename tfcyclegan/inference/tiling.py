@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from tfcyclegan import data
-from tfcyclegan.errors import UserError
+from tfcyclegan.data import imagefiles
 from tfcyclegan.inference.options import MIN_SIDE, MULTIPLE
+from tfcyclegan.util.errors import UserError
 
 # Memory one forward pass may hold; a larger image is translated in overlapping tiles.
 PASS_BYTES = 3 * 2**30
@@ -100,13 +100,13 @@ class Translator:
         return self._translate(np.asarray(images, np.float32), np.float32)
 
     def translate_uint8(self, images):
-        """uint8 images in, uint8 translations out: data.to_uint8(self(data.to_float(images)))
+        """uint8 images in, uint8 translations out: imagefiles.to_uint8(self(imagefiles.to_float(images)))
         without float32 copies of a whole large image (3 bytes per pixel in and out)."""
         return self._translate(np.asarray(images, np.uint8), np.uint8)
 
     def _pass(self, x, dtype):
-        y = self.run(data.to_float(x) if x.dtype == np.uint8 else x)
-        return data.to_uint8(y) if dtype == np.uint8 else y
+        y = self.run(imagefiles.to_float(x) if x.dtype == np.uint8 else x)
+        return imagefiles.to_uint8(y) if dtype == np.uint8 else y
 
     def _translate(self, x, dtype):
         single = x.ndim == 3
@@ -162,6 +162,6 @@ class Translator:
             for r in range(top, top + done, BLEND_ROWS):
                 end = min(r + BLEND_ROWS, top + done)
                 final = band[r - top : end - top] / (row_sum[r:end, None, None] * col_sum[None, :, None])
-                out[r:end] = data.to_uint8(final) if out.dtype == np.uint8 else final
+                out[r:end] = imagefiles.to_uint8(final) if out.dtype == np.uint8 else final
             band[: th - done] = band[done:]
             band[th - done :] = 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.util.errors import UserError, first_line
 
 # Keras' own ImageNet InceptionV3 weights without the classifier head, as
 # keras.applications.InceptionV3(include_top=False) downloads them, with Keras' MD5.

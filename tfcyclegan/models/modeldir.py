@@ -7,14 +7,14 @@ generators) and by `tfcyclegan export RUN --format keras`.
     metadata.json       sources, architecture, pre/post-processing
 
 Each .keras file loads with keras.saving.load_model(path, safe_mode=True): the
-networks are registered Keras classes (tfcyclegan.networks), nothing else is needed.
+networks are registered Keras classes (tfcyclegan.core.networks), nothing else is needed.
 """
 
 import json
 import zipfile
 from pathlib import Path
 
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.util.errors import UserError, first_line
 
 GENERATOR_FILES = {"a2b": "generator_g.keras", "b2a": "generator_f.keras"}
 METADATA_FILE = "metadata.json"
@@ -56,7 +56,7 @@ def load_generator(path, direction):
     """The generator for `direction` in model directory `path` (safe-mode .keras load)."""
     import keras
 
-    from tfcyclegan import networks
+    from tfcyclegan.core import networks
 
     path = Path(path)
     file = path / GENERATOR_FILES[direction]
@@ -83,7 +83,7 @@ def _check_architecture(file):
     before anything is built: a file asking for a million blocks would otherwise build for
     many minutes and gigabytes. A file that is no .keras archive is left to Keras' loader,
     whose error is reported."""
-    from tfcyclegan.config import value_problem
+    from tfcyclegan.runs.config import value_problem
 
     try:
         with zipfile.ZipFile(file) as archive:

@@ -22,8 +22,8 @@ command line takes SPLITS, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
 import json
 import math
 
-from tfcyclegan import fsutil, report
-from tfcyclegan.errors import UserError
+from tfcyclegan.util import fsutil, report
+from tfcyclegan.util.errors import UserError
 
 SPLITS = ("test", "train")
 # Without a test split this seeded fraction of a domain's training images is held out:
@@ -66,9 +66,9 @@ def held_out(files):
 
 
 def _readable(files, what, label, domain, log):
-    from tfcyclegan import data
+    from tfcyclegan.data import imagefiles
 
-    good, bad = data.scan_images(files)
+    good, bad = imagefiles.scan_images(files)
     for path, reason in bad:
         log(f"skipping {path}: {reason}")
     if not good:
@@ -110,15 +110,16 @@ def _splits(domain, split, label, log):
 
 
 def _ground_truth(files, translations, sources, image_size):
-    from tfcyclegan import data, demo, metrics
+    from tfcyclegan.data import demo, pipeline
+    from tfcyclegan.quality import metrics
 
-    truths = data.make_eval_batch([demo.ground_truth_path(p) for p in files], image_size, len(files))
+    truths = pipeline.make_eval_batch([demo.ground_truth_path(p) for p in files], image_size, len(files))
     return metrics.ground_truth_metrics(sources, translations, truths)
 
 
 def _fid_kid(weights, images, log):
     """The fid_kid section for {"real_a", "real_b", "fake_a", "fake_b": image batch or None}."""
-    from tfcyclegan import metrics
+    from tfcyclegan.quality import metrics
 
     real_a, real_b = images["real_a"], images["real_b"]
     if min(len(real_a), len(real_b)) < 2:  # covariances and unbiased MMD need two images per set
@@ -149,7 +150,8 @@ def _classifier(*, trained, scored, files, real, fakes, image_size, cache, log):
     """The classifier section: trained on the `trained` files (A, B), its accuracy measured
     on the `scored` real images (none of them trained on; `real` holds the batches of
     `files`, which they often are), fooling rates of `fakes` (G(a), F(b)) when it is accurate."""
-    from tfcyclegan import classifier, data
+    from tfcyclegan.data import pipeline
+    from tfcyclegan.quality import classifier
 
     verdict = {"min_accuracy": classifier.MIN_ACCURACY, "scored_on": {"a": len(scored[0]), "b": len(scored[1])}}
     if min(len(s) for s in scored) < MIN_SCORED:
@@ -162,7 +164,7 @@ def _classifier(*, trained, scored, files, real, fakes, image_size, cache, log):
         )
         return verdict
     judge, path, cached = classifier.load_or_train(*trained, image_size, cache_dir=cache, log=log)
-    batches = [r if s == f else data.make_eval_batch(s, image_size, len(s)) for s, f, r in zip(scored, files, real)]
+    batches = [r if s == f else pipeline.make_eval_batch(s, image_size, len(s)) for s, f, r in zip(scored, files, real)]
     verdict.update(weights=path, cached=cached, **judge.accuracy(*batches))
     rates = judge.fooling_rates(*fakes)
     verdict["meaningful"] = verdict["accuracy"] >= classifier.MIN_ACCURACY
@@ -212,7 +214,8 @@ def evaluate_translators(
     and notes go to `log`. Returns a JSON-ready dict (see the module docstring); `to_json`
     writes non-finite numbers as strings.
     """
-    from tfcyclegan import data, datasets, metrics
+    from tfcyclegan.data import datasets, pipeline
+    from tfcyclegan.quality import metrics
 
     _check_split(split)
     missing = dict(missing or {})
@@ -229,8 +232,8 @@ def evaluate_translators(
     files_b, train_b, score_b, split_b = _splits(b, split, "B", log)
     used = split_a if split_a == split_b else f"A {split_a}, B {split_b}"
     log(f"evaluating {source} on {len(files_a)} + {len(files_b)} {used} images at {image_size}px")
-    real_a = data.make_eval_batch(files_a, image_size, len(files_a))
-    real_b = data.make_eval_batch(files_b, image_size, len(files_b))
+    real_a = pipeline.make_eval_batch(files_a, image_size, len(files_a))
+    real_b = pipeline.make_eval_batch(files_b, image_size, len(files_b))
     g, f = translators.get("a2b"), translators.get("b2a")
     fake_b = g(real_a) if g else None
     fake_a = f(real_b) if f else None

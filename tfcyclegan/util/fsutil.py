@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.util.errors import UserError, first_line
 
 
 def unique_dir(parent, prefix):

@@ -11,8 +11,9 @@ import json
 import math
 from pathlib import Path
 
-from tfcyclegan import fsutil, study
-from tfcyclegan import report as reporting
+from tfcyclegan.study import server
+from tfcyclegan.util import fsutil
+from tfcyclegan.util import report as reporting
 
 Z95 = 1.959963984540054  # standard normal quantile at 0.975
 
@@ -68,7 +69,8 @@ def _classifier(manifest, study_dir, cache_dir, log):
     Its accuracy is measured on the study's real images: the target images shown and the
     source images the translations were made from.
     """
-    from tfcyclegan import classifier, data, datasets
+    from tfcyclegan.data import datasets, pipeline
+    from tfcyclegan.quality import classifier
 
     size = manifest["image_size"]
     a, b = datasets.resolve_domains(manifest["domain_a"]["spec"], manifest["domain_b"]["spec"], manifest["data_root"])
@@ -76,12 +78,12 @@ def _classifier(manifest, study_dir, cache_dir, log):
 
     def load(folder, images):
         files = [study_dir / folder / f"{image['id']}.png" for image in images]
-        return data.make_eval_batch(files, size, len(files))
+        return pipeline.make_eval_batch(files, size, len(files))
 
     result = {"weights": path, "cached": cached, "min_accuracy": classifier.MIN_ACCURACY}
     for direction, entry in manifest["directions"].items():
-        real_target, sources = load(study.IMAGES, entry["real"]), load(study.SOURCES, entry["fake"])
-        fakes = load(study.IMAGES, entry["fake"])
+        real_target, sources = load(server.IMAGES, entry["real"]), load(server.SOURCES, entry["fake"])
+        fakes = load(server.IMAGES, entry["fake"])
         real_a, real_b = (sources, real_target) if direction == "a2b" else (real_target, sources)
         verdict = judge.accuracy(real_a, real_b)
         verdict["meaningful"] = verdict["accuracy"] >= classifier.MIN_ACCURACY
@@ -96,8 +98,8 @@ def report(study_dir, with_classifier=False, classifier_cache=None, log=reportin
     """Everything `study-report` prints, as a JSON-ready dict; see the module docstring
     (the command line's format_table shows it as text)."""
     study_dir = Path(study_dir).expanduser()
-    manifest = study.read_manifest(study_dir)
-    records = study.AnswerStore(study_dir / study.ANSWERS).read(log)
+    manifest = server.read_manifest(study_dir)
+    records = server.AnswerStore(study_dir / server.ANSWERS).read(log)
     result = {
         "study": str(study_dir),
         "model": manifest["model"],

@@ -12,12 +12,15 @@ import keras
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import callbacks, checkpoints, data, datasets, distribute, report, rundir
-from tfcyclegan.config import TrainConfig
-from tfcyclegan.errors import UsageError, UserError
-from tfcyclegan.model import CycleGAN
-from tfcyclegan.networks import PatchDiscriminator
-from tfcyclegan.schedules import LinearDecay
+from tfcyclegan.core.model import CycleGAN
+from tfcyclegan.core.networks import PatchDiscriminator
+from tfcyclegan.core.schedules import LinearDecay
+from tfcyclegan.data import datasets, imagefiles, pipeline
+from tfcyclegan.runs import checkpoints, rundir
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.training import callbacks, distribute
+from tfcyclegan.util import report
+from tfcyclegan.util.errors import UsageError, UserError
 
 
 def build_model(config, steps_per_epoch):
@@ -71,7 +74,7 @@ def _size(path):
 
 def _readable(domain, label, image_size):
     """The domain's decodable training images; says which files are skipped and why."""
-    good, bad = data.scan_images(domain.train_files)
+    good, bad = imagefiles.scan_images(domain.train_files)
     for path, reason in bad:
         report.note(f"skipping {path}: {reason}")
     if not good:
@@ -189,7 +192,7 @@ def init_generators(folder, config, explicit=frozenset()):
     differs is an error naming both. A directory without F (pretrained files are one
     way) starts F fresh, said in one line.
     """
-    from tfcyclegan import modeldir
+    from tfcyclegan.models import modeldir
 
     folder = Path(folder).expanduser()
     if not modeldir.is_model_dir(folder):
@@ -306,7 +309,7 @@ def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, 
     files_b = _readable(domain_b, "B", config.image_size)
     # Resolved once and saved as a number, so a resumed run keeps its epochs whatever
     # images were added or removed since (issue #15).
-    steps = config.steps_per_epoch or data.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
+    steps = config.steps_per_epoch or pipeline.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
     config.steps_per_epoch = steps
     counts = {"A": len(files_a), "B": len(files_b)}
     has_any = checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
@@ -377,8 +380,8 @@ def _side_work(plan, model, manager, writer, done_in_epoch):
             callbacks.Samples(
                 plan.run_dir,
                 writer,
-                data.make_eval_batch(plan.files_a, config.image_size, count),
-                data.make_eval_batch(plan.files_b, config.image_size, count),
+                pipeline.make_eval_batch(plan.files_a, config.image_size, count),
+                pipeline.make_eval_batch(plan.files_b, config.image_size, count),
             ),
             callbacks.LossLog(plan.run_dir),
         ]
@@ -391,7 +394,7 @@ def _train_epochs(plan, model, side_work, first_epoch, done_in_epoch):
     config, steps = plan.config, plan.config.steps_per_epoch
 
     def dataset(first, last):
-        return data.make_train_dataset(
+        return pipeline.make_train_dataset(
             plan.files_a,
             plan.files_b,
             image_size=config.image_size,

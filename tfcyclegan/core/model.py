@@ -3,8 +3,8 @@
 import keras
 import tensorflow as tf
 
-from tfcyclegan import losses
-from tfcyclegan.pool import ImagePool
+from tfcyclegan.core import losses
+from tfcyclegan.core.pool import ImagePool
 
 LOSS_NAMES = ("loss_G", "loss_D", "loss_GAN", "loss_identity", "loss_cycle", "loss_D_X", "loss_D_Y")
 

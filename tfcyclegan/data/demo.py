@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tfcyclegan import fsutil
-from tfcyclegan.errors import UserError
+from tfcyclegan.util import fsutil
+from tfcyclegan.util.errors import UserError
 
 STRIPE_PERIOD = 4
 SPLITS = ("trainA", "trainB", "testA", "testB")

@@ -30,16 +30,16 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tfcyclegan import fsutil, report
-from tfcyclegan.errors import UserError, first_line
-from tfcyclegan.export_format import DIRECTIONS  # a2b (G), b2a (F), as everywhere
+from tfcyclegan.models.export_format import DIRECTIONS  # a2b (G), b2a (F), as everywhere
+from tfcyclegan.util import fsutil, report
+from tfcyclegan.util.errors import UserError, first_line
 
 MANIFEST = "manifest.json"
 ANSWERS = "answers.jsonl"
 IMAGES = "images"
 SOURCES = "sources"
 FORMAT = 1
-PAGE_DIR = Path(__file__).resolve().parent / "study_page"
+PAGE_DIR = Path(__file__).resolve().parent / "page"
 PAGE_FILES = {"/": "index.html", "/study.js": "study.js", "/study.css": "study.css"}
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".png": "image/png"}  # fmt: skip
@@ -101,13 +101,13 @@ def _pick(files, count, rng):
 
 def _study_files(domain, label, log):
     """Readable test images of a domain (its training images when it has no test split) and their split."""
-    from tfcyclegan import data
+    from tfcyclegan.data import imagefiles
 
     files, split = domain.test_files, "test"
     if not files:
         log(f"note: domain {label} ({domain.name}) has no test images; the study uses its training images")
         files, split = domain.train_files, "train"
-    good, bad = data.scan_images(files)
+    good, bad = imagefiles.scan_images(files)
     for path, reason in bad:
         log(f"skipping {path}: {reason}")
     if not good:
@@ -135,7 +135,8 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
     """
     import numpy as np
 
-    from tfcyclegan import data, datasets, inference
+    from tfcyclegan import inference
+    from tfcyclegan.data import datasets, imagefiles, pipeline
 
     study_dir = Path(study_dir).expanduser()
     model_path = str(Path(model).expanduser().resolve())
@@ -193,15 +194,15 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
         inputs = _pick(files[source][0], count, rng)
         reals = _pick(files[target][0], count, rng)
         log(f"{direction}: translating {len(inputs)} {files[source][1]} images of {domains[source].name} at {size}px")
-        real_x = data.to_uint8(data.make_eval_batch(reals, size, len(reals)))
-        input_x = data.make_eval_batch(inputs, size, len(inputs))
-        fake_x = data.to_uint8(translators[direction](input_x))
+        real_x = imagefiles.to_uint8(pipeline.make_eval_batch(reals, size, len(reals)))
+        input_x = pipeline.make_eval_batch(inputs, size, len(inputs))
+        fake_x = imagefiles.to_uint8(translators[direction](input_x))
         entry = {"real": [], "fake": [], "images_from": {source: files[source][1], target: files[target][1]}}
         for path, image in zip(reals, real_x):
             image_id = secrets.token_hex(8)
             _save_png(image, study_dir / IMAGES / f"{image_id}.png")
             entry["real"].append({"id": image_id, "from": str(path)})
-        for path, image, original in zip(inputs, fake_x, data.to_uint8(input_x)):
+        for path, image, original in zip(inputs, fake_x, imagefiles.to_uint8(input_x)):
             image_id = secrets.token_hex(8)
             _save_png(image, study_dir / IMAGES / f"{image_id}.png")
             _save_png(original, study_dir / SOURCES / f"{image_id}.png")

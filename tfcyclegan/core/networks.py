@@ -10,7 +10,7 @@ does (Keras' padding="same" pads only after, one pixel off), and every
 transposed convolution crops its full output to [1, 2H + 1) as PyTorch's
 ConvTranspose2d(k3, s2, p1, output_padding=1) does (computed directly,
 networks.Conv2DTranspose). Weights of the official
-generators therefore give PyTorch's outputs (tfcyclegan.pretrained).
+generators therefore give PyTorch's outputs (tfcyclegan.models.pretrained).
 
 Every layer and network is registered for Keras serialization under the package
 "tfcyclegan", so generators save to and load from .keras files
@@ -19,7 +19,7 @@ Every layer and network is registered for Keras serialization under the package
 Layers are named by their place in the architecture (conv_in, conv_down_1, block_3/conv_1,
 conv_up_2, conv_out; a discriminator's conv_1 ... conv_out), so each variable has a
 stable path (`variable.path`, e.g. "generator_g/block_3/conv_1/kernel") by which
-checkpoints store it (tfcyclegan.rundir). A network computes in the dtype policy it is
+checkpoints store it (tfcyclegan.runs.rundir). A network computes in the dtype policy it is
 given (`dtype="mixed_bfloat16"`, passed to every layer), never the global one, so building
 a model never changes global state; every variable is float32 in any policy.
 """
@@ -32,7 +32,7 @@ from keras import layers, ops
 
 def variables_by_path(network):
     """{layer path: variable} of a ResnetGenerator or PatchDiscriminator, e.g.
-    "block_3/conv_1/kernel": the names checkpoints store its variables by (tfcyclegan.rundir).
+    "block_3/conv_1/kernel": the names checkpoints store its variables by (tfcyclegan.runs.rundir).
 
     Taken from the network's structure, not from `variable.path`, which depends on the
     name scope the network happened to be built in (a loaded .keras file has none).

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.util.errors import UserError, first_line
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001

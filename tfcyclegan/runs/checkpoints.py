@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfcyclegan.errors import first_line
+from tfcyclegan.util.errors import first_line
 
 STATE_FILE = "checkpoint"
 _PREFIX = re.compile(r"ckpt-(\d+)")

@@ -9,7 +9,7 @@
 Light on purpose (no TensorFlow): the CLI and the metadata readers import it.
 """
 
-from tfcyclegan import modeldir
+from tfcyclegan.models import modeldir
 
 # One name for exports and model directories (a Keras export is a model directory).
 METADATA_FILE = modeldir.METADATA_FILE

@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from tfcyclegan.errors import UserError
+from tfcyclegan.util.errors import UserError
 
 # Errors a collective raises when a peer died, froze or missed the timeout.
 PEER_LOST = (

@@ -9,11 +9,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from tfcyclegan import fsutil, report
-from tfcyclegan.data import to_uint8
-from tfcyclegan.errors import UserError, first_line
-from tfcyclegan.figures import image_grid, save_loss_figure
-from tfcyclegan.model import LOSS_NAMES
+from tfcyclegan.core.model import LOSS_NAMES
+from tfcyclegan.data.imagefiles import to_uint8
+from tfcyclegan.training.figures import image_grid, save_loss_figure
+from tfcyclegan.util import fsutil, report
+from tfcyclegan.util.errors import UserError, first_line
 
 
 def save_checkpoint(manager, step):

@@ -15,7 +15,7 @@ modules but kept the layer order import too. Weights map as
     ConvTranspose2d (in, out, kh, kw) -> Conv2DTranspose kernel (kh, kw, out, in)
 
 (both libraries correlate, so no spatial flip), and tfcyclegan's generator has
-PyTorch's pixel alignment (tfcyclegan.networks), so the outputs agree with PyTorch's
+PyTorch's pixel alignment (tfcyclegan.core.networks), so the outputs agree with PyTorch's
 to float32 rounding (docs/pretrained.md).
 """
 
@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan import modeldir, report, torch_state
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.models import modeldir, torch_state
+from tfcyclegan.util import report
+from tfcyclegan.util.errors import UserError, first_line
 from tfcyclegan.version import __version__
 
 # scripts/download_cyclegan_model.sh of the official repository; the file of each
@@ -87,7 +88,7 @@ class Architecture:
     dropout: bool
 
     def build(self, name=None):
-        from tfcyclegan.networks import ResnetGenerator
+        from tfcyclegan.core.networks import ResnetGenerator
 
         return ResnetGenerator(
             ngf=self.ngf, n_blocks=self.n_blocks, affine=self.affine, dropout=self.dropout, name=name
@@ -214,7 +215,7 @@ def _keras_layers(generator):
     """The generator's layers that hold weights, in weight order."""
     from keras import layers
 
-    from tfcyclegan.networks import InstanceNormalization, ResidualBlock
+    from tfcyclegan.core.networks import InstanceNormalization, ResidualBlock
 
     found = []
     for layer in generator.stack:

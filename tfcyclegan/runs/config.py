@@ -5,7 +5,7 @@ import json
 import math
 from pathlib import Path
 
-from tfcyclegan.errors import UsageError, UserError
+from tfcyclegan.util.errors import UsageError, UserError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import keras
 
-from tfcyclegan import demo, fsutil, report
-from tfcyclegan.data import list_images
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.data import demo
+from tfcyclegan.data.imagefiles import list_images
+from tfcyclegan.util import fsutil, report
+from tfcyclegan.util.errors import UserError, first_line
 
 _BERKELEY = "https://people.eecs.berkeley.edu/~taesung_park/CycleGAN/datasets/"
 

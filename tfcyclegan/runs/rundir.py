@@ -1,11 +1,11 @@
 """The run directory: what `tfcyclegan fit` writes and every reader reads.
 
-<run_dir>/config.json is the TrainConfig (tfcyclegan.config) the run was trained with;
+<run_dir>/config.json is the TrainConfig (tfcyclegan.runs.config) the run was trained with;
 <run_dir>/checkpoints/ckpt-<n> are tf.train.Checkpoint files of the whole training state
 (make_checkpoint), of which readers restore the two generators (restore_generators);
 <run_dir>/fit.lock keeps one `fit` at a time in it. Readers (inference, export,
 evaluate) import this module, never the trainer. Which checkpoint files are intact is
-tfcyclegan.checkpoints' job.
+tfcyclegan.runs.checkpoints' job.
 """
 
 import fcntl
@@ -15,10 +15,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfcyclegan import checkpoints, fsutil, report
-from tfcyclegan.config import TrainConfig
-from tfcyclegan.errors import UserError
-from tfcyclegan.networks import ResnetGenerator, variables_by_path
+from tfcyclegan.runs import checkpoints
+from tfcyclegan.util import fsutil, report
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.util.errors import UserError
+from tfcyclegan.core.networks import ResnetGenerator, variables_by_path
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan import data, fsutil, report
-from tfcyclegan.errors import UserError, first_line
+from tfcyclegan.data import imagefiles, pipeline
+from tfcyclegan.util import fsutil, report
+from tfcyclegan.util.errors import UserError, first_line
 
 # Part of the cache key: a change to the network or its training recipe must retrain.
 VERSION = "domain-cnn-v1"
@@ -73,7 +74,7 @@ def _load_uint8(files, image_size, chunk=64):
     # In chunks, so at most `chunk` images are ever held as float32.
     return np.concatenate(
         [
-            data.to_uint8(data.make_eval_batch(files[i : i + chunk], image_size, chunk))
+            imagefiles.to_uint8(pipeline.make_eval_batch(files[i : i + chunk], image_size, chunk))
             for i in range(0, len(files), chunk)
         ]
     )
@@ -81,7 +82,7 @@ def _load_uint8(files, image_size, chunk=64):
 
 def _as_float(images):
     images = np.asarray(images)
-    return data.to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
+    return imagefiles.to_float(images) if images.dtype == np.uint8 else images.astype(np.float32)
 
 
 class DomainClassifier:
@@ -178,7 +179,7 @@ def load_or_train(files_a, files_b, image_size, cache_dir=None, log=report.note,
         )
     chosen = []
     for label, files in (("A", files_a), ("B", files_b)):
-        good, bad = data.scan_images(_subsample(files, MAX_TRAIN_PER_DOMAIN))
+        good, bad = imagefiles.scan_images(_subsample(files, MAX_TRAIN_PER_DOMAIN))
         for bad_path, reason in bad:
             log(f"classifier: skipping {bad_path}: {reason}")
         if not good:

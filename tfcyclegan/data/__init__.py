@@ -1,0 +1,4 @@
+"""Where images come from and how they reach the model: imagefiles (listing, robust
+decoding, pixel conversions), pipeline (tf.data batches), datasets (domains: folders, Berkeley
+sets, verified downloads), demo (the offline flat <-> striped pair).
+"""
