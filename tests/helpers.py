@@ -1,6 +1,12 @@
 """Builders shared by several test modules (pytest puts tests/ on sys.path)."""
 
+import io
+import os
 import signal
+import stat
+import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -81,3 +87,129 @@ def write_noise_run(root, count, shape=(36, 36)):
         for i in range(count):
             Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
     return write_untrained_run(root)
+
+
+def save(path, image, fmt=None, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, fmt, **kwargs)
+    return path
+
+
+def encoded(fmt, size=(64, 48)):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def flipped_idat_byte():
+    png = bytearray(encoded("PNG"))
+    png[png.index(b"IDAT") + 20] ^= 0xFF
+    return bytes(png)
+
+
+BAD = {
+    "empty.jpg": (b"", "file is empty"),
+    "truncated.jpg": (encoded("JPEG")[:400], "truncated image data"),
+    "truncated.png": (encoded("PNG")[:2000], "truncated image data"),
+    "corrupt.png": (flipped_idat_byte(), "corrupt image data (broken data stream when reading image file)"),
+    "truncated.webp": (encoded("WEBP")[:300], "corrupt image data (could not create decoder object)"),
+    "notes.jpg": (b"these are my holiday notes\nnot a picture\n", "not an image (text/HTML?)"),
+    "page.png": (
+        b"<!DOCTYPE html>\n<html><body>403 Forbidden \xe2\x80\x94 sign in</body></html>\n",
+        "not an image (text/HTML?)",
+    ),
+    "noise.jpg": (bytes(range(256)) * 4, "not an image (unrecognised format)"),
+}
+
+
+def error_lines(result):
+    return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+
+@contextmanager
+def fifo(path, timeout=20):
+    """A named pipe at `path`. Should a reader block on it (the bug), a writer opens and
+    closes it after `timeout` s, so the reader gets an empty file and the test fails
+    instead of hanging."""
+    os.mkfifo(path)
+
+    def unblock():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # nobody is reading
+
+    timer = threading.Timer(timeout, unblock)
+    timer.start()
+    try:
+        yield path
+    finally:
+        timer.cancel()
+
+
+def tree(folder):
+    """{relative path: bytes, or None for a folder} of everything under `folder`, hidden entries too."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def modes(folder):
+    """{relative path: permission bits} of `folder` itself ('.') and everything under it."""
+    folder = Path(folder)
+    return {
+        ".": stat.S_IMODE(folder.stat().st_mode),
+        **{p.relative_to(folder).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*")},
+    }
+
+
+def expected_modes(folder, umask):
+    return {name: (0o777 if (Path(folder) / name).is_dir() else 0o666) & ~umask for name in modes(folder)}
+
+
+def noise(width, height, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8))
+
+
+# File name -> reason given for it; every other image in the corpus must train.
+UNREADABLE = {
+    "zero.jpg": "file is empty",
+    "truncated.jpg": "truncated image data",
+    "truncated.png": "truncated image data",
+    "notes.jpg": "not an image (text/HTML?)",
+    "error page.png": "not an image (text/HTML?)",
+    "link to itself.jpg": "cannot read file (Too many levels of symbolic links)",
+    "locked.png": "permission denied",
+}
+READABLE = 12
+
+
+def build_corpus(folder):
+    """Every kind of image file a user's folder may hold, good and bad."""
+    folder.mkdir()
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(encoded("JPEG")[:400])
+    (folder / "truncated.png").write_bytes(encoded("PNG")[:2000])
+    (folder / "notes.jpg").write_text("shopping list: film, batteries\n")
+    (folder / "error page.png").write_text("<!DOCTYPE html>\n<html><body><h1>403 Forbidden</h1></body></html>\n")
+    os.symlink("link to itself.jpg", folder / "link to itself.jpg")
+    (folder / "locked.png").write_bytes(encoded("PNG", (40, 40)))
+    noise(40, 40).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(np.random.default_rng(1).integers(0, 65536, (40, 40)).astype(np.uint16)).save(folder / "grey16.png")
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 40, 4), np.uint8)).save(folder / "rgba.png")
+    noise(40, 40, 3).convert("P").save(folder / "palette.gif")
+    frames = [noise(40, 40, seed).convert("P") for seed in range(3)]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
+    noise(1, 1).save(folder / "one pixel.png")
+    noise(20, 20).save(folder / "smaller than the crop.png")
+    Image.linear_gradient("L").resize((6000, 4000)).convert("RGB").save(folder / "6000x4000.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees
+    noise(48, 40).save(folder / "exif rotated.jpg", exif=exif)
+    for name in ("with space.png", "co:lon.png", "zebra \U0001f993.png"):
+        noise(40, 40, 4).save(folder / name)
+    os.symlink(".", folder / "loop")  # a folder link back to its parent: walked once
+    (folder / "empty folder").mkdir()
+    return folder
+
+
+HUGE = (13500, 13500)  # 182 megapixels: over twice Pillow's MAX_IMAGE_PIXELS, so Pillow itself raises

@@ -1,12 +1,18 @@
-"""`tfcyclegan fit` through the command line, on real Berkeley images."""
+"""`tfcyclegan fit` through the command line: real Berkeley images, a corpus of every kind of
+bad file (each one clear line, the run going on where it can), usage errors for bad options."""
 
+import errno
 import json
+import os
 
+import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from helpers import READABLE, UNREADABLE, assert_one_line_error, invoke
 from tfcyclegan_cli.main import main
 
 from tfcyclegan.core.model import LOSS_NAMES
+from tfcyclegan.runs import rundir
 
 
 def test_fit_on_ukiyoe2photo_writes_every_artifact(shared_datasets, tmp_path):
@@ -53,3 +59,124 @@ def test_fit_bad_options_are_one_line_errors(tmp_path):
 def test_resume_flag_without_checkpoint_is_an_error(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--resume", "--run-dir", str(tmp_path / "none")])
     assert result.exit_code == 1 and "has no checkpoint to resume from" in result.output
+
+
+TINY = ["--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2", "--ngf", "4", "--ndf", "4",
+        "--blocks", "1", "--image-size", "32", "--load-size", "36", "--sample-count", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus_run(domains, locked):
+    run_dir = domains / "run"
+    result = invoke("fit", "--domain-a", domains / "corpus", "--domain-b", domains / "clean",
+                    "--run-dir", run_dir, *TINY)  # fmt: skip
+    return result, run_dir
+
+
+def test_fit_on_the_corpus_lists_each_unreadable_file_once_and_trains_on_the_rest(domains, corpus_run):
+    result, run_dir = corpus_run
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipping ")]
+    expected = sorted(f"skipping {domains / 'corpus' / name}: {reason}" for name, reason in UNREADABLE.items())
+    assert sorted(skipped) == expected
+    lines = result.stderr.splitlines()
+    assert (
+        f"warning: domain A: {len(UNREADABLE)} of {READABLE + len(UNREADABLE)} files skipped (listed above); "
+        "remove or replace them"
+    ) in lines
+    assert (
+        f"note: domain A: 2 images are smaller than --image-size 32 and are upscaled, the smallest "
+        f"{domains / 'corpus' / 'one pixel.png'} (1x1); remove them if that is not wanted"
+    ) in lines
+    assert f"A: {READABLE} images from {domains / 'corpus'}" in result.stderr
+    assert result.stdout.rstrip().endswith(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
+    assert tf.train.latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR).endswith("ckpt-2")
+
+
+def test_unusable_domain_folders_are_one_line_errors(domains, tmp_path):
+    cases = [
+        (
+            domains / "empty",
+            f"{domains / 'empty'} holds no image files (.jpg, .jpeg, .png, .bmp, .gif, .webp); "
+            "point it at a folder of images",
+        ),
+        (domains / "no images", f"{domains / 'no images'} holds no image files"),
+        (domains / "missing", f"'{domains / 'missing'}' is neither an existing folder nor a named domain"),
+    ]
+    for folder, message in cases:
+        result = invoke("fit", "--domain-a", folder, "--domain-b", domains / "clean", "--run-dir", tmp_path / "r",
+                        *TINY)  # fmt: skip
+        assert_one_line_error(result, message)
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_options_are_usage_errors(tmp_path):
+    for extra, message in (
+        (["--epochs", "many"], "'many' is not a valid integer"),
+        (["--learning-rate", "1"], "No such option '--learning-rate'"),
+    ):
+        result = invoke("fit", "--run-dir", tmp_path / "r", *extra)
+        assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_resume_with_other_options_says_what_differs(corpus_run):
+    _, run_dir = corpus_run
+    result = invoke("fit", "--run-dir", run_dir, "--resume", "--ngf", "8", "--image-size", "64", "--load-size", "72")
+    assert_one_line_error(
+        result,
+        f"error: {run_dir} was trained with other options (--image-size: run has 32, given 64; --load-size: run has "
+        "36, given 72; --ngf: run has 4, given 8); drop those options to resume, or pass a new --run-dir",
+    )
+
+
+def test_disk_full_then_divergence_keep_the_last_good_checkpoint(domains, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    args = ["fit", "--domain-a", domains / "clean", "--domain-b", domains / "clean", "--run-dir", run_dir,
+            *TINY, "--epochs", "2"]  # fmt: skip
+    write = tf.train.Checkpoint._write  # what tf.train.CheckpointManager.save calls
+    calls = []
+
+    def disk_full_on_second_save(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(self, *a, **k)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tf.train.Checkpoint, "_write", disk_full_on_second_save)
+        result = invoke(*args)
+    first = run_dir / "checkpoints" / "ckpt-2"
+    assert_one_line_error(
+        result,
+        f"error: cannot save checkpoint 4 in {run_dir / 'checkpoints'}: No space left on device; the last complete "
+        f"checkpoint {first} is intact; free some disk space, then resume with: tfcyclegan fit --run-dir {run_dir}",
+    )
+    assert "warning: domains A and B are the same images" in result.stderr
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints") == str(first)
+    rundir.load_generators(run_dir)
+
+    # Resumed with a learning rate far too large, the run diverges at once and says so.
+    result = invoke("fit", "--run-dir", run_dir, "--lr", "1e30")
+    assert "resuming with --lr 1e+30 (the run had 0.0002)" in result.stderr
+    assert_one_line_error(result, "error: training diverged: ")
+    assert (
+        f"at step 4; the last good checkpoint {first} is kept; resume from it with a lower --lr: "
+        f"tfcyclegan fit --run-dir {run_dir} --lr 1e+29" in result.stderr
+    )
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints") == str(first)
+    rundir.load_generators(run_dir)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--lr", "nan", "--lr must be a finite number (got nan)"),
+        ("--lambda-cycle", "inf", "--lambda-cycle must be a finite number (got inf)"),
+        ("--beta1", "1", "--beta1 must be < 1 (got 1.0)"),
+        ("--blocks", "1000000", "--blocks must be <= 32 (got 1000000)"),
+    ],
+)
+def test_non_finite_and_absurd_options_are_usage_errors(tmp_path, option, value, message):
+    result = invoke("fit", "--run-dir", tmp_path / "r", option, value)
+    assert_one_line_error(result, f"error: {message}", code=2)

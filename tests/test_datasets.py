@@ -1,9 +1,13 @@
+"""Named Berkeley pairs and folders resolved to domains, and downloads (size, SHA-256, archive
+member paths, archives already in the data root kept) from local file:// archives."""
+
 import hashlib
 import zipfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import modes, tree
 from PIL import Image
 from tfcyclegan_cli.download import download
 
@@ -228,3 +232,97 @@ def test_cli_download(monkeypatch, tmp_path):
     assert runner.invoke(download, ["a", "b", "c"]).exit_code == 2
     result = runner.invoke(download, ["demo", "--data-root", str(tmp_path / "root")])
     assert result.exit_code == 0 and (tmp_path / "root" / "demo" / "testB").is_dir()
+
+
+SPLITS = ("trainA", "trainB", "testA", "testB")
+
+
+# --- 4. archives already in the data root -------------------------------------------
+
+
+def serve_usual_layout(monkeypatch, tmp_path, name="tiny", url=None):
+    """Register archive `name` as a local zip of the usual layout; returns (Archive, zip bytes)."""
+    zip_path = tmp_path / "served" / f"{name}.zip"
+    zip_path.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for split in SPLITS:
+            zf.writestr(f"{name}/{split}/0.png", b"img")
+    content = zip_path.read_bytes()
+    archive = Archive(
+        name, "tinya", "tinyb", url or zip_path.as_uri(), len(content), hashlib.sha256(content).hexdigest()
+    )
+    monkeypatch.setitem(ARCHIVES, name, archive)
+    return archive, content
+
+
+@pytest.mark.parametrize("kind", ["partial", "foreign"])
+def test_no_network_keeps_an_archive_already_there_and_says_so(monkeypatch, tmp_path, kind):
+    archive, content = serve_usual_layout(monkeypatch, tmp_path, url=(tmp_path / "offline.zip").as_uri())
+    root = tmp_path / "root"
+    root.mkdir()
+    existing = content[: len(content) // 2] if kind == "partial" else b"someone else's zip of the same name"
+    (root / "tiny.zip").write_bytes(existing)
+    with pytest.raises(UserError) as info:
+        datasets.download_archive("tiny", root)
+    message = str(info.value)
+    assert message.startswith(f"could not download {archive.url}: ")
+    assert (
+        f"; {root / 'tiny.zip'} was already there but is not a complete copy (wrong size), so it was not used "
+        "and is kept as it is. Download it by hand and unzip it into "
+    ) in message
+    assert "\n" not in message
+    assert tree(root) == {"tiny.zip": existing}
+
+
+def test_a_foreign_archive_is_kept_when_a_fresh_copy_is_downloaded(monkeypatch, tmp_path, capsys):
+    serve_usual_layout(monkeypatch, tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tiny.zip").write_bytes(b"x" * 10)
+    assert datasets.download_archive("tiny", root) == str(root / "tiny")
+    assert sorted(p.name for p in root.iterdir()) == ["tiny", "tiny.zip"]
+    assert (root / "tiny.zip").read_bytes() == b"x" * 10
+    assert (
+        f"note: {root / 'tiny.zip'} is not a complete copy of tiny (wrong size); it is kept as it is, "
+        "and a fresh copy was downloaded"
+    ) in capsys.readouterr().err.splitlines()
+
+
+def test_a_verified_archive_already_there_is_used_and_kept(monkeypatch, tmp_path, capsys):
+    archive, content = serve_usual_layout(monkeypatch, tmp_path, url=(tmp_path / "offline.zip").as_uri())
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tiny.zip").write_bytes(content)
+    assert datasets.download_archive("tiny", root) == str(root / "tiny")  # offline: no fetch needed
+    assert sorted(p.name for p in root.iterdir()) == ["tiny", "tiny.zip"]
+    assert sorted(p.name for p in (root / "tiny").iterdir()) == sorted(SPLITS)
+    assert (
+        f"note: unzipped {root / 'tiny.zip'}, which was already there (SHA-256 ok); it is kept, "
+        "delete it if you no longer need it"
+    ) in capsys.readouterr().err.splitlines()
+
+
+def test_an_archive_of_the_right_size_but_other_bytes_is_kept(monkeypatch, tmp_path):
+    archive, content = serve_usual_layout(monkeypatch, tmp_path, url=(tmp_path / "offline.zip").as_uri())
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tiny.zip").write_bytes(bytes(len(content)))
+    with pytest.raises(UserError, match=r"is not a complete copy \(SHA-256 mismatch\), so it was not used and is kept"):
+        datasets.download_archive("tiny", root)
+    assert (root / "tiny.zip").read_bytes() == bytes(len(content))
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_extracted_archives_follow_the_umask(monkeypatch, tmp_path, umask, mask):
+    archive, content = serve_usual_layout(monkeypatch, tmp_path)
+    # An archive whose members sit at the top (no <name>/ folder): the staging folder itself is kept.
+    with zipfile.ZipFile(tmp_path / "served" / "tiny.zip", "w") as zf:
+        for split in SPLITS:
+            zf.writestr(f"{split}/0.png", b"img")
+    content = (tmp_path / "served" / "tiny.zip").read_bytes()
+    monkeypatch.setitem(
+        ARCHIVES, "tiny", Archive("tiny", "a", "b", archive.url, len(content), hashlib.sha256(content).hexdigest())
+    )
+    umask(mask)
+    folder = datasets.download_archive("tiny", tmp_path / "root")
+    assert modes(folder)["."] == 0o777 & ~mask

@@ -1,7 +1,12 @@
+"""The built-in demo domains (tfcyclegan/data/demo.py): the scenes, the folder layout, and a
+demo folder tfcyclegan did not write (or that holds a user file) never replaced."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import expected_modes, invoke, modes, one_line_error, tree
+from PIL import Image
 
 from tfcyclegan.data import demo
 from tfcyclegan.data.imagefiles import load_image
@@ -82,3 +87,96 @@ def test_unwritable_root_is_a_user_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="cannot write the demo data into"):
         demo.ensure_demo_data(tmp_path / "file" / "below")
+
+
+# --- 1. the demo folder -----------------------------------------------------------
+
+
+def test_download_demo_keeps_a_demo_folder_it_did_not_write(tmp_path):
+    (tmp_path / "demo" / "trainA").mkdir(parents=True)
+    (tmp_path / "demo" / "notes.txt").write_text("my own data")
+    Image.new("RGB", (8, 8)).save(tmp_path / "demo" / "trainA" / "horse.png")
+    before = tree(tmp_path)
+    message = one_line_error(invoke("download", "demo", "--data-root", tmp_path))
+    assert message == (
+        f"{tmp_path / 'demo'} exists and is not tfcyclegan's demo data (no demo COMPLETE marker); "
+        "move it away, or use another --data-root (or TFCYCLEGAN_DATA)"
+    )
+    assert tree(tmp_path) == before  # nothing deleted, no staging folder left
+
+
+def test_fit_on_demo_domains_keeps_a_demo_folder_it_did_not_write(tmp_path):
+    (tmp_path / "data" / "demo").mkdir(parents=True)
+    (tmp_path / "data" / "demo" / "thesis.tex").write_text("years of work")
+    before = tree(tmp_path / "data")
+    result = invoke(
+        "fit",
+        "--domain-a",
+        "demo:flat",
+        "--domain-b",
+        "demo:striped",
+        "--run-dir",
+        tmp_path / "run",
+        *("--ngf", 4, "--ndf", 4, "--blocks", 1, "--image-size", 16, "--load-size", 16),
+        *("--epochs", 1, "--decay-epoch", 0, "--steps-per-epoch", 1),
+        env={"TFCYCLEGAN_DATA": str(tmp_path / "data")},
+    )
+    assert "is not tfcyclegan's demo data" in one_line_error(result)
+    assert tree(tmp_path / "data") == before
+
+
+def test_a_demo_folder_of_ours_holding_a_user_file_is_neither_replaced_nor_used(tmp_path):
+    root = Path(demo.ensure_demo_data(tmp_path, size=16, n_train=2, n_test=1))
+    (root / "trainA" / "mine.png").write_bytes(b"user's image")
+    (root / "README").write_text("user's notes")
+    before = tree(tmp_path)
+    # Other parameters: the folder would be remade (deleting the user's files); the same
+    # parameters: the user's image would be trained on.
+    for n_train in (3, 2):
+        with pytest.raises(UserError) as info:
+            demo.ensure_demo_data(tmp_path, size=16, n_train=n_train, n_test=1)
+        assert str(info.value) == (
+            f"{root} holds files that are not tfcyclegan's demo data (README, trainA/mine.png); "
+            "move them away, or use another --data-root (or TFCYCLEGAN_DATA)"
+        )
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("marker", ["", "my own COMPLETE file\n", "tfcyclegan demo v3 size=16 n_train=2"])
+def test_a_foreign_complete_marker_is_not_ours(tmp_path, marker):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "COMPLETE").write_text(marker)
+    with pytest.raises(UserError, match="is not tfcyclegan's demo data"):
+        demo.ensure_demo_data(tmp_path, size=16, n_train=2, n_test=1)
+    assert tree(tmp_path) == {"demo": None, "demo/COMPLETE": marker.encode()}
+
+
+def test_a_demo_file_or_link_is_not_replaced(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "demo").write_text("a file")
+    with pytest.raises(UserError, match=r"a/demo exists and is not tfcyclegan's demo data \(a file\)"):
+        demo.ensure_demo_data(tmp_path / "a", size=16, n_train=2, n_test=1)
+    elsewhere = Path(demo.ensure_demo_data(tmp_path / "b", size=16, n_train=2, n_test=1))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "demo").symlink_to(elsewhere)
+    # A link to demo data of the wanted parameters is used as it is ...
+    assert demo.ensure_demo_data(tmp_path / "c", size=16, n_train=2, n_test=1) == str(tmp_path / "c" / "demo")
+    # ... but never replaced: the link is the user's.
+    with pytest.raises(UserError, match=r"c/demo exists and is not tfcyclegan's demo data \(a symbolic link\)"):
+        demo.ensure_demo_data(tmp_path / "c", size=16, n_train=3, n_test=1)
+    assert (tmp_path / "c" / "demo").is_symlink() and len(list((elsewhere / "trainA").iterdir())) == 2
+
+
+def test_demo_data_of_older_versions_is_still_replaced(tmp_path):
+    root = Path(demo.ensure_demo_data(tmp_path, size=16, n_train=2, n_test=1))
+    (root / "COMPLETE").write_text("tfcyclegan demo v1 size=16 n_train=2 n_test=1\n")
+    demo.ensure_demo_data(tmp_path, size=16, n_train=2, n_test=1)
+    assert (root / "COMPLETE").read_text().startswith("tfcyclegan demo v3 ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_demo_data_follows_the_umask(tmp_path, umask, mask):
+    umask(mask)
+    root = demo.ensure_demo_data(tmp_path, size=16, n_train=2, n_test=1)
+    assert modes(root) == expected_modes(root, mask)

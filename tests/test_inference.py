@@ -220,3 +220,25 @@ def test_inference_loads_neither_the_trainer_nor_matplotlib():
 def test_translate_command_takes_the_librarys_constants_without_loading_tensorflow():
     code = "import sys, tfcyclegan_cli.translate; assert not {'tensorflow', 'numpy'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("ngf", [4, 64])
+def test_a_tile_fits_the_pass_budget_whatever_the_width(ngf):
+    translator = inference.Translator(lambda x: x, "a2b", "keras", "test", inference.pixel_budget(ngf))
+    assert translator.tile**2 * inference.pass_bytes_per_pixel(ngf) <= inference.PASS_BYTES
+    # Memory grows with ngf plus the images, not with ngf alone: ngf 4 no longer gets
+    # 16 times ngf 64's pixels (8192-pixel tiles, 14.9 GB for a 12000 x 12000 image).
+    assert translator.tile < 8192
+    assert inference.pixel_budget(4) < 8 * inference.pixel_budget(64)
+
+
+def test_translate_uint8_blends_tiles_like_the_float_path():
+    generator = ResnetGenerator(ngf=4, n_blocks=1)
+    generator(np.zeros((1, 32, 32, 3), np.float32))
+    whole = inference.keras_translator(generator)
+    tiled = inference.Translator(whole.run, "a2b", "keras", "test", max_pixels=48 * 48)
+    image = np.random.default_rng(0).integers(0, 256, (101, 157, 3), np.uint8)
+    expected = imagefiles.to_uint8(tiled(imagefiles.to_float(image)))
+    got = tiled.translate_uint8(image)
+    assert got.dtype == np.uint8 and got.shape == image.shape
+    assert np.abs(got.astype(int) - expected).max() <= 1  # float32 rounding at a .5 boundary

@@ -1,20 +1,29 @@
-"""The run directory's format (tfcyclegan/rundir.py): checkpoints name every variable by
-its layer path, runs written before that still load in full, a mismatch is named by
-layer path, and building a model in a mixed precision leaves the global policy alone.
-The run directory's safety (lock, damaged checkpoints) is tests/test_rundir_safety.py."""
+"""The run directory (tfcyclegan/runs/rundir.py): checkpoints name every variable by its layer
+path and runs written before that still load in full; one `fit` at a time, never inside the
+data; damaged checkpoints fall back to an intact one; config.json problems are one line."""
 
+import errno
+import json
+import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_one_line_error, invoke, write_noise_domains
 
+from tfcyclegan import export, inference
+from tfcyclegan.data import imagefiles
 from tfcyclegan.models import modeldir
-from tfcyclegan.runs import rundir
+from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
-from tfcyclegan.training import train
+from tfcyclegan.training import callbacks, train
 from tfcyclegan.util.errors import UserError
 
 V1 = Path(__file__).parent / "fixtures" / "v1"  # written by tests/fixtures/make_v1_fixtures.py
@@ -111,3 +120,254 @@ def test_a_mixed_precision_model_leaves_the_global_policy_alone(precision):
     assert model.discriminator_x.stack[-1].compute_dtype == "float32"  # LSGAN scores
     # A float32 model built afterwards computes in float32.
     assert train.build_model(tiny_config(), steps_per_epoch=1).generator_g.stack[1].compute_dtype == "float32"
+
+
+TINY = dict(epochs=2, decay_epoch=0, steps_per_epoch=2, ngf=4, ndf=4, blocks=1, disc_layers=1, image_size=32,
+            load_size=32, pool_size=2, sample_count=1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Domains root/a, root/b and a finished two-epoch run root/run (ckpt-2, ckpt-4)."""
+    root = tmp_path_factory.mktemp("rundir")
+    write_noise_domains(root, count=3, size=32)
+    config = TrainConfig(domain_a=str(root / "a"), domain_b=str(root / "b"), run_dir=str(root / "run"), **TINY)
+    train.fit(config, verbose=0)
+    return root
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """A copy of the trained run to damage."""
+    return Path(shutil.copytree(trained / "run", tmp_path / "run"))
+
+
+def generator_weights(run_dir, checkpoint):
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / checkpoint))
+    return reader.get_tensor("generator_g/conv_in:kernel/.ATTRIBUTES/VARIABLE_VALUE")
+
+
+def test_a_second_fit_stops_at_once_naming_the_pid_that_holds_the_run(trained, run, tmp_path):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for folder in (run, fresh):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; from tfcyclegan.runs.rundir import RunLock; "
+             "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)", str(folder)],
+            stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            result = invoke("fit", "--domain-a", trained / "a", "--domain-b", trained / "b", "--run-dir", folder)
+            assert_one_line_error(
+                result,
+                f"error: {folder} is in use by another `tfcyclegan fit` (PID {holder.pid}); wait for it to finish "
+                "or stop it, or pass another --run-dir",
+            )
+            if folder == run:
+                assert result.stdout == ""  # an existing run is refused before any work
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+    assert not (fresh / "config.json").exists()  # the fresh run stopped before writing anything
+    # A killed holder leaves its lock file but no lock: the next fit goes on.
+    result = invoke("fit", "--run-dir", run)
+    assert result.exit_code == 0 and "already finished all 2 epochs" in result.stdout, result.output
+    assert (run / "fit.lock").read_text().strip() == str(os.getpid())
+
+
+def test_a_run_dir_inside_a_domain_is_refused(trained, tmp_path, monkeypatch):
+    domain = Path(shutil.copytree(trained / "a", tmp_path / "a"))
+    monkeypatch.chdir(domain)  # the default run dir runs/a2b would land inside domain A
+    result = invoke("fit", "--domain-a", domain, "--domain-b", trained / "b", "--epochs", "1", "--decay-epoch", "0")
+    assert_one_line_error(
+        result,
+        f"error: run directory {Path('runs') / 'a2b'} is inside domain A's folder {domain}, where its samples would "
+        f"become training images; pass a --run-dir outside {domain}",
+    )
+    assert not (domain / "runs").exists()
+
+
+@pytest.mark.parametrize("state", [b'model_checkpoint_path: "ckpt-', b"\x00\xff\xfe not text"])
+def test_a_damaged_checkpoint_state_file_finds_the_checkpoints_from_their_files(run, state):
+    (run / "checkpoints" / "checkpoint").write_bytes(state)
+    assert rundir.has_checkpoint(run)
+    translator = inference.load_translator(run, "a2b")
+    assert translator(np.zeros((8, 8, 3), np.float32)).shape == (8, 8, 3)
+    result = invoke("fit", "--run-dir", run)  # resumes (and finds the run finished), not a fresh run
+    assert result.exit_code == 0 and "already finished all 2 epochs" in result.stdout, result.output
+
+
+def truncate_data(prefix):
+    data = Path(f"{prefix}.data-00000-of-00001")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def delete_data(prefix):
+    Path(f"{prefix}.data-00000-of-00001").unlink()
+
+
+def flip_bytes(prefix):
+    data = Path(f"{prefix}.data-00000-of-00001")
+    flipped = bytearray(data.read_bytes())
+    flipped[len(flipped) // 3] ^= 0xFF
+    data.write_bytes(bytes(flipped))
+
+
+def truncate_index(prefix):
+    index = Path(f"{prefix}.index")
+    index.write_bytes(index.read_bytes()[:100])
+
+
+DAMAGE = {
+    truncate_data: "a .data file is truncated",
+    delete_data: "a .data file is missing",
+    flip_bytes: "a .data file fails its checksum",
+    truncate_index: "its .index file is unreadable: ",
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__)
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(run, damage, capsys):
+    damaged = run / "checkpoints" / "ckpt-4"
+    damage(damaged)
+    g, _, _ = rundir.load_generators(run)
+    np.testing.assert_array_equal(g.weights[0].numpy(), generator_weights(run, "ckpt-2"))
+    note = capsys.readouterr().err
+    assert f"note: checkpoint {damaged} is damaged ({DAMAGE[damage]}" in note
+    assert f"using {run / 'checkpoints' / 'ckpt-2'}, the newest intact one" in note
+
+
+def test_resume_falls_back_never_overwrites_the_damaged_checkpoint_and_sets_aside_a_foreign_loss_log(run):
+    damaged = run / "checkpoints" / "ckpt-4"
+    flip_bytes(damaged)
+    kept = {p.name: p.read_bytes() for p in run.joinpath("checkpoints").glob("ckpt-4.*")}
+    spreadsheet = "\ufeffepoch;loss_G\r\n1;0,5\r\n".encode()
+    (run / "losses.csv").write_bytes(spreadsheet)
+    result = invoke("fit", "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    assert f"note: checkpoint {damaged} is damaged" in result.stderr
+    assert f"resuming {run} at epoch 2, step 2" in result.stderr
+    # Step 4 again, numbered above the damaged ckpt-4, which is left as it was.
+    assert tf.train.latest_checkpoint(run / "checkpoints").endswith("ckpt-5")
+    assert {p.name: p.read_bytes() for p in run.joinpath("checkpoints").glob("ckpt-4.*")} == kept
+    # Unlisted now, ckpt-4 still holds its number against a later resume from ckpt-2.
+    assert checkpoints.highest_damaged(run / "checkpoints", above=2) == 4
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / "ckpt-5"))
+    assert reader.get_tensor("generator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    aside = run / "losses.csv.unreadable-1"
+    assert aside.read_bytes() == spreadsheet
+    assert f"note: cannot read {run / 'losses.csv'} (" in result.stderr
+    assert f"moved it to {aside} and began a new one" in result.stderr
+    assert (run / "losses.csv").read_text().splitlines()[1].startswith("2,")
+
+
+def test_the_checkpoint_does_not_depend_on_the_loss_log(trained, tmp_path, monkeypatch):
+    def disk_full(rows, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(callbacks, "save_loss_figure", disk_full)
+    config = TrainConfig(domain_a=str(trained / "a"), domain_b=str(trained / "b"), run_dir=str(tmp_path / "r"),
+                         **{**TINY, "epochs": 1, "steps_per_epoch": 1})  # fmt: skip
+    with pytest.raises(UserError, match="losses.png: No space left on device"):
+        train.fit(config, verbose=0)
+    assert tf.train.latest_checkpoint(tmp_path / "r" / "checkpoints").endswith("ckpt-1")
+
+
+def edit_config(run_dir, **changes):
+    path = run_dir / "config.json"
+    values = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is KeyError:
+            del values[key]
+        else:
+            values[key] = value
+    path.write_text(json.dumps(values))
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"ngf": KeyError}, '"ngf" is missing'),
+        ({"ngf": True}, '"ngf" must be an integer (got true)'),
+        ({"flip": 1}, '"flip" must be true or false (got 1)'),
+        ({"blocks": 1000000}, '"blocks" must be <= 32 (got 1000000)'),
+        ({"lr": math.nan}, '"lr" must be a finite number (got nan)'),
+        ({"lambda_cycle": math.inf}, '"lambda_cycle" must be a finite number (got inf)'),
+    ],
+)
+def test_config_json_problems_are_one_line_naming_the_key(trained, run, tmp_path, changes, problem):
+    path = edit_config(run, **changes)
+    result = invoke("translate", "--model", run, "--direction", "a2b", trained / "a", "--output", tmp_path / "out")
+    assert_one_line_error(
+        result,
+        f"error: {path} is not a valid tfcyclegan config ({problem}); give a run directory written by "
+        "`tfcyclegan fit` (its config.json lists every option)",
+    )
+
+
+def test_config_json_that_disagrees_with_the_checkpoint_names_the_variable(trained, run, tmp_path):
+    path = edit_config(run, ngf=8)
+    result = invoke("translate", "--model", run, "--direction", "a2b", trained / "a", "--output", tmp_path / "out")
+    assert_one_line_error(result, f"error: {path} does not match checkpoint {run / 'checkpoints' / 'ckpt-4'} (")
+    assert "generator_g/conv_in/kernel has shape [7, 7, 3, 4] there, [7, 7, 3, 8] by config.json" in result.stderr
+    assert "put back the config.json this run was trained with" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    edit_config(run, ngf=4, blocks=2)
+    with pytest.raises(
+        UserError, match=r"\(generator_g/block_2/conv_1/bias is not there; generator_g has 16 variables there, 20 by"
+    ):
+        rundir.load_generators(run)
+
+
+def test_run_dir_that_is_a_file_read_only_or_on_a_full_disk(trained, tmp_path, monkeypatch):
+    domains = ["--domain-a", trained / "a", "--domain-b", trained / "b"]
+    (tmp_path / "notes.txt").write_text("not a folder\n")
+    result = invoke("fit", *domains, "--run-dir", tmp_path / "notes.txt")
+    assert_one_line_error(
+        result, f"error: --run-dir {tmp_path / 'notes.txt'} is a file; give a folder (a new one, or a run directory to "
+        "resume)"
+    )  # fmt: skip
+
+    # As root chmod does not stop writes, so a read-only folder is simulated where it is
+    # checked: os.access, which also reports a read-only mount.
+    access = os.access
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != read_only and access(path, mode))
+    result = invoke("fit", *domains, "--run-dir", read_only / "run")
+    assert_one_line_error(
+        result, f"error: cannot write in {read_only} (read-only); pass a --run-dir in a folder you can write"
+    )
+    assert result.stdout == "" and not (read_only / "run").exists()  # stopped before any work
+    monkeypatch.undo()
+
+    def disk_full(self, path, **extra):
+        Path(path).write_text("")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(TrainConfig, "save", disk_full)
+    run_dir = tmp_path / "full"
+    result = invoke("fit", *domains, "--run-dir", run_dir)
+    assert_one_line_error(
+        result,
+        f"error: cannot write {run_dir / 'config.json'}: No space left on device; free some disk space or pass a "
+        "--run-dir on another disk",
+    )
+    assert sorted(p.name for p in run_dir.iterdir()) == ["fit.lock"]  # no config.json.tmp left behind
+
+
+def test_a_run_dir_among_the_data_is_not_listed_as_images(trained, tmp_path):
+    domain = Path(shutil.copytree(trained / "a", tmp_path / "a"))
+    shutil.copytree(trained / "run", domain / "old run")  # samples/epoch_001.png, losses.png...
+    notes = []
+    expected = sorted(str(domain / p.name) for p in (trained / "a").iterdir())
+    assert imagefiles.list_images(domain, log=notes.append) == expected
+    assert notes == [f"note: skipped folder {domain / 'old run'}: a tfcyclegan run directory, not data"]
+
+
+def test_export_of_a_run_whose_newest_checkpoint_is_damaged_exports_the_intact_one(run, tmp_path, capsys):
+    delete_data(run / "checkpoints" / "ckpt-4")
+    export.export(run, "savedmodel", output=tmp_path / "exported", log=lambda message: None)
+    assert json.loads((tmp_path / "exported" / "metadata.json").read_text())["checkpoint"] == "ckpt-2"
+    assert f"note: checkpoint {run / 'checkpoints' / 'ckpt-4'} is damaged" in capsys.readouterr().err

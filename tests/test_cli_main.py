@@ -1,9 +1,6 @@
-"""What a command leaves on stderr when it runs in a real process, off a terminal.
-
-TensorFlow's C++ start-up log (oneDNN notice, CUDA probing, cuInit errors) stays out of
-the way unless the user asks for it with --debug or their own TF_CPP_MIN_LOG_LEVEL, and
-progress written to a pipe comes out as finished lines, not `\\r` redraws glued together.
-"""
+"""The command group (cli/main.py): what a command leaves on stderr in a real process off a
+terminal (TensorFlow's C++ log only on request, progress as finished lines), and an
+unexpected error or Ctrl-C as one line without a traceback."""
 
 import os
 import re
@@ -12,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_untrained_run
+from helpers import assert_one_line_error, invoke, write_untrained_run
 from PIL import Image
 
 TFCYCLEGAN = str(Path(sys.executable).parent / "tfcyclegan")
@@ -61,3 +58,26 @@ def test_translate_prints_only_its_own_lines(tmp_path):
     assert result.stdout == f"translated 3 images into {tmp_path / 'out'}\n"
     # click's bar off a terminal: its label once, no redraws.
     assert result.stderr == "translating\n"
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(domains, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr("tfcyclegan.data.imagefiles.scan_images", boom)
+    assert_one_line_error(
+        invoke("check-data", domains / "clean"),
+        "error: unexpected RuntimeError: boom; this is a bug: rerun with `tfcyclegan --debug ...` for the traceback "
+        "and report it",
+    )
+    result = invoke("--debug", "check-data", domains / "clean")
+    assert isinstance(result.exception, RuntimeError)
+
+
+def test_ctrl_c_outside_training_exits_130_without_a_traceback(domains, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tfcyclegan.data.imagefiles.scan_images", interrupt)
+    result = invoke("check-data", domains / "clean")
+    assert result.exit_code == 130 and result.stderr == "\ninterrupted\n" and "Traceback" not in result.output

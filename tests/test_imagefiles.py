@@ -1,37 +1,23 @@
+"""Image files (tfcyclegan/data/imagefiles.py): listing, decoding every kind of file a folder may
+hold, one reason per unreadable file, and inputs that could hang or exhaust memory (named pipes,
+huge files, decompression bombs, deep or vanishing folders)."""
+
 import io
 import os
 import struct
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
+from helpers import BAD, HUGE, fifo, save
 from PIL import Image
-from tfcyclegan_cli.check_data import check_data
 
-from tfcyclegan.data import imagefiles, pipeline
+from tfcyclegan.data import imagefiles
 from tfcyclegan.data.imagefiles import ImageError, UserError
-
-
-def save(path, image, fmt=None, **kwargs):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, fmt, **kwargs)
-    return path
-
-
-def encoded(fmt, size=(64, 48)):
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)).save(buffer, fmt)
-    return buffer.getvalue()
-
-
-def flipped_idat_byte():
-    png = bytearray(encoded("PNG"))
-    png[png.index(b"IDAT") + 20] ^= 0xFF
-    return bytes(png)
 
 
 def png16(array, colour_type):
@@ -44,28 +30,6 @@ def png16(array, colour_type):
 
     header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-BAD = {
-    "empty.jpg": (b"", "file is empty"),
-    "truncated.jpg": (encoded("JPEG")[:400], "truncated image data"),
-    "truncated.png": (encoded("PNG")[:2000], "truncated image data"),
-    "corrupt.png": (flipped_idat_byte(), "corrupt image data (broken data stream when reading image file)"),
-    "truncated.webp": (encoded("WEBP")[:300], "corrupt image data (could not create decoder object)"),
-    "notes.jpg": (b"these are my holiday notes\nnot a picture\n", "not an image (text/HTML?)"),
-    "page.png": (
-        b"<!DOCTYPE html>\n<html><body>403 Forbidden \xe2\x80\x94 sign in</body></html>\n",
-        "not an image (text/HTML?)",
-    ),
-    "noise.jpg": (bytes(range(256)) * 4, "not an image (unrecognised format)"),
-}
-
-
-@pytest.fixture
-def bad_folder(tmp_path):
-    for name, (content, _) in BAD.items():
-        (tmp_path / name).write_bytes(content)
-    return tmp_path
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -261,166 +225,77 @@ def test_to_uint8_and_to_float_round_trip_exactly():
     np.testing.assert_array_equal(imagefiles.to_uint8(tf.constant([-3.0, 0.0, 7.0])).numpy(), [0, 128, 255])
 
 
-def test_default_steps_per_epoch():
-    assert pipeline.default_steps_per_epoch(562, 370, 1) == 562
-    assert pipeline.default_steps_per_epoch(3, 10, 4) == 2
-    assert pipeline.default_steps_per_epoch(1, 2, 8) == 1
+def test_a_named_pipe_is_refused_without_opening_it(tmp_path):
+    with fifo(tmp_path / "pipe.png") as path:
+        with pytest.raises(imagefiles.ImageError) as info:
+            imagefiles.load_image(path)
+    assert info.value.reason == "not a regular file (a named pipe); only image files are read"
 
 
-# --- the pipeline on real images --------------------------------------------------
+def test_a_file_over_the_size_cap_is_refused_before_reading(tmp_path):
+    path = tmp_path / "big.png"
+    with open(path, "wb") as f:
+        f.truncate(imagefiles.MAX_FILE_BYTES + 2**29)  # sparse: costs no disk and, refused, no memory
+    with pytest.raises(imagefiles.ImageError) as info:
+        imagefiles.load_image(path)
+    assert info.value.reason == "file is 1536 MiB, over the 1024 MiB limit for an image file"
 
 
-@pytest.fixture(scope="module")
-def ukiyoe(shared_datasets):
-    root = shared_datasets / "ukiyoe2photo"
-    return imagefiles.list_images(root / "trainA"), imagefiles.list_images(root / "trainB")
+def test_1200_nested_folders_are_listed(tmp_path):
+    folder = tmp_path
+    for _ in range(1200):
+        folder = folder / "d"
+        folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "deep.png")
+    try:
+        assert imagefiles.list_images(tmp_path) == [str(folder / "deep.png")]
+    finally:
+        # pytest's later clean-up of old temp folders recurses and would hit Python's
+        # recursion limit on this tree: take it down from the bottom here.
+        (folder / "deep.png").unlink()
+        while folder != tmp_path:
+            folder.rmdir()
+            folder = folder.parent
 
 
-def batches(files_a, files_b, **kwargs):
-    options = dict(image_size=32, load_size=32, batch_size=2, steps_per_epoch=3, epochs=2, seed=1, flip=False)
-    options.update(kwargs)
-    return [(x.numpy(), y.numpy()) for x, y in pipeline.make_train_dataset(files_a, files_b, **options)]
+def test_folders_that_vanish_or_cannot_be_listed_are_skipped_with_a_note(tmp_path, monkeypatch):
+    Image.new("RGB", (8, 8)).save(tmp_path / "kept.png")
+    gone = [tmp_path / f"gone{i:02d}" for i in range(13)]
+    for folder in [*gone, tmp_path / "a-locked"]:
+        folder.mkdir()
+        Image.new("RGB", (8, 8)).save(folder / "x.png")
+    scandir = os.scandir
 
+    def flaky(path):
+        if os.path.basename(path).startswith("gone"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        if os.path.basename(path) == "a-locked":
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path)
 
-def test_real_quirky_files_load(shared_datasets):
-    grey = [
-        shared_datasets / "ukiyoe2photo/trainA/00504.jpg",
-        shared_datasets / "ukiyoe2photo/trainA/00644.jpg",
-        shared_datasets / "horse2zebra/trainB/n02391049_2341.jpg",
-    ]
-    for path in grey:
-        assert Image.open(path).mode == "L"
-        image = imagefiles.load_image(path)
-        assert image.ndim == 3 and image.shape[2] == 3 and (image == image[..., :1]).all()
-    colons = [p for p in imagefiles.list_images(shared_datasets / "ukiyoe2photo/trainB") if ":" in p and " " in p]
-    assert colons
-    x, y = batches(colons[:2], [str(p) for p in grey], epochs=1)[0]
-    assert x.shape == y.shape == (2, 32, 32, 3)
-
-
-def test_pipeline_shapes_range_and_exact_count(ukiyoe):
-    files_a, files_b = ukiyoe
-    dataset = pipeline.make_train_dataset(
-        files_a[:7],
-        files_b[:5],
-        image_size=64,
-        load_size=72,
-        batch_size=3,
-        steps_per_epoch=4,
-        epochs=3,
-        initial_epoch=1,
+    monkeypatch.setattr(imagefiles.os, "scandir", flaky)
+    notes = []
+    assert imagefiles.list_images(tmp_path, log=notes.append) == [str(tmp_path / "kept.png")]
+    assert len(notes) == imagefiles.MAX_SKIP_NOTES + 1
+    assert (
+        f"note: skipped folder {tmp_path / 'a-locked'}: permission denied; fix its permissions to include its images"
+        in (notes)
     )
-    assert dataset.cardinality().numpy() == 8
-    out = list(dataset)
-    assert len(out) == 8
-    for x, y in out:
-        assert x.shape == y.shape == (3, 64, 64, 3)
-        assert x.dtype == y.dtype == tf.float32
-        assert -1 <= x.numpy().min() and x.numpy().max() <= 1 and -1 <= y.numpy().min() and y.numpy().max() <= 1
-    assert min(x.numpy().min() for x, _ in out) < -0.9 and max(x.numpy().max() for x, _ in out) > 0.9
+    assert f"note: skipped folder {gone[0]}: it vanished during the listing" in notes
+    assert notes[-1] == f"note: skipped 4 more folders under {tmp_path} that could not be listed"
 
 
-def which(images, references):
-    """Index of the reference each image equals exactly."""
-    return [next(i for i, ref in enumerate(references) if np.array_equal(image, ref)) for image in images]
-
-
-def test_unequal_domains_cycle_the_smaller_one_and_are_unpaired(ukiyoe):
-    files_a, files_b = ukiyoe[0][:5], ukiyoe[1][:3]
-    refs_a, refs_b = pipeline.make_eval_batch(files_a, 32, 5), pipeline.make_eval_batch(files_b, 32, 3)
-    out = batches(files_a, files_b, batch_size=2, steps_per_epoch=4, epochs=2)
-    for epoch in (out[:4], out[4:]):
-        ids_a = which(np.concatenate([x for x, _ in epoch]), refs_a)
-        ids_b = which(np.concatenate([y for _, y in epoch]), refs_b)
-        # 8 draws per epoch: one full pass over A (then 3 more), two and a bit over B.
-        assert sorted(ids_a[:5]) == [0, 1, 2, 3, 4] and sorted(set(ids_a[5:])) == sorted(ids_a[5:])
-        assert sorted(ids_b[:3]) == [0, 1, 2] and sorted(ids_b[3:6]) == [0, 1, 2]
-        assert sorted(np.bincount(ids_b, minlength=3)) == [2, 3, 3]
-    orders = [which(np.concatenate([x for x, _ in epoch]), refs_a) for epoch in (out[:4], out[4:])]
-    assert orders[0] != orders[1]  # reshuffled every epoch
-    same = batches(files_a, files_a, batch_size=1, steps_per_epoch=5, epochs=1)
-    assert which([x[0] for x, _ in same], refs_a) != which([y[0] for _, y in same], refs_a)
-
-
-def test_random_crop_is_a_window_of_the_resized_image(ukiyoe):
-    source = pipeline.make_eval_batch(ukiyoe[0][:1], 40, 1)[0]
-    offsets = {"x": [], "y": []}
-    for x, y in batches(ukiyoe[0][:1], ukiyoe[0][:1], load_size=40, batch_size=4, steps_per_epoch=2, epochs=1):
-        for domain, images in (("x", x), ("y", y)):
-            for image in images:
-                found = [
-                    (i, j) for i in range(9) for j in range(9) if np.array_equal(source[i : i + 32, j : j + 32], image)
-                ]
-                assert len(found) == 1
-                offsets[domain] += found
-    assert len(set(offsets["x"])) > 1
-    assert offsets["x"] != offsets["y"]  # A and B are cropped independently
-
-
-def test_flip_mirrors_some_crops_and_keeps_the_rest(ukiyoe):
-    kwargs = dict(load_size=40, batch_size=4, steps_per_epoch=3, epochs=1)
-    plain = batches(ukiyoe[0][:3], ukiyoe[1][:3], flip=False, **kwargs)
-    flipped = batches(ukiyoe[0][:3], ukiyoe[1][:3], flip=True, **kwargs)
-    mirrored = kept = 0
-    for (x0, y0), (x1, y1) in zip(plain, flipped):
-        for a, b in zip(np.concatenate([x0, y0]), np.concatenate([x1, y1])):
-            if np.array_equal(a, b):
-                kept += 1
-            else:
-                np.testing.assert_array_equal(a[:, ::-1], b)
-                mirrored += 1
-    assert mirrored >= 3 and kept >= 3
-
-
-def test_pipeline_is_a_pure_function_of_seed_and_epoch(ukiyoe):
-    files_a, files_b = ukiyoe[0][:6], ukiyoe[1][:4]
-    kwargs = dict(load_size=40, flip=True, batch_size=2, steps_per_epoch=3)
-    full = batches(files_a, files_b, epochs=3, **kwargs)
-    again = batches(files_a, files_b, epochs=3, **kwargs)
-    resumed = batches(files_a, files_b, epochs=3, initial_epoch=2, **kwargs)
-    other_seed = batches(files_a, files_b, epochs=3, **{**kwargs, "seed": 2})
-    assert len(full) == 9 and len(resumed) == 3
-    for (x0, y0), (x1, y1) in zip(full, again):
-        np.testing.assert_array_equal(x0, x1)
-        np.testing.assert_array_equal(y0, y1)
-    for (x0, y0), (x1, y1) in zip(full[6:], resumed):
-        np.testing.assert_array_equal(x0, x1)
-        np.testing.assert_array_equal(y0, y1)
-    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(full, other_seed))
-
-
-def test_pipeline_rejects_load_size_below_image_size(ukiyoe):
-    with pytest.raises(UserError, match="load size 16 is smaller than image size 32"):
-        pipeline.make_train_dataset(
-            ukiyoe[0], ukiyoe[1], image_size=32, load_size=16, batch_size=1, steps_per_epoch=1, epochs=1
-        )
-
-
-def test_make_eval_batch(ukiyoe):
-    batch = pipeline.make_eval_batch(ukiyoe[1], 48, 4)
-    assert batch.shape == (4, 48, 48, 3) and batch.dtype == np.float32
-    assert -1 <= batch.min() and batch.max() <= 1
-    # Bicubic resize of the full image, up to JPEG's reduced-scale decoding of a 256 px file.
-    reference = np.asarray(Image.fromarray(imagefiles.load_image(ukiyoe[1][2])).resize((48, 48), Image.BICUBIC))
-    assert np.abs(imagefiles.to_uint8(batch[2]).astype(int) - reference).mean() < 2
-    assert pipeline.make_eval_batch(ukiyoe[1][:2], 48, 4).shape == (2, 48, 48, 3)
-
-
-# --- tfcyclegan check-data --------------------------------------------------------
-
-
-def test_check_data_lists_bad_files(bad_folder):
-    save(bad_folder / "ok.png", Image.new("RGB", (4, 4)))
-    result = CliRunner().invoke(check_data, [str(bad_folder)])
-    assert result.exit_code == 0
-    for name, (_, reason) in BAD.items():
-        assert f"{bad_folder / name}: {reason}\n" in result.output
-    assert f"1 readable, {len(BAD)} unreadable of {len(BAD) + 1} image files" in result.output
-
-
-def test_check_data_fails_when_nothing_is_readable(bad_folder, tmp_path):
-    result = CliRunner().invoke(check_data, [str(bad_folder)])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1].startswith("error: no readable image under")
-    result = CliRunner().invoke(check_data, [str(tmp_path / "missing")])
-    assert result.exit_code == 1 and "error: " in result.output and "no such folder" in result.output
+def test_a_huge_image_is_too_large_not_corrupt_and_warns_nothing(huge_png):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(imagefiles.ImageTooLarge) as info:
+            imagefiles.load_image(huge_png)
+        Image.new("P", (10000, 10000)).save(huge_png.with_name("100mp.png"))
+        with pytest.raises(imagefiles.ImageTooLarge, match="10000x10000 pixels"):
+            imagefiles.load_image(huge_png.with_name("100mp.png"))
+    assert info.value.reason == (
+        "13500x13500 pixels (182 megapixels) is larger than the decoder's safety limit of 89 megapixels"
+    )
+    assert info.value.size == HUGE
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert Image.MAX_IMAGE_PIXELS == 89478485  # Pillow's own limit is left as it was
