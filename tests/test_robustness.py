@@ -18,6 +18,7 @@ from helpers import assert_one_line_error, invoke
 from PIL import Image
 
 from tfcyclegan.runs import rundir
+from tfcyclegan.runs.layout import RunLayout
 
 TINY = ["--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2", "--ngf", "4", "--ndf", "4",
         "--blocks", "1", "--image-size", "32", "--load-size", "36", "--sample-count", "2"]  # fmt: skip
@@ -131,7 +132,7 @@ def test_fit_on_the_corpus_lists_each_unreadable_file_once_and_trains_on_the_res
     ) in lines
     assert f"A: {READABLE} images from {domains / 'corpus'}" in result.stderr
     assert result.stdout.rstrip().endswith(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
-    assert tf.train.latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(RunLayout(run_dir).checkpoints).endswith("ckpt-2")
 
 
 def test_check_data_reports_every_problem_without_training(domains, locked):
