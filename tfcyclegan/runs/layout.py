@@ -14,7 +14,6 @@ which the image listing (below this package) reads too.
 """
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from tfcyclegan.util.runmarker import CHECKPOINT_DIR, CONFIG_FILE
@@ -40,49 +39,23 @@ def checkpoint_number(prefix):
     return int(match.group(1)) if match else None
 
 
-@dataclass(frozen=True)
 class RunLayout:
     """The paths of the run directory `root`."""
 
-    root: Path
-
-    def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root))
-
-    @property
-    def config(self):
-        return self.root / CONFIG_FILE
-
-    @property
-    def checkpoints(self):
-        return self.root / CHECKPOINT_DIR
-
-    @property
-    def checkpoint_state(self):
-        return self.checkpoints / STATE_FILE
+    def __init__(self, root):
+        self.root = Path(root)
+        self.config = self.root / CONFIG_FILE
+        self.checkpoints = self.root / CHECKPOINT_DIR
+        self.checkpoint_state = self.checkpoints / STATE_FILE
+        self.lock = self.root / LOCK_FILE
+        self.logs = self.root / "logs"
+        self.losses_csv = self.root / "losses.csv"
+        self.losses_png = self.root / "losses.png"
+        self.samples = self.root / "samples"
 
     def checkpoint(self, number):
+        """The prefix of checkpoint `number` (its files are <prefix>.index and <prefix>.data-*)."""
         return checkpoint_prefix(self.checkpoints, number)
-
-    @property
-    def lock(self):
-        return self.root / LOCK_FILE
-
-    @property
-    def logs(self):
-        return self.root / "logs"
-
-    @property
-    def losses_csv(self):
-        return self.root / "losses.csv"
-
-    @property
-    def losses_png(self):
-        return self.root / "losses.png"
-
-    @property
-    def samples(self):
-        return self.root / "samples"
 
     def sample(self, epoch):
         """The sample grid of `epoch` (counted from 1)."""
