@@ -130,5 +130,6 @@ def test_export_errors(run_dir, tmp_path):
     result = invoke("export", run_dir, "--format", "onnx")
     assert result.exit_code == 2
     assert one_line_error(invoke("export", tmp_path, "--output", tmp_path / "x")) == (
-        f"{tmp_path} is not a tfcyclegan run directory (no config.json)"
+        f"{tmp_path} is not a model: expected a run directory (config.json + checkpoints/) or a model directory "
+        "(generator_g.keras)"
     )

@@ -23,7 +23,7 @@ from PIL import Image
 from tfcyclegan import export, inference
 from tfcyclegan.data import datasets, demo
 from tfcyclegan.data.datasets import ARCHIVES, Archive
-from tfcyclegan.export import publish
+from tfcyclegan.models import publish
 from tfcyclegan.util.errors import UserError
 
 SPLITS = ("trainA", "trainB", "testA", "testB")

@@ -15,13 +15,24 @@ from PIL import Image
 from tfcyclegan.core.model import CycleGAN
 from tfcyclegan.core.networks import PatchDiscriminator
 from tfcyclegan.core.schedules import LinearDecay
-from tfcyclegan.data import datasets, imagefiles, pipeline
+from tfcyclegan.data import datasets, pipeline, splits
+from tfcyclegan.models import identify
 from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
 from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
 from tfcyclegan.training import callbacks, distribute
 from tfcyclegan.util import report
 from tfcyclegan.util.errors import UsageError, UserError
+
+# What `fit --init-generators` starts G and F from: any model holding Keras generators.
+INIT_ACCEPTS = identify.Accepts(
+    "--init-generators",
+    identify.KERAS_WEIGHTS,
+    advice={
+        kind: "give the run directory or model directory it was exported from"
+        for kind in (identify.SAVEDMODEL, identify.TFLITE, identify.TFLITE_DIR)
+    },
+)
 
 
 def build_model(config, steps_per_epoch):
@@ -75,14 +86,11 @@ def _size(path):
 
 def _readable(domain, label, image_size):
     """The domain's decodable training images; says which files are skipped and why."""
-    good, bad = imagefiles.scan_images(domain.train_files)
-    for path, reason in bad:
-        report.note(f"skipping {path}: {reason}")
-    if not good:
-        raise UserError(f"domain {label} ({domain.name}) has no readable training image; check {domain.root}")
-    if bad:
+    good = splits.readable(domain.train_files, "training", label, domain)
+    skipped = len(domain.train_files) - len(good)
+    if skipped:
         report.note(
-            f"warning: domain {label}: {len(bad)} of {len(bad) + len(good)} files skipped (listed above); "
+            f"warning: domain {label}: {skipped} of {len(domain.train_files)} files skipped (listed above); "
             f"remove or replace them"
         )
     # Images smaller than the crop still train (resized up), but are usually strays.
@@ -187,21 +195,14 @@ def _note_changed_counts(run_dir, counts, steps):
 
 
 def init_generators(folder, config, explicit=frozenset()):
-    """{direction: generator} of model directory `folder` to start a new run from.
+    """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from.
 
-    The run takes the directory's blocks and ngf; an explicit --blocks / --ngf that
-    differs is an error naming both. A directory without F (pretrained files are one
+    The run takes the generators' blocks and ngf; an explicit --blocks / --ngf that
+    differs is an error naming both. A model without F (pretrained files are one
     way) starts F fresh, said in one line.
     """
-    from tfcyclegan.models import modeldir
-
+    generators, _, _ = identify.load_generators(folder, INIT_ACCEPTS)
     folder = Path(folder).expanduser()
-    if not modeldir.is_model_dir(folder):
-        raise UserError(
-            f"--init-generators {folder} is not a model directory (no generator_g.keras); "
-            "write one with `tfcyclegan import` or `tfcyclegan export RUN --format keras`"
-        )
-    generators = {d: modeldir.load_generator(folder, d) for d in modeldir.directions(folder)}
     shapes = {d: (g.n_blocks, g.ngf) for d, g in generators.items()}
     if len(set(shapes.values())) > 1:
         raise UserError(
@@ -224,7 +225,7 @@ def init_generators(folder, config, explicit=frozenset()):
         if generator.dropout:
             report.note(f"note: {folder}'s {direction} generator was trained with dropout; fit trains it without")
     if "b2a" not in generators:
-        report.note(f"note: {folder} has no generator_f.keras (F: B -> A); F starts from scratch")
+        report.note(f"note: {folder} holds no second generator (F: B -> A); F starts from scratch")
     return generators
 
 
