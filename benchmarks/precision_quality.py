@@ -134,11 +134,12 @@ def main():
     settings = check_settings(Path(args.out), args)
 
     from tfcyclegan.quality import evaluate
+    from tfcyclegan.runs.layout import RunLayout
 
     runs = {(p, s): Path(args.out) / f"{p}-seed{s}" for s in seeds for p in precisions}
     seconds, losses, truth = {}, {}, {}
     for (p, s), run_dir in runs.items():
-        log = run_dir / "losses.csv"
+        log = RunLayout(run_dir).losses_csv
         # A finished run of an earlier invocation is reused, so seeds can be added later.
         done = log.exists() and len(list(csv.DictReader(open(log)))) == args.epochs
         seconds[p, s] = None if done else train(run_dir, p, s, args)

@@ -78,9 +78,10 @@ def _options(command):
     "--init-generators",
     "init_from",
     default=None,
-    metavar="DIR",
-    help="Start G (and F, when present) from a model directory (`tfcyclegan import` or `export --format keras`); "
-    "its blocks and ngf become the run's. Discriminators start fresh.",
+    metavar="MODEL",
+    help="Start G (and F, when present) from a run directory, a model directory (`tfcyclegan import` or "
+    "`export --format keras`) or a PyTorch .pth generator; its blocks and ngf become the run's. Discriminators "
+    "start fresh.",
 )
 @click.pass_context
 @user_errors

@@ -39,5 +39,5 @@ def import_(a2b, b2a, output, sha256):
     from tfcyclegan.models import pretrained
 
     target, metadata = pretrained.import_generators(a2b, b2a, output, sha256s=sha256)
-    kinds = " and ".join(metadata["generators"])
+    kinds = " and ".join(metadata.generators)
     click.echo(f"imported {kinds} into {target}")

@@ -17,6 +17,7 @@ from tfcyclegan_cli.main import main
 
 from tfcyclegan.runs import rundir
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training import train
 
 
@@ -64,8 +65,8 @@ def write_untrained_run(root, image_size=32):
     keras.utils.set_random_seed(0)
     model = train.build_model(config, steps_per_epoch=1)
     run = root / "run"
-    tf.train.CheckpointManager(rundir.make_checkpoint(model), run / rundir.CHECKPOINT_DIR, 1).save()
-    config.save(run / rundir.CONFIG_FILE)
+    tf.train.CheckpointManager(rundir.make_checkpoint(model), RunLayout(run).checkpoints, 1).save()
+    config.save(RunLayout(run).config)
     return run
 
 

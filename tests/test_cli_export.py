@@ -14,7 +14,7 @@ import pytest
 from helpers import assert_one_line_error, expected_modes, invoke, modes, one_line_error, tree
 
 from tfcyclegan import export, inference
-from tfcyclegan.export import publish
+from tfcyclegan.models import publish
 
 # --- 3, 23, 16. export targets, umask, full disk ---------------------------------------
 
@@ -206,5 +206,6 @@ def test_export_errors(noise_run, tmp_path):
     result = invoke("export", noise_run, "--format", "onnx")
     assert result.exit_code == 2
     assert one_line_error(invoke("export", tmp_path, "--output", tmp_path / "x")) == (
-        f"{tmp_path} is not a tfcyclegan run directory (no config.json)"
+        f"{tmp_path} is not a model: expected a run directory (config.json + checkpoints/) or a model directory "
+        "(generator_g.keras)"
     )

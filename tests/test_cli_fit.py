@@ -13,6 +13,7 @@ from tfcyclegan_cli.main import main
 
 from tfcyclegan.core.model import LOSS_NAMES
 from tfcyclegan.runs import rundir
+from tfcyclegan.runs.layout import RunLayout
 
 
 def test_fit_on_ukiyoe2photo_writes_every_artifact(shared_datasets, tmp_path):
@@ -91,7 +92,7 @@ def test_fit_on_the_corpus_lists_each_unreadable_file_once_and_trains_on_the_res
     ) in lines
     assert f"A: {READABLE} images from {domains / 'corpus'}" in result.stderr
     assert result.stdout.rstrip().endswith(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
-    assert tf.train.latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(RunLayout(run_dir).checkpoints).endswith("ckpt-2")
 
 
 def test_unusable_domain_folders_are_one_line_errors(domains, tmp_path):

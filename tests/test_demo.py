@@ -10,6 +10,7 @@ from PIL import Image
 
 from tfcyclegan.data import demo
 from tfcyclegan.data.imagefiles import load_image
+from tfcyclegan.data.splits import SPLIT_FOLDERS
 from tfcyclegan.util.errors import UserError
 
 
@@ -49,7 +50,7 @@ def names(folder):
 
 def test_ensure_demo_data_layout(demo_root):
     assert demo_root.name == "demo"
-    counts = {split: len(names(demo_root / split)) for split in demo.SPLITS}
+    counts = {split: len(names(demo_root / split)) for split in SPLIT_FOLDERS}
     assert counts == {"trainA": 12, "trainB": 12, "testA": 5, "testB": 5}
     assert [p.name for p in demo_root.parent.iterdir()] == ["demo"]  # no staging folder left
 

@@ -17,6 +17,7 @@ from tfcyclegan.data import datasets, demo, imagefiles
 from tfcyclegan.quality import classifier, evaluate, metrics
 from tfcyclegan.runs import rundir
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training import train
 from tfcyclegan.util.errors import UserError
 
@@ -173,9 +174,9 @@ def test_the_command_line_takes_the_librarys_constants_without_loading_tensorflo
 def test_evaluate_sees_the_trained_weights_of_a_run_dir(run_dir):
     import tensorflow as tf
 
-    config = TrainConfig.load(run_dir / rundir.CONFIG_FILE)
+    config = TrainConfig.load(RunLayout(run_dir).config)
     model = train.build_model(config, 1)
-    rundir.make_checkpoint(model).restore(tf.train.latest_checkpoint(run_dir / rundir.CHECKPOINT_DIR)).expect_partial()
+    rundir.make_checkpoint(model).restore(tf.train.latest_checkpoint(RunLayout(run_dir).checkpoints)).expect_partial()
     flat, _ = _demo_pair(count=2)
     trained = model.generator_g(flat, training=False).numpy()
     np.testing.assert_allclose(inference.load_translator(run_dir, "a2b")(flat), trained, atol=1e-5)

@@ -226,7 +226,7 @@ def test_fit_starts_from_the_imported_generators(tmp_path):
     result = invoke(*common, "--init-generators", model, "--epochs", 1, "--decay-epoch", 0, "--steps-per-epoch", 1,
                     "--image-size", 32, "--load-size", 32, "--ndf", 8, "--sample-count", 1, "--lr", 1e-9)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "has no generator_f.keras (F: B -> A); F starts from scratch" in result.output
+    assert "holds no second generator (F: B -> A); F starts from scratch" in result.output
 
     generator_g, _, config = rundir.load_generators(tmp_path / "run")
     assert (config.ngf, config.blocks) == (4, 2)
@@ -253,7 +253,7 @@ def test_official_name_downloads_once_and_records_its_checksum(official_server, 
     )
     digest = pretrained.sha256(FIXTURES / "official_legacy.pth")
     assert any(f"SHA-256 {digest}" in note and "--sha256" in note for note in notes)
-    assert meta["sources"]["a2b"]["source"] == "official:style_ukiyoe" and meta["sources"]["a2b"]["sha256"] == digest
+    assert meta.sources["a2b"]["source"] == "official:style_ukiyoe" and meta.sources["a2b"]["sha256"] == digest
     assert (official_server / pretrained.CACHE_SUBDIR / "style_ukiyoe.pth").is_file()
     assert modeldir.directions(folder) == ["a2b"]
     pinned = []

@@ -15,6 +15,7 @@ from tfcyclegan import export
 from tfcyclegan.core.model import LOSS_NAMES
 from tfcyclegan.runs import rundir
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training import callbacks, train
 from tfcyclegan.util.errors import UserError
 
@@ -54,7 +55,7 @@ def tiny(folders, run_dir, **overrides):
 
 def full_state(run_dir):
     """Every variable of the newest checkpoint, by name."""
-    reader = tf.train.load_checkpoint(str(run_dir / rundir.CHECKPOINT_DIR))
+    reader = tf.train.load_checkpoint(str(RunLayout(run_dir).checkpoints))
     names = reader.get_variable_to_dtype_map()
     return {k: reader.get_tensor(k) for k, dtype in names.items() if dtype.is_numeric and "save_counter" not in k}
 
@@ -212,7 +213,7 @@ def test_mixed_precision_trains_with_float32_variables_and_loads_in_float32(fold
     with open(run_dir / "losses.csv") as f:
         row = next(csv.DictReader(f))
     assert all(np.isfinite(float(row[name])) for name in LOSS_NAMES)
-    reader = tf.train.load_checkpoint(str(run_dir / rundir.CHECKPOINT_DIR))
+    reader = tf.train.load_checkpoint(str(RunLayout(run_dir).checkpoints))
     dtypes = reader.get_variable_to_dtype_map()
     assert {d for d in dtypes.values() if d.is_floating} == {tf.float32}  # no half-precision variable saved
     g, _, _ = rundir.load_generators(run_dir)  # a float32 model
@@ -232,11 +233,9 @@ def test_mixed_precision_trains_with_float32_variables_and_loads_in_float32(fold
 def test_load_generators_restores_the_trained_weights(folders, straight):
     """The generators a run dir hands to translate/export/evaluate are the trained ones."""
     g, f, _ = rundir.load_generators(straight)
-    config = TrainConfig.load(straight / rundir.CONFIG_FILE)
+    config = TrainConfig.load(RunLayout(straight).config)
     model = train.build_model(config, steps_per_epoch=3)
-    rundir.make_checkpoint(model).restore(
-        tf.train.latest_checkpoint(straight / rundir.CHECKPOINT_DIR)
-    ).assert_consumed()
+    rundir.make_checkpoint(model).restore(tf.train.latest_checkpoint(RunLayout(straight).checkpoints)).assert_consumed()
     for trained, loaded in zip(model.generator_g.weights + model.generator_f.weights, g.weights + f.weights):
         np.testing.assert_array_equal(loaded.numpy(), trained.numpy())
 

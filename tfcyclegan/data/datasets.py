@@ -1,6 +1,5 @@
 """Where a domain's images come from: a folder, a named Berkeley domain, or the demo pair."""
 
-import hashlib
 import os
 import shutil
 import zipfile
@@ -11,6 +10,7 @@ import keras
 
 from tfcyclegan.data import demo
 from tfcyclegan.data.imagefiles import list_images
+from tfcyclegan.data.splits import SPLIT_FOLDERS
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError, first_line
 
@@ -92,7 +92,6 @@ ARCHIVES = {
     )
 }
 DOMAIN_NAMES = sorted({d for a in ARCHIVES.values() for d in (a.domain_a, a.domain_b)})
-SPLITS = ("trainA", "trainB", "testA", "testB")
 PAIRS_HELP = ", ".join(f"{a.domain_a}/{a.domain_b}" for a in ARCHIVES.values())
 
 
@@ -145,7 +144,7 @@ def find_archive(domain_a, domain_b=None):
 
 
 def _is_complete(folder):
-    return all((folder / split).is_dir() for split in SPLITS)
+    return all((folder / split).is_dir() for split in SPLIT_FOLDERS)
 
 
 def _unsafe_member(member):
@@ -167,7 +166,7 @@ def _extract(zip_path, archive, data_root, label, advice):
             zf.extractall(staging)
             source = staging / archive.name if (staging / archive.name).is_dir() else staging
             if not _is_complete(source):
-                raise UserError(f"{label} lacks {'/'.join(SPLITS)}; {advice}")
+                raise UserError(f"{label} lacks {'/'.join(SPLIT_FOLDERS)}; {advice}")
             os.rename(source, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -177,11 +176,7 @@ def _mismatch(path, archive):
     """Why the file at `path` is not `archive` ("wrong size", "SHA-256 mismatch"), or None if it is."""
     if path.stat().st_size != archive.size:
         return "wrong size"
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return None if digest.hexdigest() == archive.sha256 else "SHA-256 mismatch"
+    return None if fsutil.sha256(path) == archive.sha256 else "SHA-256 mismatch"
 
 
 def _fetch(archive, data_root, by_hand, kept):
@@ -232,7 +227,9 @@ def download_archive(name, data_root):
         return str(target)
     by_hand = f"Download it by hand and unzip it into {target}/ (trainA, trainB, testA, testB)"
     if target.exists():
-        raise UserError(f"{target} exists but lacks some of {', '.join(SPLITS)}; remove it or complete it by hand")
+        raise UserError(
+            f"{target} exists but lacks some of {', '.join(SPLIT_FOLDERS)}; remove it or complete it by hand"
+        )
     try:
         data_root.mkdir(parents=True, exist_ok=True)
         writable = os.access(data_root, os.W_OK)

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tfcyclegan.data.splits import SPLIT_FOLDERS
 from tfcyclegan.util import fsutil
 from tfcyclegan.util.errors import UserError
 
 STRIPE_PERIOD = 4
-SPLITS = ("trainA", "trainB", "testA", "testB")
 # Seed ranges per split: trainA and trainB are disjoint (genuinely unpaired training),
 # testA and testB share seeds, so testB/<name> is the exact translation of testA/<name>.
 SEED_OFFSETS = {"trainA": 1_000_000, "trainB": 2_000_000, "testA": 3_000_000, "testB": 3_000_000}
@@ -124,7 +124,7 @@ def _check_only_ours(target):
     for entry in sorted(target.iterdir()):
         if entry.name == "COMPLETE":
             continue
-        if entry.name not in SPLITS or entry.is_symlink() or not entry.is_dir():
+        if entry.name not in SPLIT_FOLDERS or entry.is_symlink() or not entry.is_dir():
             foreign.append(entry.name)
             continue
         foreign += [
@@ -165,7 +165,7 @@ def ensure_demo_data(root, size=64, n_train=200, n_test=50):
         ) from None
     try:
         counts = {"trainA": n_train, "trainB": n_train, "testA": n_test, "testB": n_test}
-        for split in SPLITS:
+        for split in SPLIT_FOLDERS:
             (staging / split).mkdir()
             for i in range(counts[split]):
                 seed = SEED_OFFSETS[split] + i

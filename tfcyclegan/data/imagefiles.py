@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from tfcyclegan.runs.rundir import is_run_dir
 from tfcyclegan.util import report
 from tfcyclegan.util.errors import UserError, first_line
+from tfcyclegan.util.runmarker import is_run_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Files above this size are refused before they are read. No real image file comes near

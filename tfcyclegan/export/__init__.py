@@ -7,16 +7,17 @@ One job per module:
     tflite      convert_tflite: a .tflite per direction, float or quantized, int8 calibrated
     samples     the images to calibrate and check on: source-domain images, or synthetic ones
     parity      the limit each export kind must reach against Keras, and the check
-    publish     the export folder: refuse foreign targets, stage, swap in all or nothing
     pipeline    export(): options, load, write, check, metadata.json, publish
 
 The export format's names (metadata.json, file and signature names) that the readers
-share live in tfcyclegan.models.export_format. The names below are imported from their module
+share live in tfcyclegan.models.export_format, and the export folder (refuse foreign
+targets, stage, swap in all or nothing) in tfcyclegan.models.publish, which `tfcyclegan
+import` lands its model directories with too. The names below are imported from their module
 on first use, so that importing this package (as the command line does for its option
 lists) loads no TensorFlow.
 """
 
-from tfcyclegan.export.options import FORMATS, KIND_NAMES, QUANTIZE
+from tfcyclegan.export.options import FORMAT_NAMES, FORMATS, QUANTIZE
 from tfcyclegan.util import lazy
 
 _LAZY = {
@@ -38,6 +39,6 @@ _LAZY = {
     "default_output": "pipeline",
     "export": "pipeline",
 }
-__all__ = ["FORMATS", "KIND_NAMES", "QUANTIZE", *_LAZY]
+__all__ = ["FORMATS", "FORMAT_NAMES", "QUANTIZE", *_LAZY]
 
 __getattr__, __dir__ = lazy.attach(__name__, globals(), _LAZY)

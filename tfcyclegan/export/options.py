@@ -1,12 +1,13 @@
-"""What `tfcyclegan export` accepts, as plain constants: the export formats, the TFLite
-quantization modes, and what each format is called in messages.
+"""What `tfcyclegan export` accepts, as plain constants: the export formats and what each
+is called in messages (defined with the export format, tfcyclegan.models.export_format),
+and the TFLite quantization modes.
 
-Standard library only, so that the command line takes its choice lists from here while
-`tfcyclegan --help` loads no TensorFlow.
+No TensorFlow, so that the command line takes its choice lists from here while
+`tfcyclegan --help` loads none.
 """
 
-__all__ = ["FORMATS", "KIND_NAMES", "QUANTIZE"]
+from tfcyclegan.models.export_format import FORMAT_NAMES, FORMATS
 
-FORMATS = ("savedmodel", "tflite", "keras")
+__all__ = ["FORMATS", "FORMAT_NAMES", "QUANTIZE"]
+
 QUANTIZE = ("none", "float16", "dynamic", "int8")
-KIND_NAMES = {"savedmodel": "SavedModel", "tflite": "TFLite", "keras": "Keras model directory"}

@@ -2,21 +2,34 @@
 the generators of a run or model directory, write the chosen kind into a staging
 folder, check its parity against Keras, describe it in metadata.json, and publish it."""
 
-import json
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfcyclegan import inference
-from tfcyclegan.export import parity, publish, samples, savedmodel, tflite
+from tfcyclegan.export import parity, samples, savedmodel, tflite
 from tfcyclegan.export.options import FORMATS, QUANTIZE
-from tfcyclegan.models import modeldir
-from tfcyclegan.models.export_format import FILES_KEY, METADATA_FILE, tflite_file
-from tfcyclegan.runs import rundir
+from tfcyclegan.models import identify, modeldir, publish
+from tfcyclegan.models import metadata as model_metadata
+from tfcyclegan.models.export_format import tflite_file
+from tfcyclegan.models.metadata import ModelMetadata
 from tfcyclegan.util import report
-from tfcyclegan.util.errors import UsageError, UserError
+from tfcyclegan.util.errors import UsageError
 from tfcyclegan.version import __version__
+
+# What `export` takes: the kinds whose Keras generators it can convert and check against.
+ACCEPTS = identify.Accepts(
+    "model",
+    identify.EXPORTABLE,
+    advice={
+        identify.PTH: "import it first: tfcyclegan import {path}, then export that",
+        identify.SAVEDMODEL: "export the run or model directory it was made from",
+        identify.TFLITE: "export the run or model directory it was made from",
+        identify.TFLITE_DIR: "export the run or model directory it was made from",
+    },
+)
 
 
 @dataclass
@@ -53,34 +66,25 @@ def check_options(fmt, quantize, calibration_dirs=()):
 
 
 def _load(source):
-    """({direction: generator}, TrainConfig-like description, provenance) of a run or model directory."""
-    from tfcyclegan.runs.config import TrainConfig
-
-    if modeldir.is_model_dir(source):
-        meta = modeldir.read_metadata(source)
-        generators = {d: modeldir.load_generator(source, d) for d in modeldir.directions(source)}
+    """({direction: generator}, ModelMetadata describing them) of a run or model directory."""
+    generators, meta, kind = identify.load_generators(source, ACCEPTS)
+    if kind is identify.MODEL_DIR:
         first = next(iter(generators.values()))
-        config = TrainConfig(
-            domain_a=meta.get("domain_a"),
-            domain_b=meta.get("domain_b"),
-            image_size=int(meta.get("image_size") or 256),
+        # What the export says of its origin: this model directory, and where that came from.
+        described = ModelMetadata(
+            domain_a=meta.domain_a,
+            domain_b=meta.domain_b,
+            data_root=meta.data_root,
+            image_size=meta.image_size or 256,
             blocks=first.n_blocks,
             ngf=first.ngf,
+            model_dir=str(source.resolve()),
+            sources=meta.sources,
+            run_dir=meta.run_dir,
+            checkpoint=meta.checkpoint,
         )
-        provenance = {"model_dir": str(source.resolve())}
-        if "sources" in meta:
-            provenance["sources"] = meta["sources"]
-        if "run_dir" in meta:
-            provenance.update(run_dir=meta["run_dir"], checkpoint=meta.get("checkpoint"))
-        return generators, config, provenance
-    if source.is_file() and source.suffix.lower() in (".pth", ".pt"):
-        raise UserError(f"{source} is a PyTorch file; import it first: tfcyclegan import {source}, then export that")
-    generator_g, generator_f, config, checkpoint = rundir.restore_generators(source)
-    return (
-        {"a2b": generator_g, "b2a": generator_f},
-        config,
-        {"run_dir": str(source.resolve()), "checkpoint": Path(checkpoint).name},
-    )
+        return generators, described
+    return generators, meta
 
 
 def _size(path):
@@ -102,30 +106,20 @@ def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_
     run_dir = Path(run_dir).expanduser()
     target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
     publish.check_target(target, fmt)  # before any work
-    generators, config, provenance = _load(run_dir)
+    generators, described = _load(run_dir)
     generator_g, generator_f = generators["a2b"], generators.get("b2a")
     images = samples.sample_images(
-        config, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log, directions=list(generators)
+        described, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log, directions=list(generators)
     )
     references = {d: inference.keras_translator(g, d) for d, g in generators.items()}
     limit = parity.PARITY[fmt if fmt != "tflite" else quantize]
-    metadata = {
-        "format": fmt,
-        "tfcyclegan_version": __version__,
-        "domain_a": config.domain_a,
-        "domain_b": config.domain_b,
-        "image_size": config.image_size,
-        "blocks": config.blocks,
-        "ngf": config.ngf,
-        **provenance,
-        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    metadata = dataclasses.replace(described, format=fmt, tfcyclegan_version=__version__)
+    metadata = metadata.with_extra(exported=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if fmt == "savedmodel":
-        metadata["endpoints"] = savedmodel.endpoints(generators)
+        metadata = metadata.with_extra(endpoints=savedmodel.endpoints(generators))
     elif fmt == "tflite":
-        metadata["quantize"] = quantize
-        metadata["io"] = tflite.IO
-        metadata[FILES_KEY] = {d: tflite_file(d) for d in generators}
+        metadata = dataclasses.replace(metadata, files={d: tflite_file(d) for d in generators})
+        metadata = metadata.with_extra(quantize=quantize, io=tflite.IO)
     with publish.staged(target, fmt) as staging:
         if fmt == "savedmodel":
             savedmodel.write_savedmodel(generator_g, generator_f, staging)
@@ -134,8 +128,8 @@ def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_
         else:
             tflite.write_tflite(generator_g, generator_f, staging, quantize, images, log)
         measured = parity.verify(staging, fmt, references, images, limit, log)
-        metadata["parity"] = {"limit": str(limit), **measured}
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        metadata = metadata.with_extra(parity={"limit": str(limit), **measured})
+        model_metadata.write(staging, metadata)
         size = _size(staging)
     shown = target if target.name not in ("", "..") else Path(os.path.realpath(target))  # not "exported to ."
     return ExportResult(

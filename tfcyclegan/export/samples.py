@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfcyclegan.data import imagefiles, pipeline
+from tfcyclegan.data import imagefiles, pipeline, splits
 from tfcyclegan.models.export_format import DIRECTIONS
 from tfcyclegan.util import report
 from tfcyclegan.util.errors import UsageError, UserError
@@ -45,7 +45,7 @@ def _spread(files, count, offset=0.0):
     return [files[int(i * step + offset * step)] for i in range(count)]
 
 
-def _domain_files(config, calibration_dirs, directions=DIRECTIONS):
+def _domain_files(model, calibration_dirs, directions=DIRECTIONS):
     """{direction: (calibration files, verification files, label)} from the source domains, or None if unavailable.
 
     For one direction alone (a pretrained generator) a single --calibration-dir is
@@ -68,17 +68,16 @@ def _domain_files(config, calibration_dirs, directions=DIRECTIONS):
         )
     from tfcyclegan.data import datasets
 
-    if not (config.domain_a and config.domain_b):
+    if not (model.domain_a and model.domain_b):
         return None  # a model directory of pretrained generators knows no training domains
     try:
-        domain_a, domain_b = datasets.resolve_domains(
-            config.domain_a, config.domain_b, config.data_root, download=False
-        )
+        domain_a, domain_b = datasets.resolve_domains(model.domain_a, model.domain_b, model.data_root, download=False)
     except UserError:
         return None
+    # Calibrated on the training images; checked on the images splits.shown picks.
     return {
-        "a2b": (domain_a.train_files, domain_a.test_files or domain_a.train_files, domain_a.root),
-        "b2a": (domain_b.train_files, domain_b.test_files or domain_b.train_files, domain_b.root),
+        "a2b": (domain_a.train_files, splits.shown(domain_a)[0], domain_a.root),
+        "b2a": (domain_b.train_files, splits.shown(domain_b)[0], domain_b.root),
     }
 
 
@@ -88,25 +87,26 @@ def _load_batch(files, size, count, offset=0.0):
     return pipeline.make_eval_batch(_spread(good, count), size, count)
 
 
-def sample_images(config, calibration_dirs=(), need_calibration=False, log=report.note, directions=DIRECTIONS):
+def sample_images(model, calibration_dirs=(), need_calibration=False, log=report.note, directions=DIRECTIONS):
     """Per direction: (calibration batch or None, verification batch, where the images came from).
 
+    `model` is the ModelMetadata of the generators (their domains and training size).
     Images are resized to the training size. With no domain images available the
     verification uses deterministic synthetic images (and says so); int8 calibration
     then has nothing to learn from and is an error.
     """
     check_calibration_dirs(calibration_dirs)
-    found = _domain_files(config, calibration_dirs, directions)
-    size = config.image_size
+    found = _domain_files(model, calibration_dirs, directions)
+    size = model.image_size
     if found is None:
-        if need_calibration and not (config.domain_a and config.domain_b):
+        if need_calibration and not (model.domain_a and model.domain_b):
             raise UserError(
                 "int8 needs calibration images of the source domain and this model names none; pass "
                 "--calibration-dir FOLDER (for a2b: images of domain A)"
             )
         if need_calibration:
             raise UserError(
-                f"int8 needs calibration images and the run's domains ({config.domain_a}, {config.domain_b}) are "
+                f"int8 needs calibration images and the run's domains ({model.domain_a}, {model.domain_b}) are "
                 "not available here; pass --calibration-dir"
             )
         log(f"note: the run's domain images are not available here; checking parity on synthetic {size}x{size} images")

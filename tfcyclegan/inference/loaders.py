@@ -1,15 +1,14 @@
 """Loaders: a Translator from a model, in memory or at a path (a run directory, a model
 directory, a SavedModel, a .tflite file or a folder of them, a PyTorch .pth file).
 
-Nothing is unpickled and no Python is executed from a model path: a run directory is
-read as config.json plus a TensorFlow checkpoint (tfcyclegan.runs.rundir), a .keras file in
-Keras' safe mode (tfcyclegan.models.modeldir), a SavedModel as a graph, a .tflite file as a
-flatbuffer, a .pth through a restricted unpickler that builds tensors only
-(tfcyclegan.models.torch_state), and metadata as JSON. The names of an export's files and
-signatures come from tfcyclegan.models.export_format, which the writer uses too.
+What a path holds is told once, by tfcyclegan.models.identify, and each kind has one
+loader in TRANSLATOR_LOADERS: the kinds with Keras weights through identify's own table
+of generator loaders, a SavedModel as a graph, a .tflite file as a flatbuffer. Nothing is
+unpickled and no Python is executed from a model path; metadata is read as JSON
+(tfcyclegan.models.metadata), and the names of an export's files and signatures come from
+tfcyclegan.models.export_format, which the writer uses too.
 """
 
-import json
 import os
 import re
 from pathlib import Path
@@ -18,23 +17,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfcyclegan.inference.tiling import Translator, pixel_budget
-from tfcyclegan.models import modeldir
-from tfcyclegan.models.export_format import (
-    DIRECTIONS,
-    FILES_KEY,
-    METADATA_FILE,
-    SAVEDMODEL_FILE,
-    SAVEDMODEL_TEXT_FILE,
-    TFLITE_MAGIC,
-    TFLITE_MAGIC_OFFSET,
-)
-from tfcyclegan.runs import rundir
-from tfcyclegan.runs.config import value_problem
+from tfcyclegan.models import identify
+from tfcyclegan.models import metadata as model_metadata
+from tfcyclegan.models.export_format import DIRECTIONS
+from tfcyclegan.models.identify import REEXPORT
 from tfcyclegan.util.errors import UsageError, UserError, first_line
 
-REEXPORT = "re-export the model with `tfcyclegan export`"
 # What a translator's forward pass takes and returns: float32 RGB batches of any size.
 IMAGE_SPEC = tf.TensorSpec((None, None, None, 3), tf.float32)
+# What translate, evaluate and study take as a model: anything a Translator loads from.
+ACCEPTS = identify.Accepts("model", identify.ANY)
 
 
 def keras_translator(generator, direction="a2b", info=None, source="keras generator"):
@@ -49,31 +41,18 @@ def _check_direction(direction):
         raise UserError(f"direction must be a2b or b2a, not {direction!r}")
 
 
-def _read_metadata(folder):
-    """The export metadata.json in `folder` ({} if none). The architecture values used here
-    are held to the bounds of `tfcyclegan fit`'s options (config.value_problem), and
-    "files" must map directions to file names; anything else is a UserError naming the key."""
-    meta = modeldir.read_metadata(folder, REEXPORT, not_object={})
-    problems = [
-        value_problem(key, meta[key], json.dumps(key)) for key in ("ngf", "blocks", "image_size") if key in meta
-    ]
-    files = meta.get(FILES_KEY, {})
-    if not isinstance(files, dict) or not all(isinstance(name, str) for name in files.values()):
-        problems.append(f'"{FILES_KEY}" must map a2b and b2a to file names (got {json.dumps(files)})')
-    problems = [problem for problem in problems if problem]
-    if problems:
-        raise UserError(f"{Path(folder) / METADATA_FILE}: {'; '.join(problems)}; {REEXPORT}")
-    return meta
+def _from_keras(path, kind, direction, num_threads=None):
+    """A kind with Keras weights: its generator for `direction` (a .pth file's one way, whatever `direction` says)."""
+    generators, meta, _ = identify.load_generators(path, ACCEPTS, wanted=[direction] if direction else None)
+    if kind is identify.PTH:
+        direction, generator = direction or "a2b", generators["a2b"]
+    else:
+        generator = generators[direction]
+    return keras_translator(generator, direction, meta, source=path)
 
 
-def _from_run_dir(path, direction):
-    generator_g, generator_f, config = rundir.load_generators(path)
-    generator = generator_g if direction == "a2b" else generator_f
-    return keras_translator(generator, direction, info=config.to_dict(), source=path)
-
-
-def _from_savedmodel(path, direction):
-    info = _read_metadata(path)
+def _from_savedmodel(path, kind, direction, num_threads=None):
+    info = model_metadata.read(path, REEXPORT)
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as error:
@@ -107,7 +86,7 @@ def _from_savedmodel(path, direction):
     def run(x):
         return signature(**{name: tf.constant(x)})[key].numpy()
 
-    return Translator(run, direction, "savedmodel", path, pixel_budget(info.get("ngf", 64)), info)
+    return Translator(run, direction, "savedmodel", path, pixel_budget(info.ngf or 64), info)
 
 
 def _tflite_direction(path, interpreter):
@@ -119,10 +98,10 @@ def _tflite_direction(path, interpreter):
     return found.pop() if len(found) == 1 else None
 
 
-def _from_tflite(path, direction, num_threads=None):
+def _from_tflite(path, kind, direction, num_threads=None):
     from ai_edge_litert.interpreter import Interpreter
 
-    info = _read_metadata(Path(path).parent)
+    info = model_metadata.read(Path(path).parent, REEXPORT)
     try:
         interpreter = Interpreter(model_path=str(path), num_threads=num_threads or os.cpu_count())
     except Exception as error:
@@ -172,80 +151,52 @@ def _from_tflite(path, direction, num_threads=None):
         interpreter.invoke()
         return interpreter.get_tensor(out_index)
 
-    return Translator(run, direction, "tflite", path, pixel_budget(info.get("ngf", 64)), info)
+    return Translator(run, direction, "tflite", path, pixel_budget(info.ngf or 64), info)
 
 
-def _is_tflite(path):
-    with open(path, "rb") as f:
-        return f.read(TFLITE_MAGIC_OFFSET + len(TFLITE_MAGIC))[TFLITE_MAGIC_OFFSET:] == TFLITE_MAGIC
+def _from_tflite_dir(path, kind, direction, num_threads=None):
+    """The .tflite file for `direction` that the folder's metadata.json lists."""
+    files = identify.tflite_files(path)
+    if direction not in files:
+        other = ", ".join(sorted(map(str, files)))
+        raise UserError(
+            f"{path} has no {direction} model, only {other} (its generator translates one way); use --direction {other}"
+        )
+    file = path / Path(files[direction]).name
+    if not file.is_file():
+        raise UserError(f"{path} lists {file.name} for {direction}, which is not there; {REEXPORT}")
+    return _from_tflite(file, identify.TFLITE, direction, num_threads)
 
 
-def load_translator(path, direction, num_threads=None):
+# One loader per kind: (path, kind, direction or None, num_threads) -> Translator.
+TRANSLATOR_LOADERS = {
+    **{kind: _from_keras for kind in identify.KERAS_WEIGHTS},
+    identify.SAVEDMODEL: _from_savedmodel,
+    identify.TFLITE: _from_tflite,
+    identify.TFLITE_DIR: _from_tflite_dir,
+}
+
+
+def load_translator(path, direction, num_threads=None, accepts=ACCEPTS):
     """The Translator for `direction` (a2b uses G, b2a uses F) stored at `path`.
 
-    `path` is a run directory (its newest checkpoint), a model directory of .keras
-    generators (tfcyclegan.models.modeldir), a SavedModel from `tfcyclegan export`, a .tflite
-    file from it, a folder of such .tflite files (the one for `direction` is used), or
-    a PyTorch generator .pth file (tfcyclegan.models.pretrained; it translates the one way it
-    was trained, whatever `direction` says). `direction=None` takes the model's only
-    direction (a .pth file, a one-way model directory, a .tflite file) and is a
-    UsageError for a model that translates both ways. `num_threads` applies to TFLite
-    (default: every core).
+    `path` is any kind `accepts` takes (tfcyclegan.models.identify; by default every
+    kind): a run directory (its newest checkpoint), a model directory of .keras
+    generators, a SavedModel from `tfcyclegan export`, a .tflite file from it, a folder
+    of such .tflite files (the one for `direction` is used), or a PyTorch generator .pth
+    file (it translates the one way it was trained, whatever `direction` says).
+    `direction=None` takes the model's only direction (a .pth file, a one-way model
+    directory, a .tflite file) and is a UsageError for a model that translates both
+    ways. `num_threads` applies to TFLite (default: every core).
     """
     if direction is not None:
         _check_direction(direction)
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(
-            f"model {path}: no such file or folder; give a run directory, a model directory, a SavedModel, "
-            "a .tflite or a .pth file"
-        )
-    expected = (
-        "expected a run directory (config.json + checkpoints/), a model directory (generator_g.keras), "
-        "a SavedModel from `tfcyclegan export`, a .tflite or a PyTorch .pth file"
-    )
-    if path.is_dir():
-        if direction is None:
-            if (path / rundir.CONFIG_FILE).is_file() or (path / SAVEDMODEL_FILE).is_file():
-                held = DIRECTIONS
-            elif modeldir.is_model_dir(path):
-                held = modeldir.directions(path)
-            else:
-                held = list(_read_metadata(path).get(FILES_KEY, {}))
-            if len(held) > 1:
-                raise UsageError(
-                    f"{path} translates both ways: pass --direction a2b (G, A to B) or --direction b2a (F, B to A)"
-                )
-            direction = held[0] if held else None
-        if (path / rundir.CONFIG_FILE).is_file():
-            return _from_run_dir(path, direction)
-        if modeldir.is_model_dir(path):
-            return keras_translator(
-                modeldir.load_generator(path, direction), direction, modeldir.read_metadata(path), source=path
+    path, kind = accepts.identify(path)
+    held = identify.directions(path, kind)
+    if direction is None and held is not None:
+        if len(held) > 1:
+            raise UsageError(
+                f"{path} translates both ways: pass --direction a2b (G, A to B) or --direction b2a (F, B to A)"
             )
-        if (path / SAVEDMODEL_FILE).is_file() or (path / SAVEDMODEL_TEXT_FILE).is_file():
-            return _from_savedmodel(path, direction)
-        files = _read_metadata(path).get(FILES_KEY, {})
-        if direction in files and (path / Path(files[direction]).name).is_file():
-            return _from_tflite(path / Path(files[direction]).name, direction, num_threads)
-        if isinstance(files, dict) and files and direction not in files:
-            other = ", ".join(sorted(map(str, files)))
-            raise UserError(
-                f"{path} has no {direction} model, only {other} (its generator translates one way); "
-                f"use --direction {other}"
-            )
-        raise UserError(f"{path} is not a model: {expected}")
-    if not path.is_file():  # a named pipe or a device would block or never end
-        raise UserError(f"model {path} is not a regular file; {expected}")
-    try:
-        tflite = _is_tflite(path)
-    except OSError as error:
-        raise UserError(f"cannot read model {path}: {first_line(error)}") from None
-    if tflite:
-        return _from_tflite(path, direction, num_threads)
-    if path.suffix.lower() in (".pth", ".pt"):
-        from tfcyclegan.models import pretrained
-
-        generator, described = pretrained.load_source(path)
-        return keras_translator(generator, direction or "a2b", described, source=path)
-    raise UserError(f"{path} is not a model: {expected}")
+        direction = held[0] if held else None
+    return TRANSLATOR_LOADERS[kind](path, kind, direction, num_threads)

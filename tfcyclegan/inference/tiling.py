@@ -13,6 +13,7 @@ import numpy as np
 
 from tfcyclegan.data import imagefiles
 from tfcyclegan.inference.options import MIN_SIDE, MULTIPLE
+from tfcyclegan.models.metadata import ModelMetadata
 from tfcyclegan.util.errors import UserError
 
 # Memory one forward pass may hold; a larger image is translated in overlapping tiles.
@@ -79,7 +80,7 @@ class Translator:
 
     `run` maps a float32 numpy batch whose height and width are multiples of 4 to its
     translation. `kind` is "keras", "savedmodel" or "tflite"; `info` is what is known
-    about the model (training config or export metadata).
+    about the model, a tfcyclegan.models.metadata.ModelMetadata (empty when None).
     """
 
     def __init__(self, run, direction, kind, source, max_pixels, info=None):
@@ -88,7 +89,7 @@ class Translator:
         self.kind = kind
         self.source = str(source)
         self.max_pixels = int(max_pixels)
-        self.info = info or {}
+        self.info = info if info is not None else ModelMetadata()
         side = int(math.isqrt(self.max_pixels)) // MULTIPLE * MULTIPLE
         self.tile = max(side, 4 * MULTIPLE)
         self.overlap = self.tile // 4 // MULTIPLE * MULTIPLE

@@ -1,18 +1,17 @@
 """The export format: the names that the writer (tfcyclegan.export) and the readers
 (tfcyclegan.inference, evaluate) of an export share, defined once.
 
-    <export>/metadata.json          METADATA_FILE, beside every export kind
+    <export>/metadata.json          beside every export kind (tfcyclegan.models.metadata)
     <export>/saved_model.pb         SAVEDMODEL_FILE: a SavedModel with signatures
                                     a2b, b2a (float32) and a2b_uint8, b2a_uint8
     <export>/a2b.tflite, b2a.tflite tflite_file(direction), listed in metadata's FILES_KEY
 
-Light on purpose (no TensorFlow): the CLI and the metadata readers import it.
+Standard library only: the CLI and the metadata readers import it.
 """
 
-from tfcyclegan.models import modeldir
-
-# One name for exports and model directories (a Keras export is a model directory).
-METADATA_FILE = modeldir.METADATA_FILE
+# The export formats (`tfcyclegan export --format`) and what each is called in messages.
+FORMATS = ("savedmodel", "tflite", "keras")
+FORMAT_NAMES = {"savedmodel": "SavedModel", "tflite": "TFLite", "keras": "Keras model directory"}
 
 # The two directions, a2b (G, A to B) and b2a (F, B to A): the names of a SavedModel's
 # float32 signatures, of a .tflite file's signature, and the keys of metadata's "files".

@@ -4,20 +4,21 @@ generators) and by `tfcyclegan export RUN --format keras`.
 
     generator_g.keras   G: A -> B (a2b)
     generator_f.keras   F: B -> A (b2a), absent when only one direction is known
-    metadata.json       sources, architecture, pre/post-processing
+    metadata.json       sources, architecture, pre/post-processing (tfcyclegan.models.metadata)
 
 Each .keras file loads with keras.saving.load_model(path, safe_mode=True): the
 networks are registered Keras classes (tfcyclegan.core.networks), nothing else is needed.
 """
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
 
+from tfcyclegan.models import metadata as model_metadata
 from tfcyclegan.util.errors import UserError, first_line
 
 GENERATOR_FILES = {"a2b": "generator_g.keras", "b2a": "generator_f.keras"}
-METADATA_FILE = "metadata.json"
 PREPROCESSING = "RGB float32 (N, H, W, 3) in [-1, 1]: x = pixel / 127.5 - 1; any H, W >= 8 (multiples of 4 natively)"
 POSTPROCESSING = "y in [-1, 1]: image = (y + 1) / 2 in [0, 1], times 255 for 8-bit"
 
@@ -26,25 +27,6 @@ def is_model_dir(path):
     """Whether `path` is a folder holding at least one generator file."""
     path = Path(path)
     return path.is_dir() and any((path / name).is_file() for name in GENERATOR_FILES.values())
-
-
-def read_metadata(path, remedy="import or export the model again", not_object=None):
-    """The folder's metadata.json (exports and model directories) as a dict ({} when
-    absent). Unreadable, it is a UserError ending in `remedy`; not a JSON object, it is one
-    too, unless `not_object` is given, which is returned instead (an export's reader,
-    tfcyclegan.inference.loaders, ignores such a file)."""
-    meta_path = Path(path) / METADATA_FILE
-    if not meta_path.is_file():
-        return {}
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {meta_path}: {error}; {remedy}") from None
-    if not isinstance(meta, dict):
-        if not_object is not None:
-            return not_object
-        raise UserError(f"{meta_path} is not a JSON object; {remedy}")
-    return meta
 
 
 def directions(path):
@@ -100,16 +82,12 @@ def _check_architecture(file):
 
 
 def save(folder, generators, metadata):
-    """Write {direction: generator} and `metadata` (plus the file names) into `folder`."""
+    """Write {direction: generator} into `folder`, and `metadata` (a ModelMetadata) with the
+    file names and the pixel conventions as its metadata.json; returns what was written."""
     folder = Path(folder)
     for direction, generator in generators.items():
         generator.save(folder / GENERATOR_FILES[direction])
-    full = {
-        "format": "keras",
-        **metadata,
-        "generators": {d: GENERATOR_FILES[d] for d in generators},
-        "preprocessing": PREPROCESSING,
-        "postprocessing": POSTPROCESSING,
-    }
-    (folder / METADATA_FILE).write_text(json.dumps(full, indent=2) + "\n")
+    full = metadata.with_extra(preprocessing=PREPROCESSING, postprocessing=POSTPROCESSING)
+    full = dataclasses.replace(full, format="keras", generators={d: GENERATOR_FILES[d] for d in generators})
+    model_metadata.write(folder, full)
     return full

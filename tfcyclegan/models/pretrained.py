@@ -20,7 +20,6 @@ to float32 rounding (docs/pretrained.md).
 """
 
 import contextlib
-import hashlib
 import re
 import sys
 import time
@@ -30,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from tfcyclegan.models import modeldir, torch_state
+from tfcyclegan.models.metadata import ModelMetadata
 from tfcyclegan.util import report
 from tfcyclegan.util.errors import UserError, first_line
+from tfcyclegan.util.fsutil import sha256
 from tfcyclegan.version import __version__
 
 # scripts/download_cyclegan_model.sh of the official repository; the file of each
@@ -238,14 +239,6 @@ def to_keras(state, path="the state dict", name=None):
     return generator, architecture
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def official_name(source):
     """The official model name of `source` ("official:NAME"), or None for a file path."""
     if not str(source).startswith(OFFICIAL_PREFIX):
@@ -326,12 +319,12 @@ def default_output(source):
 
 
 def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, log=report.note):
-    """Write a model directory from .pth files / official names; returns (folder, metadata).
+    """Write a model directory from .pth files / official names; returns (folder, its ModelMetadata).
 
     `a2b` becomes generator_g.keras, `b2a` (optional) generator_f.keras; `sha256s`
     pins them in that order.
     """
-    from tfcyclegan.export import publish
+    from tfcyclegan.models import publish  # TensorFlow, for its file errors
 
     sources = {"a2b": a2b, **({"b2a": b2a} if b2a else {})}
     reverse = REVERSE.get(official_name(a2b))
@@ -351,15 +344,15 @@ def import_generators(a2b, b2a=None, output=None, sha256s=(), cache_dir=None, lo
             f"{', affine norm' if arch['affine'] else ''}{', dropout layout' if arch['dropout'] else ''}"
         )
     first = described["a2b"]["architecture"]
-    metadata = {
-        "tfcyclegan_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "sources": described,
-        "ngf": first["ngf"],
-        "blocks": first["n_blocks"],
+    metadata = ModelMetadata(
+        tfcyclegan_version=__version__,
         # The official generators were trained on 256 x 256 crops.
-        "image_size": 256,
-    }
+        image_size=256,
+        blocks=first["n_blocks"],
+        ngf=first["ngf"],
+        sources=described,
+        extra={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    )
     with publish.staged(target, "keras") as staging:
         metadata = modeldir.save(staging, generators, metadata)
     return target, metadata

@@ -22,9 +22,12 @@ command line takes SPLITS, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
 import json
 import math
 
+from tfcyclegan.models import identify
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError
 
+# What `evaluate` takes as its model: anything `translate` takes.
+ACCEPTS = identify.Accepts("model", identify.ANY)
 SPLITS = ("test", "train")
 # Without a test split this seeded fraction of a domain's training images is held out:
 # the classifier never trains on it, and (for --split test) it is what is evaluated.
@@ -47,7 +50,7 @@ def _load_translators(model):
     found, missing = {}, {}
     for direction in inference.DIRECTIONS:
         try:
-            found[direction] = inference.load_translator(model, direction)
+            found[direction] = inference.load_translator(model, direction, accepts=ACCEPTS)
         except UserError as error:
             missing[direction] = str(error)
     if not found:
@@ -65,47 +68,38 @@ def held_out(files):
     return sorted(files[i] for i in picks)
 
 
-def _readable(files, what, label, domain, log):
-    from tfcyclegan.data import imagefiles
-
-    good, bad = imagefiles.scan_images(files)
-    for path, reason in bad:
-        log(f"skipping {path}: {reason}")
-    if not good:
-        raise UserError(f"domain {label} ({domain.name}) has no readable {what} image; check {domain.root}")
-    return good
-
-
 def _splits(domain, split, label, log):
     """(evaluation images, classifier training files, classifier scoring files, where the
     evaluation images come from) for one domain.
 
-    With a test split and --split test: the test images, scored by a classifier trained on
-    the training images. Otherwise HOLDOUT_FRACTION of the training images is held out
-    from the classifier and scores it; --split test then evaluates on those held-out
-    images, --split train on all training images.
+    With --split test, the images splits.shown picks: the test images, scored by a
+    classifier trained on the training images. Otherwise HOLDOUT_FRACTION of the training
+    images is held out from the classifier and scores it; --split test then evaluates on
+    those held-out images, --split train on all training images.
     """
+    from tfcyclegan.data.splits import TEST, readable, shown
+
     train = sorted(str(p) for p in domain.train_files)
-    if split == "test" and domain.test_files:
-        files = _readable(domain.test_files, "test", label, domain, log)
+    if split == "test" and shown(domain)[1] == TEST:
+        files = readable(shown(domain)[0], "test", label, domain, log)
         return files, train, files, "test"
     held = held_out(train)
     rest = sorted(set(train) - set(held))
     if split == "train":
-        files = _readable(train, "training", label, domain, log)
+        files = readable(train, "training", label, domain, log)
         return files, rest, sorted(set(held) & set(files)), "train"
     if not held:
         log(
             f"note: domain {label} ({domain.name}) has no test split and too few images to hold some out; "
             "evaluating on its training images"
         )
-        return _readable(train, "training", label, domain, log), train, [], "train"
+        return readable(train, "training", label, domain, log), train, [], "train"
     log(
         f"note: domain {label} ({domain.name}) has no test split; evaluating on a held-out "
         f"{HOLDOUT_FRACTION:.0%} of its training images ({len(held)} of {len(train)}), "
         "which the domain classifier does not train on"
     )
-    files = _readable(held, "held-out", label, domain, log)
+    files = readable(held, "held-out", label, domain, log)
     return files, rest, files, f"held-out {HOLDOUT_FRACTION:.0%} of train"
 
 
@@ -180,7 +174,7 @@ def _classifier(*, trained, scored, files, real, fakes, image_size, cache, log):
 
 
 def evaluate(model, **options):
-    """Evaluate the model at `model` (run dir, SavedModel or .tflite) on `split` images of two domains.
+    """Evaluate the model at `model` (any kind of ACCEPTS) on `split` images of two domains.
 
     Loads what directions `model` holds (inference.load_translator) and hands them to
     evaluate_translators with `options` (its keyword options but `missing` and `source`);
@@ -220,11 +214,11 @@ def evaluate_translators(
     _check_split(split)
     missing = dict(missing or {})
     info = next(iter(translators.values())).info
-    domain_a, domain_b = domain_a or info.get("domain_a"), domain_b or info.get("domain_b")
-    data_root = data_root or info.get("data_root")  # where the training run found named domains
+    domain_a, domain_b = domain_a or info.domain_a, domain_b or info.domain_b
+    data_root = data_root or info.data_root  # where the training run found named domains
     if not domain_a or not domain_b:
         raise UserError(f"{source} does not say which domains it translates; pass --domain-a and --domain-b")
-    image_size = int(image_size or info.get("image_size") or 256)
+    image_size = int(image_size or info.image_size or 256)
     if image_size < MIN_IMAGE_SIZE:
         raise UserError(f"--image-size must be >= {MIN_IMAGE_SIZE} (got {image_size})")
     a, b = datasets.resolve_domains(domain_a, domain_b, data_root)

@@ -12,15 +12,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfcyclegan.runs.layout import CHECKPOINT_FILES, MAX_TO_KEEP, STATE_FILE, checkpoint_number, checkpoint_prefix
 from tfcyclegan.util.errors import first_line
-
-STATE_FILE = "checkpoint"
-_PREFIX = re.compile(r"ckpt-(\d+)")
-
-
-def _number(prefix):
-    match = _PREFIX.fullmatch(Path(prefix).name)
-    return int(match.group(1)) if match else None
 
 
 def listed_newest(checkpoint_dir):
@@ -30,7 +23,7 @@ def listed_newest(checkpoint_dir):
     except (OSError, UnicodeDecodeError):
         return None
     found = re.findall(r'^model_checkpoint_path: "([^"\n]*)"$', text, re.M)
-    return _number(found[0]) if len(found) == 1 else None
+    return checkpoint_number(found[0]) if len(found) == 1 else None
 
 
 def candidates(checkpoint_dir):
@@ -41,7 +34,7 @@ def candidates(checkpoint_dir):
     damaged, every ckpt-N.index in the folder is one.
     """
     folder = Path(checkpoint_dir)
-    numbers = {_number(p.name[: -len(".index")]) for p in folder.glob("ckpt-*.index")} - {None}
+    numbers = {checkpoint_number(p.name[: -len(".index")]) for p in folder.glob(f"{CHECKPOINT_FILES}.index")} - {None}
     newest = listed_newest(folder)
     if newest is not None:
         numbers = {n for n in numbers if n <= newest} | {newest}
@@ -81,7 +74,7 @@ class Found:
 
     @property
     def number(self):
-        return _number(self.path) if self.path else None
+        return checkpoint_number(self.path) if self.path else None
 
     def notes(self):
         """One line per damaged checkpoint skipped, saying which one is used instead."""
@@ -96,7 +89,7 @@ def newest_intact(checkpoint_dir):
     """Find the newest checkpoint in `checkpoint_dir` whose every tensor reads back; a Found."""
     found = Found()
     for number in candidates(checkpoint_dir):
-        prefix = str(Path(checkpoint_dir) / f"ckpt-{number}")
+        prefix = str(checkpoint_prefix(checkpoint_dir, number))
         reason = _damage(prefix)
         if reason is None:
             found.path = prefix
@@ -113,13 +106,14 @@ def highest_damaged(checkpoint_dir, above=0):
     inspection is never overwritten, also after the state file stopped listing it; an
     intact one above `above` (a save killed before it was listed) is overwritten as usual.
     """
-    numbers = {_number(p.name.split(".")[0]) for p in Path(checkpoint_dir).glob("ckpt-*.*")} - {None}
-    damaged = [n for n in numbers if n > above and _damage(str(Path(checkpoint_dir) / f"ckpt-{n}")) is not None]
+    files = Path(checkpoint_dir).glob(f"{CHECKPOINT_FILES}.*")
+    numbers = {checkpoint_number(p.name.split(".")[0]) for p in files} - {None}
+    damaged = [n for n in numbers if n > above and _damage(str(checkpoint_prefix(checkpoint_dir, n))) is not None]
     return max(damaged, default=above)
 
 
 def relist(checkpoint_dir, found):
     """Rewrite the state file to list the intact checkpoints up to `found.path`, so that
     tf.train.CheckpointManager resumes from it and never deletes the damaged ones."""
-    kept = [str(Path(checkpoint_dir) / f"ckpt-{n}") for n in candidates(checkpoint_dir) if n <= found.number]
-    tf.compat.v1.train.update_checkpoint_state(str(checkpoint_dir), found.path, list(reversed(kept[:3])))
+    kept = [str(checkpoint_prefix(checkpoint_dir, n)) for n in candidates(checkpoint_dir) if n <= found.number]
+    tf.compat.v1.train.update_checkpoint_state(str(checkpoint_dir), found.path, list(reversed(kept[:MAX_TO_KEEP])))

@@ -1,11 +1,11 @@
 """The run directory: what `tfcyclegan fit` writes and every reader reads.
 
-<run_dir>/config.json is the TrainConfig (tfcyclegan.runs.config) the run was trained with;
-<run_dir>/checkpoints/ckpt-<n> are tf.train.Checkpoint files of the whole training state
-(make_checkpoint), of which readers restore the two generators (restore_generators);
-<run_dir>/fit.lock keeps one `fit` at a time in it. Readers (inference, export,
-evaluate) import this module, never the trainer. Which checkpoint files are intact is
-tfcyclegan.runs.checkpoints' job.
+Its paths are named in tfcyclegan.runs.layout (RunLayout). config.json is the TrainConfig
+(tfcyclegan.runs.config) the run was trained with; the checkpoints are tf.train.Checkpoint
+files of the whole training state (make_checkpoint), of which readers restore the two
+generators (restore_generators); fit.lock keeps one `fit` at a time in it. Readers
+(inference, export, evaluate) import this module, never the trainer. Which checkpoint
+files are intact is tfcyclegan.runs.checkpoints' job.
 """
 
 import fcntl
@@ -15,19 +15,16 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfcyclegan.runs import checkpoints
-from tfcyclegan.util import fsutil, report
-from tfcyclegan.runs.config import TrainConfig
-from tfcyclegan.util.errors import UserError
 from tfcyclegan.core.networks import ResnetGenerator, variables_by_path
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_DIR = "checkpoints"
-LOCK_FILE = "fit.lock"
+from tfcyclegan.runs import checkpoints
+from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.layout import CHECKPOINT_FILES, CONFIG_FILE, RunLayout
+from tfcyclegan.util import fsutil, report
+from tfcyclegan.util.errors import UserError
 
 
 class RunLock:
-    """An exclusive flock on <run_dir>/fit.lock, which holds the PID of its holder.
+    """An exclusive flock on the run's lock file (RunLayout.lock), which holds the PID of its holder.
 
     The kernel drops an flock when its process ends however it ends (even SIGKILL), so
     a lock file left behind never keeps a run locked. `acquire` raises UserError naming
@@ -39,7 +36,7 @@ class RunLock:
         self.fd = None
 
     def acquire(self):
-        path = Path(self.run_dir) / LOCK_FILE
+        path = RunLayout(self.run_dir).lock
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
@@ -103,11 +100,6 @@ def check_outside(run_dir, domains):
                 f"run directory {run_dir} is inside domain {label}'s folder {folder}, where its samples would become "
                 f"training images; pass a --run-dir outside {folder}"
             )
-
-
-def is_run_dir(folder):
-    """Whether `folder` looks like a tfcyclegan run directory (config.json and checkpoints/)."""
-    return os.path.isfile(os.path.join(folder, CONFIG_FILE)) and os.path.isdir(os.path.join(folder, CHECKPOINT_DIR))
 
 
 def build_generators(config, dtype=None):
@@ -218,39 +210,41 @@ def checkpoint_step(path):
 
 def load_config(run_dir):
     """The TrainConfig saved in `run_dir`; a damaged, incomplete or foreign config.json is a UserError."""
-    return TrainConfig.load(Path(run_dir) / CONFIG_FILE)
+    return TrainConfig.load(RunLayout(run_dir).config)
 
 
 def save_config(config, run_dir, counts):
     """Write <run_dir>/config.json: `config` and the image counts {"A": n, "B": m} it trained on."""
     # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
+    path = RunLayout(run_dir).config
     try:
-        with fsutil.replacing(run_dir / CONFIG_FILE) as partial:
+        with fsutil.replacing(path) as partial:
             config.save(partial, images=counts)
     except OSError as error:
         raise UserError(
-            f"cannot write {run_dir / CONFIG_FILE}: {error.strerror or error}; free some disk space or pass a "
-            "--run-dir on another disk"
+            f"cannot write {path}: {error.strerror or error}; free some disk space or pass a --run-dir on another disk"
         ) from None
 
 
 def has_checkpoint(run_dir):
     """Whether `run_dir` holds a config.json and a checkpoint (intact or not: see checkpoints.candidates)."""
-    return (Path(run_dir) / CONFIG_FILE).exists() and bool(checkpoints.candidates(Path(run_dir) / CHECKPOINT_DIR))
+    layout = RunLayout(run_dir)
+    return layout.config.exists() and bool(checkpoints.candidates(layout.checkpoints))
 
 
 def newest_checkpoint(run_dir):
     """The newest intact checkpoint of `run_dir` as a checkpoints.Found, with a note on stderr for
     each newer damaged one; a UserError when there is none."""
-    found = checkpoints.newest_intact(Path(run_dir) / CHECKPOINT_DIR)
+    folder = RunLayout(run_dir).checkpoints
+    found = checkpoints.newest_intact(folder)
     for note in found.notes():
         report.note(note)
     if found.path:
         return found
     if found.damaged:
         raise UserError(
-            f"no checkpoint of {run_dir} is intact (listed above); move the damaged ckpt-* files out of "
-            f"{Path(run_dir) / CHECKPOINT_DIR} to train the run again from the start, or pass a new --run-dir"
+            f"no checkpoint of {run_dir} is intact (listed above); move the damaged {CHECKPOINT_FILES} files out of "
+            f"{folder} to train the run again from the start, or pass a new --run-dir"
         )
     raise UserError(f"{run_dir} has no checkpoint yet; train it with: tfcyclegan fit --run-dir {run_dir}")
 
@@ -300,7 +294,7 @@ def check_matches(checkpoint, networks, run_dir, pools=None):
             problem = f"{key} has shape {list(saved)} there, {list(variable.shape)} by config.json"
     if problem:
         raise UserError(
-            f"{Path(run_dir) / CONFIG_FILE} does not match checkpoint {checkpoint} ({problem}); put back the "
+            f"{RunLayout(run_dir).config} does not match checkpoint {checkpoint} ({problem}); put back the "
             "config.json this run was trained with"
         )
 
@@ -323,7 +317,7 @@ def restore_generators(run_dir):
     """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint; a newer
     damaged one is skipped with a note (newest_checkpoint)."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).exists():
+    if not RunLayout(run_dir).config.exists():
         raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
     config = load_config(run_dir)
     found = newest_checkpoint(run_dir)

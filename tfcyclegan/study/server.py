@@ -30,10 +30,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tfcyclegan.models import identify
 from tfcyclegan.models.export_format import DIRECTIONS  # a2b (G), b2a (F), as everywhere
+from tfcyclegan.models.metadata import ModelMetadata
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError, first_line
 
+# What `study` takes as its model: anything `translate` takes.
+ACCEPTS = identify.Accepts("model", identify.ANY)
 MANIFEST = "manifest.json"
 ANSWERS = "answers.jsonl"
 IMAGES = "images"
@@ -100,19 +104,13 @@ def _pick(files, count, rng):
 
 
 def _study_files(domain, label, log):
-    """Readable test images of a domain (its training images when it has no test split) and their split."""
-    from tfcyclegan.data import imagefiles
+    """Readable images of a domain to show (splits.shown: its test images, else its training images) and their split."""
+    from tfcyclegan.data import splits
 
-    files, split = domain.test_files, "test"
-    if not files:
+    files, split = splits.shown(domain)
+    if split != splits.TEST:
         log(f"note: domain {label} ({domain.name}) has no test images; the study uses its training images")
-        files, split = domain.train_files, "train"
-    good, bad = imagefiles.scan_images(files)
-    for path, reason in bad:
-        log(f"skipping {path}: {reason}")
-    if not good:
-        raise UserError(f"domain {label} ({domain.name}) has no readable {split} image; check {domain.root}")
-    return good, split
+    return splits.readable(files, "test" if split == splits.TEST else "training", label, domain, log), split
 
 
 def _save_png(array, path):
@@ -147,14 +145,14 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
             "pass another --study-dir for this model"
         )
     todo = [d for d in directions if not existing or d not in existing["directions"]]
-    translators = {d: inference.load_translator(model, d) for d in todo}
-    info = next(iter(translators.values())).info if translators else {}
+    translators = {d: inference.load_translator(model, d, accepts=ACCEPTS) for d in todo}
+    info = next(iter(translators.values())).info if translators else ModelMetadata()
     if existing:
         domain_a = domain_a or existing["domain_a"]["spec"]
         domain_b = domain_b or existing["domain_b"]["spec"]
         data_root = data_root or existing["data_root"]
-    domain_a, domain_b = domain_a or info.get("domain_a"), domain_b or info.get("domain_b")
-    data_root = data_root or info.get("data_root")
+    domain_a, domain_b = domain_a or info.domain_a, domain_b or info.domain_b
+    data_root = data_root or info.data_root
     if not domain_a or not domain_b:
         raise UserError(f"{model} does not say which domains it translates; pass --domain-a and --domain-b")
     domains = dict(zip("ab", datasets.resolve_domains(domain_a, domain_b, data_root)))
@@ -174,7 +172,7 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
         "domain_a": {"spec": str(domain_a), "name": domains["a"].name, "root": domains["a"].root},
         "domain_b": {"spec": str(domain_b), "name": domains["b"].name, "root": domains["b"].root},
         "data_root": str(data_root) if data_root else None,
-        "image_size": int(info.get("image_size") or 256),
+        "image_size": int(info.image_size or 256),
         "seed": int(seed),
         "created": _iso(_now()),
         "directions": {},

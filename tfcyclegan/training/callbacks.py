@@ -11,6 +11,7 @@ from PIL import Image
 
 from tfcyclegan.core.model import LOSS_NAMES
 from tfcyclegan.data.imagefiles import to_uint8
+from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training.figures import image_grid, save_loss_figure
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError, first_line
@@ -102,8 +103,8 @@ class LossLog(keras.callbacks.Callback):
 
     def __init__(self, run_dir):
         super().__init__()
-        self.csv_path = Path(run_dir) / "losses.csv"
-        self.png_path = Path(run_dir) / "losses.png"
+        layout = RunLayout(run_dir)
+        self.csv_path, self.png_path = layout.losses_csv, layout.losses_png
 
     def rows(self):
         try:
@@ -172,7 +173,7 @@ class Samples(keras.callbacks.Callback):
 
     def __init__(self, run_dir, writer, real_a, real_b):
         super().__init__()
-        self.folder = Path(run_dir) / "samples"
+        self.layout = RunLayout(run_dir)
         self.writer = writer
         self.real_a, self.real_b = real_a, real_b
 
@@ -182,9 +183,9 @@ class Samples(keras.callbacks.Callback):
         fake_a = f(self.real_b, training=False)
         cycled_a = f(fake_b, training=False)
         cycled_b = g(fake_a, training=False)
-        self.folder.mkdir(exist_ok=True)
+        self.layout.samples.mkdir(exist_ok=True)
         grid = image_grid([to_uint8(x) for x in (self.real_a, fake_b, self.real_b, fake_a)])
-        Image.fromarray(grid).save(self.folder / f"epoch_{epoch + 1:03d}.png")
+        Image.fromarray(grid).save(self.layout.sample(epoch + 1))
         with self.writer.as_default(step=epoch + 1):
             for tag, batch in (("a2b", (self.real_a, fake_b, cycled_a)), ("b2a", (self.real_b, fake_a, cycled_b))):
                 strips = image_grid([to_uint8(x) for x in batch])

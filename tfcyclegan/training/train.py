@@ -15,12 +15,24 @@ from PIL import Image
 from tfcyclegan.core.model import CycleGAN
 from tfcyclegan.core.networks import PatchDiscriminator
 from tfcyclegan.core.schedules import LinearDecay
-from tfcyclegan.data import datasets, imagefiles, pipeline
+from tfcyclegan.data import datasets, pipeline, splits
+from tfcyclegan.models import identify
 from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
 from tfcyclegan.training import callbacks, distribute
 from tfcyclegan.util import report
 from tfcyclegan.util.errors import UsageError, UserError
+
+# What `fit --init-generators` starts G and F from: any model holding Keras generators.
+INIT_ACCEPTS = identify.Accepts(
+    "--init-generators",
+    identify.KERAS_WEIGHTS,
+    advice={
+        kind: "give the run directory or model directory it was exported from"
+        for kind in (identify.SAVEDMODEL, identify.TFLITE, identify.TFLITE_DIR)
+    },
+)
 
 
 def build_model(config, steps_per_epoch):
@@ -74,14 +86,11 @@ def _size(path):
 
 def _readable(domain, label, image_size):
     """The domain's decodable training images; says which files are skipped and why."""
-    good, bad = imagefiles.scan_images(domain.train_files)
-    for path, reason in bad:
-        report.note(f"skipping {path}: {reason}")
-    if not good:
-        raise UserError(f"domain {label} ({domain.name}) has no readable training image; check {domain.root}")
-    if bad:
+    good = splits.readable(domain.train_files, "training", label, domain)
+    skipped = len(domain.train_files) - len(good)
+    if skipped:
         report.note(
-            f"warning: domain {label}: {len(bad)} of {len(bad) + len(good)} files skipped (listed above); "
+            f"warning: domain {label}: {skipped} of {len(domain.train_files)} files skipped (listed above); "
             f"remove or replace them"
         )
     # Images smaller than the crop still train (resized up), but are usually strays.
@@ -176,7 +185,7 @@ def _note_changed_counts(run_dir, counts, steps):
     """Say in one line that a resumed run's domains changed size since config.json recorded
     them (its "images" key, {"A": n, "B": m}); the run keeps its steps per epoch."""
     # load_config has read this file as a JSON object already, under the run's lock.
-    saved = json.loads((Path(run_dir) / rundir.CONFIG_FILE).read_text()).get("images")
+    saved = json.loads(RunLayout(run_dir).config.read_text()).get("images")
     if not isinstance(saved, dict) or saved == counts:
         return  # a config.json written before image counts were saved
     report.note(
@@ -186,21 +195,14 @@ def _note_changed_counts(run_dir, counts, steps):
 
 
 def init_generators(folder, config, explicit=frozenset()):
-    """{direction: generator} of model directory `folder` to start a new run from.
+    """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from.
 
-    The run takes the directory's blocks and ngf; an explicit --blocks / --ngf that
-    differs is an error naming both. A directory without F (pretrained files are one
+    The run takes the generators' blocks and ngf; an explicit --blocks / --ngf that
+    differs is an error naming both. A model without F (pretrained files are one
     way) starts F fresh, said in one line.
     """
-    from tfcyclegan.models import modeldir
-
+    generators, _, _ = identify.load_generators(folder, INIT_ACCEPTS)
     folder = Path(folder).expanduser()
-    if not modeldir.is_model_dir(folder):
-        raise UserError(
-            f"--init-generators {folder} is not a model directory (no generator_g.keras); "
-            "write one with `tfcyclegan import` or `tfcyclegan export RUN --format keras`"
-        )
-    generators = {d: modeldir.load_generator(folder, d) for d in modeldir.directions(folder)}
     shapes = {d: (g.n_blocks, g.ngf) for d, g in generators.items()}
     if len(set(shapes.values())) > 1:
         raise UserError(
@@ -223,7 +225,7 @@ def init_generators(folder, config, explicit=frozenset()):
         if generator.dropout:
             report.note(f"note: {folder}'s {direction} generator was trained with dropout; fit trains it without")
     if "b2a" not in generators:
-        report.note(f"note: {folder} has no generator_f.keras (F: B -> A); F starts from scratch")
+        report.note(f"note: {folder} holds no second generator (F: B -> A); F starts from scratch")
     return generators
 
 
@@ -259,7 +261,7 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
     lock = rundir.RunLock(run_dir)
     if chief:
         rundir.check_writable(run_dir)
-        if (run_dir / rundir.CONFIG_FILE).exists():
+        if RunLayout(run_dir).config.exists():
             lock.acquire()  # before any work: another fit may be training in it
     try:
         return _prepare_and_fit(
@@ -312,7 +314,7 @@ def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, 
     steps = config.steps_per_epoch or pipeline.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
     config.steps_per_epoch = steps
     counts = {"A": len(files_a), "B": len(files_b)}
-    has_any = checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
+    has_any = checkpoints.candidates(RunLayout(run_dir).checkpoints)
     found = rundir.newest_checkpoint(run_dir) if has_any else checkpoints.Found()
     if resuming:
         _note_changed_counts(run_dir, counts, steps)
@@ -343,14 +345,19 @@ def _restored_model(plan):
     CheckpointManager that saves it."""
     with plan.strategy.scope():
         model = build_model(plan.config, plan.config.steps_per_epoch)
-    folder = plan.run_dir / rundir.CHECKPOINT_DIR
+    folder = RunLayout(plan.run_dir).checkpoints
     found = plan.found
     if found.path:
         rundir.check_model_matches(found.path, model, plan.run_dir)
         if plan.chief and checkpoints.listed_newest(folder) != found.number:
             # The manager would resume from (and in time delete) what the state file lists.
             checkpoints.relist(folder, found)
-    manager = tf.train.CheckpointManager(rundir.make_checkpoint(model), plan.out_dir / rundir.CHECKPOINT_DIR, 3)
+    manager = tf.train.CheckpointManager(
+        rundir.make_checkpoint(model),
+        RunLayout(plan.out_dir).checkpoints,
+        MAX_TO_KEEP,
+        checkpoint_name=CHECKPOINT_PREFIX,
+    )
     if found.path:
         rundir.restore_checkpoint(model, found.path)
     elif plan.start:
@@ -367,7 +374,7 @@ def _side_work(plan, model, manager, writer, done_in_epoch):
     guard = callbacks.StopOnNonFinite(step_variable)
     # Checkpoints are numbered by step, but above any damaged one left in place; saved
     # before the samples and the loss log, so neither can keep an epoch from being saved.
-    taken = checkpoints.highest_damaged(plan.run_dir / rundir.CHECKPOINT_DIR, plan.found.number or 0)
+    taken = checkpoints.highest_damaged(RunLayout(plan.run_dir).checkpoints, plan.found.number or 0)
     saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=plan.found.path)
     side_work = [callbacks.Throughput(config.batch_size), guard, saver]
     if done_in_epoch:
@@ -440,7 +447,7 @@ def _fit(plan):
     if plan.found.path:
         report.note(f"resuming {run_dir} at epoch {first_epoch + 1}, step {int(step_variable.numpy())}")
 
-    writer = tf.summary.create_file_writer(str(plan.out_dir / "logs"))
+    writer = tf.summary.create_file_writer(str(RunLayout(plan.out_dir).logs))
     side_work, guard, saver = _side_work(plan, model, manager, writer, done_in_epoch)
     # SIGINT and SIGTERM stop at the next batch boundary (StopOnSignal): an interrupt
     # raised wherever Python happens to be can land in a garbage-collection callback,
@@ -462,11 +469,10 @@ def _fit(plan):
     except distribute.PEER_LOST as error:
         if not isinstance(plan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             raise
-        kept = checkpoints.candidates(run_dir / rundir.CHECKPOINT_DIR)
+        layout = RunLayout(run_dir)
+        kept = checkpoints.candidates(layout.checkpoints)
         kept = (
-            f"the last checkpoint, {run_dir / rundir.CHECKPOINT_DIR}/ckpt-{kept[0]}, is intact"
-            if kept
-            else "no checkpoint was saved yet"
+            f"the last checkpoint, {layout.checkpoint(kept[0])}, is intact" if kept else "no checkpoint was saved yet"
         )
         raise UserError(
             f"lost contact with another worker: {distribute.peer_lost_reason(error, config.worker_timeout)}; "

@@ -1,9 +1,11 @@
 """Files and folders tfcyclegan creates for itself: unique temporary names (so two runs
 never share one), permissions from the umask (unlike tempfile's 0600/0700, so a shared
 model or data set stays readable by whoever the user's umask allows), writing a file whole
-or not at all, and publishing a finished file without replacing one that appeared meanwhile."""
+or not at all, publishing a finished file without replacing one that appeared meanwhile, and
+the SHA-256 a download or an imported file is checked by."""
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -89,3 +91,12 @@ def publish(temporary, target, overwrite):
         return True
     os.unlink(temporary)
     return True
+
+
+def sha256(path):
+    """The SHA-256 of the file at `path`, as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,11 +1,13 @@
-"""Where an export lands, all or nothing: a target is replaced only when it is empty or
-an earlier export of the same kind holding nothing else; the export is built in a
-hidden folder beside it and swapped in only when finished and checked, so a failed
-export leaves nothing behind and an earlier export at the same place intact."""
+"""Where an export or a model directory lands, all or nothing: a target is replaced only
+when it is empty or an earlier export of the same kind holding nothing else; the export is
+built in a hidden folder beside it and swapped in only when finished and checked, so a
+failed export leaves nothing behind and an earlier export at the same place intact.
+
+Below tfcyclegan.export, which writes exports, because `tfcyclegan import`
+(tfcyclegan.models.pretrained) lands its model directories here too."""
 
 import contextlib
 import errno
-import json
 import os
 import re
 import shutil
@@ -13,9 +15,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfcyclegan.export.options import KIND_NAMES
+from tfcyclegan.models import metadata as model_metadata
 from tfcyclegan.models import modeldir
-from tfcyclegan.models.export_format import DIRECTIONS, FILES_KEY, METADATA_FILE, SAVEDMODEL_FILE, tflite_file
+from tfcyclegan.models.export_format import DIRECTIONS, FORMAT_NAMES, SAVEDMODEL_FILE, tflite_file
+from tfcyclegan.models.metadata import METADATA_FILE
 from tfcyclegan.util import fsutil
 from tfcyclegan.util.errors import UserError, first_line
 
@@ -23,21 +26,19 @@ from tfcyclegan.util.errors import UserError, first_line
 # holds only the checkpoint files below and its assets/ nothing (the generators have none).
 _SAVEDMODEL_FILES = (SAVEDMODEL_FILE, "fingerprint.pb", "variables", "assets")
 _VARIABLES_FILE = re.compile(r"variables\.(index|data-\d+-of-\d+)")
+# The file names an export of each other format may list in its metadata.json.
 _LISTED_FILES = {
-    "tflite": (FILES_KEY, {tflite_file(d) for d in DIRECTIONS}),
-    "keras": ("generators", set(modeldir.GENERATOR_FILES.values())),
+    "tflite": {tflite_file(d) for d in DIRECTIONS},
+    "keras": set(modeldir.GENERATOR_FILES.values()),
 }
 
 
 def _foreign_files(target, fmt, meta):
-    """Entries of `target` (an earlier export of `fmt` described by `meta`) that such an export does not write."""
+    """Entries of `target` (an earlier export of `fmt` described by ModelMetadata `meta`) that such an export does not write."""
     if fmt == "savedmodel":
         own = set(_SAVEDMODEL_FILES)
     else:
-        key, names = _LISTED_FILES.get(fmt, (FILES_KEY, None))
-        listed = meta.get(key)
-        listed = listed.values() if isinstance(listed, dict) else ()
-        own = {n for n in listed if isinstance(n, str) and (n in names if names else "/" not in n)}
+        own = set(meta.listed().values()) & _LISTED_FILES[fmt]
     own.add(METADATA_FILE)
     foreign = []
     for entry in sorted(target.iterdir()):
@@ -65,21 +66,20 @@ def check_target(target, fmt):
         raise UserError(f"{target} exists and is not a tfcyclegan export (it is a file); {elsewhere}")
     if not any(target.iterdir()):
         return
-    meta_path = target / METADATA_FILE
-    if not meta_path.is_file():
+    if not model_metadata.path(target).is_file():
         raise UserError(f"{target} exists and is not a tfcyclegan export (no {METADATA_FILE}); {elsewhere}")
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
+        meta = model_metadata.read(target)
+    except UserError:
         meta = None
     why = None
-    if not isinstance(meta, dict) or "tfcyclegan_version" not in meta or meta.get("format") not in KIND_NAMES:
+    if meta is None or meta.tfcyclegan_version is None or meta.format is None:
         why = f"its {METADATA_FILE} says otherwise"
-    elif meta["format"] != fmt:
-        why = f"it is a {KIND_NAMES[meta['format']]} export"
+    elif meta.format != fmt:
+        why = f"it is a {FORMAT_NAMES[meta.format]} export"
     if why:
         raise UserError(
-            f"{target} exists and is not an earlier tfcyclegan {KIND_NAMES.get(fmt, fmt)} export ({why}); {elsewhere}"
+            f"{target} exists and is not an earlier tfcyclegan {FORMAT_NAMES.get(fmt, fmt)} export ({why}); {elsewhere}"
         )
     foreign = _foreign_files(target, fmt, meta)
     if foreign:
