@@ -3,7 +3,6 @@
 import functools
 import os
 import sys
-import tempfile
 
 import click
 
@@ -23,6 +22,7 @@ def user_errors(command):
         debug = click.get_current_context().find_root().params.get("debug")
         try:
             if not debug:
+                quiet_native_log()
                 quiet_tensorflow()
             return command(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -52,32 +52,51 @@ def user_errors(command):
     return wrapper
 
 
-def quiet_tensorflow():
-    """Import TensorFlow without its C++ start-up log (oneDNN notice, CUDA probing, cuInit errors).
+def quiet_native_log():
+    """Send what C++ code writes straight to file descriptor 2 to /dev/null for the rest of the command.
 
-    TF_CPP_MIN_LOG_LEVEL=3 silences TensorFlow's C++ logging once it has read it, but absl
-    writes a few lines while the library loads, before that; those go to a temporary file
-    that takes file descriptor 2 during the import, and come back if the import fails.
-    TensorFlow's and absl's Python loggers keep their errors only. A TF_CPP_MIN_LOG_LEVEL
-    the user set is theirs: then nothing is changed.
+    TensorFlow's and absl's start-up lines (oneDNN notice, CUDA probing, `WARNING: All log
+    messages before absl::InitializeLog()`, printed even when the user set
+    TF_CPP_MIN_LOG_LEVEL), the TFLite converter's `fully_quantize: ...` and LiteRT's
+    `INFO: Created TensorFlow Lite XNNPACK delegate for CPU.` are written by C++ to fd 2,
+    where no Python logging setting reaches them. Python's own stderr (notes, progress,
+    errors, warnings) moves to a duplicate of the real fd 2 first, so only the C++ lines go.
+    Under a test runner that captured sys.stderr (it is not fd 2) nothing is changed.
+    The price: a crash inside C++ says nothing more than its exit status; `--debug` keeps
+    fd 2 as it is.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    global _native_log_quiet
+    if _native_log_quiet:
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            import tensorflow as tf
-        except BaseException:
-            os.dup2(saved, 2)
-            log.seek(0)
-            os.write(2, log.read())
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    python_stderr = os.dup(2)
+    encoding, errors = sys.stderr.encoding, sys.stderr.errors
+    # Open for the rest of the process, line-buffered as Python's own stderr.
+    sys.stderr = open(python_stderr, "w", buffering=1, encoding=encoding, errors=errors)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    _native_log_quiet = True
+
+
+_native_log_quiet = False
+
+
+def quiet_tensorflow():
+    """Import TensorFlow with its C++ logging at errors only and its Python loggers at errors only.
+
+    TF_CPP_MIN_LOG_LEVEL=3 (unless the user set a level) saves TensorFlow the work of
+    formatting lines that quiet_native_log drops anyway.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)

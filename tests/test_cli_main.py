@@ -1,6 +1,8 @@
 """The command group (cli/main.py): what a command leaves on stderr in a real process off a
-terminal (TensorFlow's C++ log only on request, progress as finished lines), and an
-unexpected error or Ctrl-C as one line without a traceback."""
+terminal (no C++ line -- TensorFlow's start-up log, absl's pre-initialisation warning, the
+TFLite converter's `fully_quantize: ...`, LiteRT's XNNPACK line -- unless --debug, whatever
+TF_CPP_MIN_LOG_LEVEL says; Keras' download lines on stderr, not among the results; progress
+as finished lines), and an unexpected error or Ctrl-C as one line without a traceback."""
 
 import os
 import re
@@ -8,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers import assert_one_line_error, invoke, write_untrained_run
+from helpers import assert_one_line_error, invoke, photo_like, write_untrained_run
 from PIL import Image
 
 TFCYCLEGAN = str(Path(sys.executable).parent / "tfcyclegan")
 # absl's notice before its logging starts, and glog-style lines: I0000 00:00:... port.cc:153] ...
 TF_LOG = re.compile(r"absl::InitializeLog|^[IWEF]\d{4} ", re.MULTILINE)
+# Every C++ line seen so far: TF_LOG, the TFLite converter's, LiteRT's `INFO: ...`.
+CPP_LOG = re.compile(TF_LOG.pattern + r"|fully_quantize|^INFO: |XNNPACK", re.MULTILINE)
 
 
 def run(*args, **env):
@@ -38,15 +43,38 @@ def test_check_data_prints_only_its_own_lines(tmp_path):
     assert result.stderr == "checking images: 100/100\n"
 
 
-@pytest.mark.parametrize("how", ["--debug", "TF_CPP_MIN_LOG_LEVEL=0"])
-def test_tensorflow_log_shows_when_asked_for(tmp_path, how):
+def test_tensorflow_log_shows_with_debug(tmp_path):
     folder = images(tmp_path / "a", 1)
-    if how == "--debug":
-        result = run("--debug", "check-data", str(folder))
-    else:
-        result = run("check-data", str(folder), TF_CPP_MIN_LOG_LEVEL="0")
+    result = run("--debug", "check-data", str(folder))
     assert result.returncode == 0, result.stderr
     assert TF_LOG.search(result.stderr), result.stderr
+
+
+@pytest.mark.parametrize("level", ["0", "2"])
+def test_a_users_own_log_level_shows_no_cpp_line(tmp_path, level):
+    # With TF_CPP_MIN_LOG_LEVEL=2, a common habit, absl's pre-initialisation warning and
+    # cudart_stub's "Could not find cuda drivers" came through: TensorFlow reads the level
+    # only after they are written.
+    folder = images(tmp_path / "a", 100)
+    result = run("check-data", str(folder), TF_CPP_MIN_LOG_LEVEL=level)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "checking images: 100/100\n"
+
+
+def test_int8_export_and_tflite_translate_print_no_cpp_line(tmp_path):
+    for domain, offset in (("A", 0), ("B", 100)):
+        (tmp_path / domain).mkdir()
+        for i in range(4):
+            pixels = ((photo_like(40, 48, offset + i) + 1) * 127.5).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / domain / f"{i}.png")
+    run_dir = write_untrained_run(tmp_path)
+    out = tmp_path / "int8"
+    result = run("export", str(run_dir), "--format", "tflite", "--quantize", "int8", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "converting a2b" in result.stderr and not CPP_LOG.search(result.stderr), result.stderr
+    result = run("translate", "--model", str(out / "a2b.tflite"), str(tmp_path / "A" / "0.png"), "-o", str(tmp_path / "t"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "translating\n"
 
 
 def test_translate_prints_only_its_own_lines(tmp_path):
@@ -81,3 +109,53 @@ def test_ctrl_c_outside_training_exits_130_without_a_traceback(domains, monkeypa
     monkeypatch.setattr("tfcyclegan.data.imagefiles.scan_images", interrupt)
     result = invoke("check-data", domains / "clean")
     assert result.exit_code == 130 and result.stderr == "\ninterrupted\n" and "Traceback" not in result.output
+
+
+def run_patched(patch, *args):
+    """The tfcyclegan command in a fresh Python that first runs `patch` (pointing a download
+    origin at a file:// URL: no network)."""
+    source = f"import sys\n{patch}\nfrom tfcyclegan_cli.main import main\nmain(sys.argv[1:], prog_name='tfcyclegan')\n"
+    base = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-c", source, *args], capture_output=True, text=True, env=base)
+
+
+def test_download_prints_only_the_path_on_stdout(tmp_path):
+    # Keras' get_file printed "Downloading data from ..." on stdout, among the results.
+    import hashlib
+    import zipfile
+
+    archive = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split in ("trainA", "trainB", "testA", "testB"):
+            zf.writestr(f"tiny/{split}/0.png", b"")
+    data = archive.read_bytes()
+    patch = (
+        "from tfcyclegan.data import datasets\n"
+        f"datasets.ARCHIVES['tiny'] = datasets.Archive('tiny', 'ta', 'tb', {archive.as_uri()!r}, {len(data)}, "
+        f"{hashlib.sha256(data).hexdigest()!r})"
+    )
+    result = run_patched(patch, "download", "tiny", "--data-root", str(tmp_path / "root"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{tmp_path / 'root' / 'tiny'}\n"
+    assert f"Downloading data from {archive.as_uri()}" in result.stderr
+
+
+def test_evaluate_prints_the_inception_download_on_stderr(tmp_path):
+    import hashlib
+
+    images(tmp_path / "A", 10)  # FID needs two held-out images per domain
+    images(tmp_path / "B", 10)
+    run_dir = write_untrained_run(tmp_path)
+    weights = tmp_path / "not_weights.h5"
+    weights.write_bytes(b"not an h5 file")
+    (tmp_path / "keras").mkdir()  # Keras would take /tmp/.keras for a cache folder that does not exist
+    patch = (
+        "from tfcyclegan.quality import metrics\n"
+        f"metrics.INCEPTION_URL = {weights.as_uri()!r}\n"
+        f"metrics.INCEPTION_MD5 = {hashlib.md5(weights.read_bytes()).hexdigest()!r}\n"
+        f"metrics.INCEPTION_CACHE_DIR = {str(tmp_path / 'keras')!r}"
+    )
+    result = run_patched(patch, "evaluate", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "Downloading data from" not in result.stdout and result.stdout.startswith(f"model {run_dir} ")
+    assert f"Downloading data from {weights.as_uri()}" in result.stderr

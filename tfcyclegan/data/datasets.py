@@ -186,14 +186,15 @@ def _fetch(archive, data_root, by_hand, kept):
     scratch = fsutil.unique_dir(data_root, f".{archive.name}.download-")
     zip_path = scratch / f"{archive.name}.zip"
     try:
-        keras.utils.get_file(
-            fname=zip_path.name,
-            origin=archive.url,
-            file_hash=archive.sha256,
-            hash_algorithm="sha256",
-            cache_dir=str(scratch),
-            cache_subdir="",
-        )
+        with report.stdout_as_notes():
+            keras.utils.get_file(
+                fname=zip_path.name,
+                origin=archive.url,
+                file_hash=archive.sha256,
+                hash_algorithm="sha256",
+                cache_dir=str(scratch),
+                cache_subdir="",
+            )
         if zip_path.stat().st_size != archive.size:
             raise UserError(f"{archive.url} arrived with the wrong size and was deleted; try again{kept}. {by_hand}")
     except Exception as e:

@@ -19,9 +19,7 @@ PyTorch's pixel alignment (tfcyclegan.core.networks), so the outputs agree with 
 to float32 rounding (docs/pretrained.md).
 """
 
-import contextlib
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -260,8 +258,7 @@ def fetch_official(name, sha256_hex=None, cache_dir=None, log=report.note):
     url = OFFICIAL_URL.format(name=name)
     pinned = sha256_hex or OFFICIAL_SHA256.get(name)
     try:
-        # Keras prints its download progress on stdout, which is for results.
-        with contextlib.redirect_stdout(sys.stderr):
+        with report.stdout_as_notes():
             local = keras.utils.get_file(
                 fname=f"{name}.pth",
                 origin=url,

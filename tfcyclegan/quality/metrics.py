@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfcyclegan.util import report
 from tfcyclegan.util.errors import UserError, first_line
 
 # Keras' own ImageNet InceptionV3 weights without the classifier head, as
@@ -174,7 +175,7 @@ def _imagenet_weights():
     """Local path of Keras' ImageNet InceptionV3 weights, downloading them once if needed."""
     import keras
 
-    with _network_timeout(NETWORK_TIMEOUT):
+    with _network_timeout(NETWORK_TIMEOUT), report.stdout_as_notes():
         return keras.utils.get_file(
             INCEPTION_FILE,
             INCEPTION_URL,

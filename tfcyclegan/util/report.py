@@ -6,6 +6,7 @@ and still see its progress, and tests can tell the two apart. Presentation of re
 (tables, JSON) lives in `cli/`.
 """
 
+import contextlib
 import sys
 
 
@@ -18,3 +19,14 @@ def result(message):
     """A result line on stdout, flushed at once, for library code that streams results
     as it goes (e.g. a file translated); everything else returns its results."""
     print(message, flush=True)
+
+
+@contextlib.contextmanager
+def stdout_as_notes():
+    """Within the block, what third-party code prints on stdout goes to stderr with the notes.
+
+    Keras' `keras.utils.get_file` prints `Downloading data from URL` and its progress bar
+    on stdout, which is for results (`tfcyclegan download ... | ...` must get the path only).
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
