@@ -47,10 +47,11 @@ def _load_translators(model):
     """{direction: Translator} for what `model` holds, and {direction: why not} for the rest."""
     from tfcyclegan import inference
 
+    ACCEPTS.identify(model)
     found, missing = {}, {}
     for direction in inference.DIRECTIONS:
         try:
-            found[direction] = inference.load_translator(model, direction, accepts=ACCEPTS)
+            found[direction] = inference.load_translator(model, direction)
         except UserError as error:
             missing[direction] = str(error)
     if not found:
@@ -80,8 +81,9 @@ def _splits(domain, split, label, log):
     from tfcyclegan.data.splits import TEST, readable, shown
 
     train = sorted(str(p) for p in domain.train_files)
-    if split == "test" and shown(domain)[1] == TEST:
-        files = readable(shown(domain)[0], "test", label, domain, log)
+    test, source = shown(domain)
+    if split == "test" and source == TEST:
+        files = readable(test, "test", label, domain, log)
         return files, train, files, "test"
     held = held_out(train)
     rest = sorted(set(train) - set(held))

@@ -145,7 +145,9 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
             "pass another --study-dir for this model"
         )
     todo = [d for d in directions if not existing or d not in existing["directions"]]
-    translators = {d: inference.load_translator(model, d, accepts=ACCEPTS) for d in todo}
+    if todo:
+        ACCEPTS.identify(model)
+    translators = {d: inference.load_translator(model, d) for d in todo}
     info = next(iter(translators.values())).info if translators else ModelMetadata()
     if existing:
         domain_a = domain_a or existing["domain_a"]["spec"]
