@@ -8,6 +8,13 @@ import click
 
 from tfcyclegan.util.errors import UserError, first_line
 
+trust_model_option = click.option(
+    "--trust-model",
+    is_flag=True,
+    help="Load a SavedModel whose graph holds ops no translator has (file, process, network or Python ops), "
+    "which are refused otherwise; only for a model from a source you trust.",
+)
+
 
 def user_errors(command):
     """Print a UserError as `error: ...` and exit 1; `tfcyclegan --debug` shows the traceback.

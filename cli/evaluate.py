@@ -3,7 +3,7 @@
 import math
 
 import click
-from tfcyclegan_cli.common import user_errors
+from tfcyclegan_cli.common import trust_model_option, user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without TensorFlow.
 from tfcyclegan.quality import evaluate as evaluation
@@ -29,7 +29,7 @@ from tfcyclegan.quality import evaluate as evaluation
 )
 @click.option(
     "--image-size",
-    type=click.IntRange(min=evaluation.MIN_IMAGE_SIZE),
+    type=click.IntRange(min=evaluation.MIN_IMAGE_SIZE, max=evaluation.MAX_IMAGE_SIZE),
     default=None,
     help="Resize evaluation images to this size [default: the model's training size].",
 )
@@ -38,8 +38,9 @@ from tfcyclegan.quality import evaluate as evaluation
     default=None,
     help="Local InceptionV3 notop .h5 weights for FID/KID [default: Keras' ImageNet download, cached].",
 )
+@trust_model_option
 @user_errors
-def evaluate(model, domain_a, domain_b, split, json_path, data_root, image_size, inception_weights):
+def evaluate(model, domain_a, domain_b, split, json_path, data_root, image_size, inception_weights, trust_model):
     """Cycle consistency, domain-classifier fooling rate, FID/KID and (demo domains) ground truth.
 
     \b
@@ -47,7 +48,7 @@ def evaluate(model, domain_a, domain_b, split, json_path, data_root, image_size,
     """
     result = evaluation.evaluate(
         model, domain_a=domain_a, domain_b=domain_b, split=split, data_root=data_root, image_size=image_size,
-        inception_weights=inception_weights or "imagenet",
+        inception_weights=inception_weights or "imagenet", trust_model=trust_model,
     )  # fmt: skip
     click.echo(format_table(result))
     if json_path:

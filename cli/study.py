@@ -1,7 +1,7 @@
 """`tfcyclegan study` (serve a real-vs-fake perceptual study) and `tfcyclegan study-report`."""
 
 import click
-from tfcyclegan_cli.common import user_errors
+from tfcyclegan_cli.common import trust_model_option, user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without NumPy or TensorFlow.
 from tfcyclegan.study import server as studies
@@ -48,8 +48,23 @@ from tfcyclegan.util.report import note
 @click.option(
     "--data-root", default=None, help="Where named datasets live [default: $TFCYCLEGAN_DATA, else the Keras cache]."
 )
+@trust_model_option
 @user_errors
-def study(model, domain_a, domain_b, direction, practice, trials, exposure_ms, study_dir, seed, host, port, data_root):
+def study(
+    model,
+    domain_a,
+    domain_b,
+    direction,
+    practice,
+    trials,
+    exposure_ms,
+    study_dir,
+    seed,
+    host,
+    port,
+    data_root,
+    trust_model,
+):
     """Serve a perceptual study of MODEL: is it the real image or the translation?
 
     MODEL is anything `translate` takes. Test images are translated once into the study
@@ -61,10 +76,11 @@ def study(model, domain_a, domain_b, direction, practice, trials, exposure_ms, s
     """
     from pathlib import Path
 
+    studies.check_trials(practice, trials)  # before the study is prepared (images translated)
     directions = list(studies.DIRECTIONS) if direction == "both" else [direction]
     study_dir = Path(study_dir or Path("studies") / Path(model).expanduser().resolve().name)
     studies.prepare(model, study_dir, domain_a, domain_b, directions, count=practice + trials, seed=seed,
-                    data_root=data_root)  # fmt: skip
+                    data_root=data_root, trust_model=trust_model)  # fmt: skip
     served = studies.Study(study_dir, directions, practice, trials, exposure_ms)
     server = studies.StudyServer(served, host, port)
     if not studies.is_loopback(host):

@@ -4,7 +4,7 @@ import contextlib
 import sys
 
 import click
-from tfcyclegan_cli.common import user_errors
+from tfcyclegan_cli.common import trust_model_option, user_errors
 
 # Its option lists are stdlib-only constants (tfcyclegan.inference.options): `tfcyclegan --help`
 # takes them without loading TensorFlow.
@@ -63,8 +63,9 @@ def _fresh_line(bar):
     is_flag=True,
     help="Replace outputs that already exist in --output [default: leave them as they are and skip their inputs].",
 )
+@trust_model_option
 @user_errors
-def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow_large, overwrite):
+def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow_large, overwrite, trust_model):
     """Translate images (files or folders, recursively) of any size.
 
     \b
@@ -73,7 +74,7 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
     from tfcyclegan.util.errors import UserError
 
     inference.check_output_dir(output)  # before the model is loaded: a file there is a mistake
-    translator = inference.load_translator(model, direction)
+    translator = inference.load_translator(model, direction, trust_model=trust_model)
     with contextlib.ExitStack() as stack:
         bar = None
 

@@ -2,9 +2,13 @@
 
 import io
 import os
+import pickle
 import signal
 import stat
+import sys
 import threading
+import types
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -214,3 +218,96 @@ def build_corpus(folder):
 
 
 HUGE = (13500, 13500)  # 182 megapixels: over twice Pillow's MAX_IMAGE_PIXELS, so Pillow itself raises
+
+
+class PthStorage:
+    """A reference to raw storage `key` of `numel` elements of torch.<kind>: pickled as torch's persistent id."""
+
+    def __init__(self, key, numel, kind="FloatStorage"):
+        self.key, self.numel, self.kind = key, numel, kind
+
+
+def _rebuild_tensor_v2(*args):
+    raise AssertionError("only pickled, never called")
+
+
+class PthTensor:
+    """Pickles as torch.save pickles a tensor: _rebuild_tensor_v2(storage, offset, size, stride, ...)."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    def __reduce__(self):
+        return _rebuild_tensor_v2, (self.storage, self.offset, self.size, self.stride, False, {})
+
+
+_STORAGE_CLASSES = {name: type(name, (), {}) for name in ("FloatStorage", "DoubleStorage", "LongStorage")}
+
+
+@contextmanager
+def _torch_modules():
+    """Modules named torch and torch._utils for the block, so that a pickle can name their globals."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+    for name, cls in _STORAGE_CLASSES.items():
+        cls.__module__, cls.__qualname__ = "torch", name
+        setattr(torch, name, cls)
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    saved = {name: sys.modules.get(name) for name in ("torch", "torch._utils")}
+    sys.modules.update({"torch": torch, "torch._utils": utils})
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name)
+            else:
+                sys.modules[name] = module
+
+
+def pth_pickle(obj, legacy=False):
+    """The pickle torch.save writes for `obj` (PthTensor for tensors): protocol 2, storages as persistent ids."""
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, value):
+            if not isinstance(value, PthStorage):
+                return None
+            return ("storage", _STORAGE_CLASSES[value.kind], value.key, "cpu", value.numel) + ((None,) * legacy)
+
+    buffer = io.BytesIO()
+    with _torch_modules():
+        Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
+def write_pth(path, obj, storages, legacy=False, keys=None, data_pkl=None, compression=zipfile.ZIP_STORED):
+    """A .pth file of `obj` with raw storages {key: bytes}, in torch.save's zip format (members
+    compressed as `compression`) or its legacy one (storage key list `keys`, default: the
+    storages' keys; 4-byte elements). `data_pkl` replaces the pickle's bytes."""
+    data = data_pkl if data_pkl is not None else pth_pickle(obj, legacy)
+    if legacy:
+        from tfcyclegan.models import torch_state
+
+        parts = [pickle.dumps(torch_state.LEGACY_MAGIC, 2), pickle.dumps(1001, 2)]
+        parts += [pickle.dumps({"little_endian": True}, 2), data, pickle.dumps(list(keys or storages), 2)]
+        for raw in storages.values():
+            parts += [np.int64(len(raw) // 4).tobytes(), raw]
+        Path(path).write_bytes(b"".join(parts))
+        return path
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr("archive/data.pkl", data)
+        archive.writestr("archive/byteorder", "little")
+        for key, raw in storages.items():
+            archive.writestr(f"archive/data/{key}", raw)
+    return path
+
+
+def write_state_pth(path, arrays, legacy=False):
+    """A .pth state dict of {name: float32 array}, each in a storage of its own, as torch.save writes it."""
+    state, storages = {}, {}
+    for i, (name, array) in enumerate(arrays.items()):
+        array = np.ascontiguousarray(array, "<f4")
+        strides = tuple(s // 4 for s in array.strides) if array.ndim else ()
+        state[name] = PthTensor(PthStorage(str(i), array.size), 0, array.shape, strides)
+        storages[str(i)] = array.tobytes()
+    return write_pth(path, state, storages, legacy)

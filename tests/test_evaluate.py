@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, invoke
+from helpers import assert_one_line_error, invoke, write_noise_run
 from PIL import Image
 from tfcyclegan_cli.evaluate import format_table
 
@@ -125,10 +125,10 @@ class _ColourFeatures:
 def test_a_model_with_one_direction_is_evaluated_where_it_can_be(run_dir, classifier_cache, monkeypatch):
     load = inference.load_translator
 
-    def a2b_only(path, direction):
+    def a2b_only(path, direction, **options):
         if direction == "b2a":
             raise UserError(f"{path} translates a2b, not b2a")
-        return load(path, direction)
+        return load(path, direction, **options)
 
     monkeypatch.setattr(inference, "load_translator", a2b_only)
     monkeypatch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
@@ -278,3 +278,14 @@ def test_an_unwritable_classifier_cache_keeps_the_result(tmp_path, monkeypatch):
         f"note: cannot write the classifier cache {tmp_path / 'home' / 'cache' / 'classifiers'} (Not a directory); "
         "training without caching (set TFCYCLEGAN_CACHE to a writable folder to keep it)"
     ) in notes
+
+
+def test_an_evaluation_too_large_for_memory_is_refused_before_any_image_is_decoded(tmp_path):
+    """16 images at 4096 px would hold 9 GiB; 30000 px is past fit's bound, refused by the option itself."""
+    run = write_noise_run(tmp_path, 8)
+    common = ["evaluate", run, "--domain-a", tmp_path / "A", "--domain-b", tmp_path / "B", "--split", "train"]
+    result = invoke(*common, "--image-size", 4096)
+    assert_one_line_error(result, "evaluating 16 images at 4096px holds 9.0 GiB of images (real, translated and "
+                          "reconstructed, float32), over the 4 GiB evaluate allows; pass --image-size 2728 or less")  # fmt: skip
+    result = invoke(*common, "--image-size", 30000)
+    assert result.exit_code == 2 and "30000 is not in the range 16<=x<=4096" in result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, invoke
+from helpers import assert_one_line_error, invoke, write_state_pth
 from PIL import Image
 
 from tfcyclegan.models import modeldir, pretrained, torch_state
@@ -277,3 +277,44 @@ def test_fit_refuses_generators_of_two_shapes(imported, tmp_path):
     result = invoke("fit", "--run-dir", tmp_path / "run", "--init-generators", imported)
     assert_one_line_error(result, "G has 2 blocks and ngf 4, F 3 blocks and ngf 8; a run trains two generators")
     assert not (tmp_path / "run").exists()
+
+
+def _garbage(kind):
+    """A ResNet generator state dict (ngf 4, 2 blocks) with one defect."""
+    state = _official_shapes()
+    if kind == "nan":
+        state["layer3.weight"][0, 0, 0, 0] = np.nan
+    elif kind == "inf":
+        state["layer8.bias"][1] = -np.inf
+    elif kind == "no_bias":
+        del state["layer2.bias"]
+    return state
+
+
+GARBAGE = {
+    "nan": "tensor layer3.weight holds 1 non-finite values (first nan)",
+    "inf": "tensor layer8.bias holds 1 non-finite values (first -inf)",
+    "no_bias": "layer2.bias is missing; every layer of a CycleGAN ResNet generator",
+}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+def test_garbage_weights_are_refused_by_name_at_import_and_translate(tmp_path, kind, legacy):
+    path = write_state_pth(tmp_path / f"{kind}.pth", _garbage(kind), legacy=legacy)
+    assert_one_line_error(invoke("import", path, "-o", tmp_path / "m"), GARBAGE[kind])
+    assert not (tmp_path / "m").exists()
+    images = _images(tmp_path / "in", [(16, 16)])
+    assert_one_line_error(invoke("translate", "--model", path, images, "-o", tmp_path / "out"), GARBAGE[kind])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_generator_beyond_fits_bounds_is_refused_before_its_weights_are_read(tmp_path, monkeypatch):
+    """997 blocks: import used to build and write what every consumer then refused."""
+    path = write_state_pth(tmp_path / "deep.pth", _official_shapes(ngf=1, blocks=997))
+    read = []
+    real_arrays = torch_state._arrays
+    monkeypatch.setattr(torch_state, "_arrays", lambda *args: read.append(1) or real_arrays(*args))
+    result = invoke("import", path, "-o", tmp_path / "m")
+    assert_one_line_error(result, "deep.pth is a ResNet generator with ngf 1 and 997 blocks: blocks must be <= 32")
+    assert not read and not (tmp_path / "m").exists()

@@ -402,3 +402,9 @@ def test_a_host_beyond_loopback_is_warned_about(prepared, host, monkeypatch):
     assert result.stdout == f"http://{host}:9/\n"
     warning = f"warning: listening on {host}: anyone who can reach this machine on that network can take part"
     assert (warning in result.stderr.splitlines()) == (host in ("0.0.0.0", "10.1.2.3"))
+
+
+def test_too_many_trials_are_refused_before_the_study_is_prepared(run_dir, tmp_path):
+    result = CliRunner().invoke(main, ["study", str(run_dir), "--trials", "5000", "--study-dir", str(tmp_path / "st")])
+    assert result.exit_code == 1 and "--practice + --trials must be at most 1000" in result.stderr
+    assert not (tmp_path / "st").exists()

@@ -4,7 +4,8 @@ directory, a SavedModel, a .tflite file or a folder of them, a PyTorch .pth file
 What a path holds is told once, by tfcyclegan.models.identify, and each kind has one
 loader in TRANSLATOR_LOADERS: the kinds with Keras weights through identify's own table
 of generator loaders, a SavedModel as a graph, a .tflite file as a flatbuffer. Nothing is
-unpickled and no Python is executed from a model path; metadata is read as JSON
+unpickled and no Python is executed from a model path (a SavedModel's every op is checked
+first, tfcyclegan.models.graphcheck: no file, process or Python ops); metadata is read as JSON
 (tfcyclegan.models.metadata), and the names of an export's files and signatures come from
 tfcyclegan.models.export_format, which the writer uses too.
 """
@@ -17,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcyclegan.inference.tiling import Translator, pixel_budget
-from tfcyclegan.models import identify
+from tfcyclegan.models import graphcheck, identify
 from tfcyclegan.models import metadata as model_metadata
 from tfcyclegan.models.export_format import DIRECTIONS
 from tfcyclegan.models.identify import REEXPORT
@@ -177,7 +178,7 @@ TRANSLATOR_LOADERS = {
 }
 
 
-def load_translator(path, direction, num_threads=None, accepts=ACCEPTS):
+def load_translator(path, direction, num_threads=None, accepts=ACCEPTS, trust_model=False):
     """The Translator for `direction` (a2b uses G, b2a uses F) stored at `path`.
 
     `path` is any kind `accepts` takes (tfcyclegan.models.identify; by default every
@@ -187,7 +188,8 @@ def load_translator(path, direction, num_threads=None, accepts=ACCEPTS):
     file (it translates the one way it was trained, whatever `direction` says).
     `direction=None` takes the model's only direction (a .pth file, a one-way model
     directory, a .tflite file) and is a UsageError for a model that translates both
-    ways. `num_threads` applies to TFLite (default: every core).
+    ways. `num_threads` applies to TFLite (default: every core). A SavedModel's ops are
+    checked before it is loaded (tfcyclegan.models.graphcheck) unless `trust_model`.
     """
     if direction is not None:
         _check_direction(direction)
@@ -199,4 +201,6 @@ def load_translator(path, direction, num_threads=None, accepts=ACCEPTS):
                 f"{path} translates both ways: pass --direction a2b (G, A to B) or --direction b2a (F, B to A)"
             )
         direction = held[0] if held else None
+    if kind is identify.SAVEDMODEL and not trust_model:
+        graphcheck.check_savedmodel(path)
     return TRANSLATOR_LOADERS[kind](path, kind, direction, num_threads)

@@ -19,6 +19,7 @@ PyTorch's pixel alignment (tfcyclegan.core.networks), so the outputs agree with 
 to float32 rounding (docs/pretrained.md).
 """
 
+import collections
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -99,22 +100,26 @@ class _Layer:
     """One module of the file with weights: a convolution (4-D weight) or an affine norm."""
 
     name: str
-    weight: np.ndarray
-    bias: np.ndarray | None
+    weight: tuple  # shapes
+    bias: tuple | None
     stats: bool = False  # it also had running statistics
 
 
-def _layers(state, path):
+def _strip(key):
+    return key[len("module.") :] if key.startswith("module.") else key
+
+
+def _layers(shapes, path):
     """The file's modules with weights, in file order, `module.` prefixes and running stats dropped."""
     modules = {}
-    for key, value in state.items():
-        key = key[len("module.") :] if key.startswith("module.") else key
+    for key, shape in shapes.items():
+        key = _strip(key)
         prefix, _, param = key.rpartition(".")
         entry = modules.setdefault(prefix, {})
         if param in RUNNING_STATS:
             entry["stats"] = True
         elif param in ("weight", "bias"):
-            entry[param] = np.asarray(value, np.float32)
+            entry[param] = tuple(shape)
         else:
             raise UserError(f"{path} has tensor {key}, which {SUPPORTED} does not have; supported: {SUPPORTED}")
     layers = []
@@ -129,12 +134,12 @@ def _layers(state, path):
 
 def _kind(path, convs):
     """Why a file whose convolutions are not the ResNet generator's is not one."""
-    shapes = [c.weight.shape for c in convs]
+    shapes = [c.weight for c in convs]
     if shapes and all(s[2:] == (4, 4) for s in shapes):
         if shapes[-1][0] == 1:
             return f"{path} holds a PatchGAN discriminator (4x4 convolutions ending in one channel), not a generator"
         return f"{path} holds a U-Net generator (4x4 convolutions), not a ResNet one"
-    return f"{path} is not a ResNet generator (convolutions shaped {', '.join(str(tuple(s)) for s in shapes[:4])}...)"
+    return f"{path} is not a ResNet generator (convolutions shaped {', '.join(str(s) for s in shapes[:4])}...)"
 
 
 def _dropout(convs):
@@ -144,20 +149,33 @@ def _dropout(convs):
     return bool(a and b and a.group(1) == b.group(1) and int(b.group(2)) - int(a.group(2)) == 5)
 
 
-def infer(state, path="the state dict"):
-    """(Architecture, [weights of each Keras layer]) of a ResNet generator state dict.
+def architecture(shapes, path="the state dict"):
+    """The Architecture of a ResNet generator state dict, from its tensors' shapes alone
+    ({name: shape}, in file order), so that a file is judged before its weights are read.
 
-    The returned list holds, in the Keras generator's weight order, each convolution's
-    [kernel, bias] in Keras layout and, with affine norm, each norm's [gamma, beta].
-    Anything that is not such a generator is a UserError naming what it is.
+    Its ngf and blocks are held to `fit`'s bounds (--ngf, --blocks), which every consumer
+    of a model directory applies: what import accepts, translate, export and fit take.
+    Every convolution and affine norm must have its bias (the official generator's all
+    do; a missing one is named, never taken as zero). Anything that is not such a
+    generator is a UserError naming what it is.
     """
-    layers = _layers(state, path)
-    convs = [layer for layer in layers if layer.weight.ndim == 4]
+    from tfcyclegan.runs.config import value_problem
+
+    layers = _layers(shapes, path)
+    convs = [layer for layer in layers if len(layer.weight) == 4]
     if not convs:
         raise UserError(f"{path} has no convolution weights, so it is no generator; supported: {SUPPORTED}")
-    if len(convs) < 8 or len(convs) % 2 or convs[0].weight.shape[2:] != (7, 7):
+    if len(convs) < 8 or len(convs) % 2 or convs[0].weight[2:] != (7, 7):
         raise UserError(f"{_kind(path, convs)}; supported: {SUPPORTED}")
-    ngf, n_blocks = convs[0].weight.shape[0], (len(convs) - 6) // 2
+    ngf, n_blocks = convs[0].weight[0], (len(convs) - 6) // 2
+    problems = [value_problem(option, value, name) for option, value, name in
+                (("ngf", ngf, "ngf"), ("blocks", n_blocks, "blocks"))]  # fmt: skip
+    problems = [problem for problem in problems if problem]
+    if problems:
+        raise UserError(
+            f"{path} is a ResNet generator with ngf {ngf} and {n_blocks} blocks: {'; '.join(problems)}, as for "
+            "`tfcyclegan fit`, which trains every model tfcyclegan runs; nothing was read or written"
+        )
     c = 4 * ngf
     expected = (
         [(ngf, 3, 7, 7), (2 * ngf, ngf, 3, 3), (c, 2 * ngf, 3, 3)]
@@ -165,49 +183,75 @@ def infer(state, path="the state dict"):
         + [(c, 2 * ngf, 3, 3), (2 * ngf, ngf, 3, 3), (3, ngf, 7, 7)]
     )
     for conv, shape in zip(convs, expected):
-        if conv.weight.shape != shape:
+        if conv.weight != shape:
             raise UserError(
-                f"{path}: {conv.name}.weight is {tuple(conv.weight.shape)} where a ResNet generator with ngf {ngf} "
+                f"{path}: {conv.name}.weight is {conv.weight} where a ResNet generator with ngf {ngf} "
                 f"and {n_blocks} blocks has {shape} (3 input and 3 output channels); supported: {SUPPORTED}"
             )
-    norms = [layer for layer in layers if layer.weight.ndim == 1]
+    norms = [layer for layer in layers if len(layer.weight) == 1]
     if len(layers) != len(convs) + len(norms):
-        odd = next(layer for layer in layers if layer.weight.ndim not in (1, 4))
-        raise UserError(f"{path}: {odd.name}.weight is {tuple(odd.weight.shape)}; supported: {SUPPORTED}")
+        odd = next(layer for layer in layers if len(layer.weight) not in (1, 4))
+        raise UserError(f"{path}: {odd.name}.weight is {odd.weight}; supported: {SUPPORTED}")
     affine = bool(norms)
     if norms and any(conv.bias is None for conv in convs) and any(n.stats for n in norms):
         raise UserError(f"{path} is a generator with batch norm; supported: {SUPPORTED}")
     if affine:
         # An affine norm after every convolution but the last, in that order.
-        order = [layer.weight.ndim for layer in layers]
+        order = [len(layer.weight) for layer in layers]
         if order != [4, 1] * (len(convs) - 1) + [4]:
             raise UserError(
                 f"{path} has {len(norms)} normalization layers with weights for {len(convs)} convolutions, not one "
                 f"after each but the last; supported: {SUPPORTED}"
             )
-    weights = []
     transposed = {len(convs) - 3, len(convs) - 2}
     index, out = 0, None
     for layer in layers:
-        if layer.weight.ndim == 4:
-            out = layer.weight.shape[1] if index in transposed else layer.weight.shape[0]
+        if len(layer.weight) == 4:
+            out = layer.weight[1] if index in transposed else layer.weight[0]
             index += 1
-            # (out, in, kh, kw) and ConvTranspose2d's (in, out, kh, kw) both become (kh, kw, ., .).
-            kernel = layer.weight.transpose(2, 3, 1, 0)
-        elif layer.weight.shape != (out,):
+        elif layer.weight != (out,):
             raise UserError(
-                f"{path}: {layer.name}.weight is {tuple(layer.weight.shape)} after a convolution of {out} channels; "
+                f"{path}: {layer.name}.weight is {layer.weight} after a convolution of {out} channels; "
                 f"supported: {SUPPORTED}"
             )
-        else:
-            kernel = layer.weight
-        bias = layer.bias if layer.bias is not None else np.zeros(out, np.float32)
-        if bias.shape != (out,):
+        if layer.bias is None:
             raise UserError(
-                f"{path}: {layer.name}.bias is {tuple(bias.shape)} for {out} channels; supported: {SUPPORTED}"
+                f"{path}: {layer.name}.bias is missing; every layer of {SUPPORTED} has one (a file without it is "
+                f"not such a generator, or was cut short); {torch_state.FIX}"
             )
-        weights.append([kernel, bias])
-    return Architecture(int(ngf), int(n_blocks), affine, _dropout(convs)), weights
+        if layer.bias != (out,):
+            raise UserError(f"{path}: {layer.name}.bias is {layer.bias} for {out} channels; supported: {SUPPORTED}")
+    return Architecture(int(ngf), int(n_blocks), affine, _dropout(convs))
+
+
+def _check_finite(state, path):
+    """Every weight a number: NaN or infinity would make every output NaN (saved as black)."""
+    for key, value in state.items():
+        if _strip(key).rpartition(".")[2] in ("weight", "bias") and not np.all(np.isfinite(value)):
+            bad = value[~np.isfinite(value)]
+            raise UserError(
+                f"{path}: tensor {key} holds {bad.size} non-finite values (first {bad.flat[0]}), so the generator "
+                "computes nothing; a training run that diverged saves such weights: use an earlier checkpoint"
+            )
+
+
+def infer(state, path="the state dict"):
+    """(Architecture, [weights of each Keras layer]) of a ResNet generator state dict.
+
+    The architecture is architecture()'s, from the shapes; every weight must be finite.
+    The returned list holds, in the Keras generator's weight order, each convolution's
+    [kernel, bias] in Keras layout and, with affine norm, each norm's [gamma, beta].
+    """
+    shapes = collections.OrderedDict((key, np.shape(value)) for key, value in state.items())
+    found = architecture(shapes, path)
+    _check_finite(state, path)
+    values = {_strip(key): np.asarray(value, np.float32) for key, value in state.items()}
+    weights = []
+    for layer in _layers(shapes, path):
+        weight, bias = values[f"{layer.name}.weight"], values[f"{layer.name}.bias"]
+        # (out, in, kh, kw) and ConvTranspose2d's (in, out, kh, kw) both become (kh, kw, ., .).
+        weights.append([weight.transpose(2, 3, 1, 0) if weight.ndim == 4 else weight, bias])
+    return found, weights
 
 
 def _keras_layers(generator):
@@ -228,13 +272,13 @@ def _keras_layers(generator):
 
 def to_keras(state, path="the state dict", name=None):
     """(ResnetGenerator with the state dict's weights, its Architecture)."""
-    architecture, weights = infer(state, path)
-    generator = architecture.build(name)
+    found, weights = infer(state, path)
+    generator = found.build(name)
     generator(np.zeros((1, 16, 16, 3), np.float32))
     targets = _keras_layers(generator)
     for layer, values in zip(targets, weights, strict=True):
         layer.set_weights(values)
-    return generator, architecture
+    return generator, found
 
 
 def official_name(source):
@@ -292,17 +336,23 @@ def load_source(source, sha256_hex=None, cache_dir=None, log=report.note, name=N
     """(generator, description for metadata.json) of a .pth file or an "official:NAME"."""
     official = official_name(source)
     path = fetch_official(official, sha256_hex, cache_dir, log) if official else Path(source).expanduser()
-    if not official and not path.is_file():
-        raise UserError(f"{source}: no such file; give a .pth file or official:NAME (one of {', '.join(OFFICIAL)})")
-    digest = sha256(path)
+    try:
+        digest = sha256(path)
+    except FileNotFoundError:
+        raise UserError(
+            f"{source}: no such file; give a .pth file or official:NAME (one of {', '.join(OFFICIAL)})"
+        ) from None
+    except OSError as error:
+        raise UserError(f"cannot read {source}: {first_line(error)}; give a .pth file or official:NAME") from None
     if sha256_hex and not official and digest != sha256_hex.lower():
         raise UserError(f"{path} has SHA-256 {digest}, not the --sha256 {sha256_hex} given; check the file")
-    generator, architecture = to_keras(torch_state.read_state_dict(path), path, name=name)
+    state = torch_state.read_state_dict(path, check=lambda shapes: architecture(shapes, path))
+    generator, found = to_keras(state, path, name=name)
     described = {
         "source": f"{OFFICIAL_PREFIX}{official}" if official else path.name,
         "sha256": digest,
         "bytes": path.stat().st_size,
-        "architecture": asdict(architecture),
+        "architecture": asdict(found),
     }
     if official:
         described["url"] = OFFICIAL_URL.format(name=official)

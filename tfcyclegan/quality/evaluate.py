@@ -23,6 +23,7 @@ import json
 import math
 
 from tfcyclegan.models import identify
+from tfcyclegan.runs.config import LIMITS
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError
 
@@ -35,6 +36,10 @@ HOLDOUT_FRACTION = 0.2
 # Fewer held-out real images per domain than this cannot measure the classifier.
 MIN_SCORED = 5
 MIN_IMAGE_SIZE = 16  # SSIM's 11 x 11 window must fit in the image
+MAX_IMAGE_SIZE = LIMITS["image_size"][1]  # fit's: no model is trained larger
+# The evaluation images held at once (real, translated, reconstructed: float32 RGB) may take this much.
+MAX_IMAGE_BYTES = 4 << 30
+HELD_COPIES = 3
 SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and SSIM with max_val = 1"
 
 
@@ -43,7 +48,7 @@ def _check_split(split):
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
 
 
-def _load_translators(model):
+def _load_translators(model, trust_model=False):
     """{direction: Translator} for what `model` holds, and {direction: why not} for the rest."""
     from tfcyclegan import inference
 
@@ -51,12 +56,24 @@ def _load_translators(model):
     found, missing = {}, {}
     for direction in inference.DIRECTIONS:
         try:
-            found[direction] = inference.load_translator(model, direction)
+            found[direction] = inference.load_translator(model, direction, trust_model=trust_model)
         except UserError as error:
             missing[direction] = str(error)
     if not found:
         raise UserError(missing["a2b"])
     return found, missing
+
+
+def _check_memory(count, image_size):
+    """Refuse, before any image is decoded, an evaluation whose images would not fit in MAX_IMAGE_BYTES."""
+    held = HELD_COPIES * count * image_size * image_size * 3 * 4
+    if held > MAX_IMAGE_BYTES:
+        fits = max(MIN_IMAGE_SIZE, int((MAX_IMAGE_BYTES / (HELD_COPIES * count * 12)) ** 0.5) // 4 * 4)
+        raise UserError(
+            f"evaluating {count} images at {image_size}px holds {held / 2**30:.1f} GiB of images (real, translated "
+            f"and reconstructed, float32), over the {MAX_IMAGE_BYTES >> 30} GiB evaluate allows; pass --image-size "
+            f"{fits} or less"
+        )
 
 
 def held_out(files):
@@ -175,15 +192,15 @@ def _classifier(*, trained, scored, files, real, fakes, image_size, cache, log):
     return verdict
 
 
-def evaluate(model, **options):
+def evaluate(model, trust_model=False, **options):
     """Evaluate the model at `model` (any kind of ACCEPTS) on `split` images of two domains.
 
     Loads what directions `model` holds (inference.load_translator) and hands them to
     evaluate_translators with `options` (its keyword options but `missing` and `source`);
-    see there for the options and the result.
+    see there for the options and the result. `trust_model` is load_translator's.
     """
     _check_split(options.get("split", "test"))
-    translators, missing = _load_translators(model)
+    translators, missing = _load_translators(model, trust_model)
     return evaluate_translators(translators, missing=missing, source=str(model), **options)
 
 
@@ -221,12 +238,13 @@ def evaluate_translators(
     if not domain_a or not domain_b:
         raise UserError(f"{source} does not say which domains it translates; pass --domain-a and --domain-b")
     image_size = int(image_size or info.image_size or 256)
-    if image_size < MIN_IMAGE_SIZE:
-        raise UserError(f"--image-size must be >= {MIN_IMAGE_SIZE} (got {image_size})")
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise UserError(f"--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} (got {image_size})")
     a, b = datasets.resolve_domains(domain_a, domain_b, data_root)
     files_a, train_a, score_a, split_a = _splits(a, split, "A", log)
     files_b, train_b, score_b, split_b = _splits(b, split, "B", log)
     used = split_a if split_a == split_b else f"A {split_a}, B {split_b}"
+    _check_memory(len(files_a) + len(files_b), image_size)
     log(f"evaluating {source} on {len(files_a)} + {len(files_b)} {used} images at {image_size}px")
     real_a = pipeline.make_eval_batch(files_a, image_size, len(files_a))
     real_b = pipeline.make_eval_batch(files_b, image_size, len(files_b))

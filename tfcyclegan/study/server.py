@@ -121,7 +121,7 @@ def _save_png(array, path):
 
 
 def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTIONS, count=50, seed=0, data_root=None,
-            log=report.note):  # fmt: skip
+            log=report.note, trust_model=False):  # fmt: skip
     """Make or reuse the study directory for `model` (anything inference.load_translator takes).
 
     For each direction not yet prepared, `count` test images of the source domain and
@@ -129,7 +129,7 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
     domain has fewer), resized to the model's training size (bicubic, no crop, as
     `evaluate` does), the source images translated once, and the real target images and
     the translations stored as PNGs under random ids. A directory made for another model
-    or other domains is an error. Returns the manifest.
+    or other domains is an error. `trust_model` is inference.load_translator's. Returns the manifest.
     """
     import numpy as np
 
@@ -147,7 +147,7 @@ def prepare(model, study_dir, domain_a=None, domain_b=None, directions=DIRECTION
     todo = [d for d in directions if not existing or d not in existing["directions"]]
     if todo:
         ACCEPTS.identify(model)
-    translators = {d: inference.load_translator(model, d) for d in todo}
+    translators = {d: inference.load_translator(model, d, trust_model=trust_model) for d in todo}
     info = next(iter(translators.values())).info if translators else ModelMetadata()
     if existing:
         domain_a = domain_a or existing["domain_a"]["spec"]
@@ -278,6 +278,12 @@ def _number(value, name):
     return round(float(value), 1)
 
 
+def check_trials(practice, trials):
+    """A session's length within MAX_TRIALS: checked before a study is prepared, and when it is served."""
+    if practice < 0 or trials < 1 or practice + trials > MAX_TRIALS:
+        raise UserError(f"--practice + --trials must be at most {MAX_TRIALS}, with at least one scored trial")
+
+
 class Study:
     """A prepared study directory served with these session settings; thread-safe."""
 
@@ -289,8 +295,7 @@ class Study:
         for direction in self.directions:
             if direction not in prepared:
                 raise UserError(f"study directory {self.dir} has no {direction} images; run `tfcyclegan study` for it")
-        if practice < 0 or trials < 1 or practice + trials > MAX_TRIALS:
-            raise UserError(f"--practice + --trials must be at most {MAX_TRIALS}, with at least one scored trial")
+        check_trials(practice, trials)
         self.practice, self.trials, self.exposure_ms = int(practice), int(trials), int(exposure_ms)
         self.log = log
         self.store = AnswerStore(self.dir / ANSWERS)

@@ -2,12 +2,17 @@
 never share one), permissions from the umask (unlike tempfile's 0600/0700, so a shared
 model or data set stays readable by whoever the user's umask allows), writing a file whole
 or not at all, publishing a finished file without replacing one that appeared meanwhile, and
-the SHA-256 a download or an imported file is checked by."""
+the SHA-256 a download or an imported file is checked by. And the files it reads of its own
+(config.json, state files, answers): regular files only, since a named pipe blocks a reader
+forever and a device (/dev/zero) never ends."""
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from tfcyclegan.util.errors import UserError, first_line
@@ -35,6 +40,47 @@ def unique_file(parent, prefix, suffix=""):
             continue
         return os.fdopen(fd, "wb"), path
     raise FileExistsError(f"no unused temporary name {prefix}*{suffix} in {parent}")
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def kind_of(mode):
+    """What a file of st_mode `mode` is, in words: "a regular file", "a named pipe", ..."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((name for test, name in _SPECIAL_FILES if test(mode)), "not a file")
+
+
+class NotRegularFile(OSError):
+    """A path tfcyclegan reads is a named pipe, a device, a folder...: refused before any read."""
+
+    def __init__(self, path, mode):
+        super().__init__(errno.EINVAL, f"not a regular file ({kind_of(mode)})", str(path))
+
+
+def open_regular(path):
+    """`path` opened for reading in binary, or NotRegularFile (an OSError) when it is not a
+    regular file. Opened with O_NONBLOCK, so that a named pipe without a writer cannot block
+    the open, then checked with fstat (what was opened, not what the name meant a moment
+    before); blocking reads are restored for a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, mode)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
 
 @contextlib.contextmanager
@@ -94,9 +140,10 @@ def publish(temporary, target, overwrite):
 
 
 def sha256(path):
-    """The SHA-256 of the file at `path`, as hex, read in 1 MiB blocks."""
+    """The SHA-256 of the regular file at `path`, as hex, read in 1 MiB blocks (NotRegularFile,
+    an OSError, for a folder, a named pipe or a device, which would block or never end)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
