@@ -213,17 +213,20 @@ def test_export_keras_from_a_run_round_trips(tmp_path):
         np.testing.assert_array_equal(loaded(x).numpy(), generator(x).numpy())
 
 
-def test_fit_starts_from_the_imported_generators(tmp_path):
-    """One step at a learning rate of 1e-9 leaves G as imported: the run started from its weights."""
+@pytest.mark.parametrize("source", ["model directory", ".pth file"])
+def test_fit_starts_from_the_imported_generators(tmp_path, source):
+    """One step at a learning rate of 1e-9 leaves G as imported: the run started from its
+    weights, given as the model directory `tfcyclegan import` wrote or as the .pth itself."""
     _images(tmp_path / "A", [(32, 32)] * 2)
     _images(tmp_path / "B", [(32, 32)] * 2)
     model = tmp_path / "model"
     assert invoke("import", FIXTURES / "official_zip.pth", "-o", model).exit_code == 0
+    init = model if source == "model directory" else FIXTURES / "official_zip.pth"
     common = ["fit", "--domain-a", tmp_path / "A", "--domain-b", tmp_path / "B", "--run-dir", tmp_path / "run"]
-    result = invoke(*common, "--ngf", 8, "--init-generators", model)
+    result = invoke(*common, "--ngf", 8, "--init-generators", init)
     assert result.exit_code == 2 and "--ngf 8 disagrees with --init-generators" in result.stderr
     assert "generator has ngf 4" in result.stderr
-    result = invoke(*common, "--init-generators", model, "--epochs", 1, "--decay-epoch", 0, "--steps-per-epoch", 1,
+    result = invoke(*common, "--init-generators", init, "--epochs", 1, "--decay-epoch", 0, "--steps-per-epoch", 1,
                     "--image-size", 32, "--load-size", 32, "--ndf", 8, "--sample-count", 1, "--lr", 1e-9)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "holds no second generator (F: B -> A); F starts from scratch" in result.output
