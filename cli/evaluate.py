@@ -39,21 +39,96 @@ from tfcyclegan.quality import evaluate as evaluation
     help="Local InceptionV3 notop .h5 weights for FID/KID [default: Keras' ImageNet download, cached].",
 )
 @trust_model_option
+@click.option(
+    "--checkpoint",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="A run directory's checkpoint ckpt-N instead of its newest.",
+)
+@click.option(
+    "--checkpoints",
+    "every",
+    type=click.Choice(["all"]),
+    default=None,
+    help="all: score every checkpoint a run directory kept (the newest three and those of `fit --keep-every`) "
+    "in one table, without FID/KID.",
+)
 @user_errors
-def evaluate(model, domain_a, domain_b, split, json_path, data_root, image_size, inception_weights, trust_model):
+def evaluate(
+    model,
+    domain_a,
+    domain_b,
+    split,
+    json_path,
+    data_root,
+    image_size,
+    inception_weights,
+    trust_model,
+    checkpoint,
+    every,
+):
     """Cycle consistency, domain-classifier fooling rate, FID/KID and (demo domains) ground truth.
 
     \b
     tfcyclegan evaluate runs/demo_flat2demo_striped --json results.json
+    tfcyclegan evaluate runs/horse2zebra --checkpoints all    # which checkpoint to keep
     """
-    result = evaluation.evaluate(
-        model, domain_a=domain_a, domain_b=domain_b, split=split, data_root=data_root, image_size=image_size,
-        inception_weights=inception_weights or "imagenet", trust_model=trust_model,
+    from tfcyclegan.util.errors import UsageError
+
+    options = dict(
+        domain_a=domain_a, domain_b=domain_b, split=split, data_root=data_root, image_size=image_size,
+        trust_model=trust_model,
     )  # fmt: skip
-    click.echo(format_table(result))
+    if every and checkpoint is not None:
+        raise UsageError("--checkpoint N and --checkpoints all exclude each other: give one")
+    if every:
+        result = evaluation.evaluate_checkpoints(model, **options)
+        click.echo(format_checkpoints(result))
+    else:
+        result = evaluation.evaluate(
+            model, checkpoint=checkpoint, inception_weights=inception_weights or "imagenet", **options
+        )
+        click.echo(format_table(result))
     if json_path:
         evaluation.write_json(result, json_path)
         click.echo(f"wrote {json_path}")
+
+
+# Columns of the --checkpoints all table: (header, key, format).
+CHECKPOINT_COLUMNS = (
+    ("ckpt", "checkpoint", "d"),
+    ("epoch", "epoch", ".2f"),
+    ("PSNR a", "psnr_a", ".2f"),
+    ("PSNR b", "psnr_b", ".2f"),
+    ("SSIM a", "ssim_a", ".3f"),
+    ("SSIM b", "ssim_b", ".3f"),
+    ("G fools", "fooling_a2b", ".1%"),
+    ("F fools", "fooling_b2a", ".1%"),
+    ("lum G", "inversion_a2b", ".2f"),
+    ("lum F", "inversion_b2a", ".2f"),
+    ("|G-in|", "identity_a2b", ".3f"),
+    ("|F-in|", "identity_b2a", ".3f"),
+    ("spread G", "collapse_a2b", ".2f"),
+    ("spread F", "collapse_b2a", ".2f"),
+)
+
+
+def format_checkpoints(result):
+    """An evaluate_checkpoints() result as a table: one line per checkpoint, oldest first."""
+    lines = [
+        f"checkpoints of {result['model']} (cycle PSNR dB / SSIM on [0, 1]; fooling rates where the domain "
+        "classifier is accurate; lum: luminance correlation with the input; |G-in|: distance to the input; "
+        "spread: translations' variety over the inputs'; docs/training.md)",
+        " ".join(f"{header:>8s}" for header, _, _ in CHECKPOINT_COLUMNS),
+    ]
+    for row in result["checkpoints"]:
+        cells = []
+        for _, key, fmt in CHECKPOINT_COLUMNS:
+            value = row.get(key)
+            cells.append("-" if value is None else format(value, fmt))
+        lines.append(" ".join(f"{cell:>8s}" for cell in cells))
+    return "\n".join(lines)
 
 
 def _number(value, digits=4):

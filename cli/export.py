@@ -40,8 +40,16 @@ from tfcyclegan.export import options
     default=None,
     help="Export folder [default: saved_models/<run name>/savedmodel, .../tflite or .../tflite-<quantize>].",
 )
+@click.option(
+    "--checkpoint",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="A run directory's checkpoint ckpt-N instead of its newest (`tfcyclegan evaluate RUN --checkpoints all` "
+    "lists and scores them).",
+)
 @user_errors
-def export(run_dir, fmt, quantize, calibration_dir, output):
+def export(run_dir, fmt, quantize, calibration_dir, output, checkpoint):
     """Export MODEL and verify it against the Keras generators.
 
     MODEL is a run directory (its newest checkpoint) or a model directory from
@@ -54,6 +62,8 @@ def export(run_dir, fmt, quantize, calibration_dir, output):
     from tfcyclegan import export as exporting
 
     # Progress and each direction's parity go to stderr (report.note); the result to stdout.
-    result = exporting.export(run_dir, fmt, output=output, quantize=quantize, calibration_dirs=calibration_dir)
+    result = exporting.export(
+        run_dir, fmt, output=output, quantize=quantize, calibration_dirs=calibration_dir, checkpoint=checkpoint
+    )
     kind = f"TFLite ({quantize})" if fmt == "tflite" else options.FORMAT_NAMES[fmt]
     click.echo(f"exported {kind} to {result.path} ({result.size / 1e6:.1f} MB)")

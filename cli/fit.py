@@ -37,15 +37,22 @@ HELP = {
     "or multiworker (the machines in $TF_CONFIG; see docs/distributed.md).",
     "worker_timeout": "multiworker: seconds a worker waits for a silent peer before stopping with an error "
     "(0: forever).",
+    "health": "Health checks each epoch on held-out images (colour inversion, returning the input, collapse, "
+    "a discriminator that has won; cycle PSNR): scalars under health/ and health.csv, a warning line when one "
+    "trips (docs/training.md). off skips them.",
+    "keep_every": "Also keep every Nth epoch's checkpoint besides the newest three (0: only the newest three), "
+    "to choose from with `evaluate --checkpoints all` and `--checkpoint N`.",
+    "warmup_discriminators": "With --init-generators: steps that train only D_X and D_Y against the frozen "
+    "generators before the joint updates [default: one epoch; 0 skips].",
     "simulate_devices": "Split the CPU into N logical devices (to run the mirrored path without GPUs).",
 }
 HIDDEN = {"simulate_devices"}
 
 
 def _options(command):
-    from tfcyclegan.runs.config import PRECISIONS, STRATEGIES, TrainConfig
+    from tfcyclegan.runs.config import CHOICES, TrainConfig
 
-    choices = {"precision": PRECISIONS, "strategy": STRATEGIES}
+    choices = CHOICES
     for field in reversed(dataclasses.fields(TrainConfig)):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
@@ -55,7 +62,7 @@ def _options(command):
             )(command)
             continue
         kind = {"int": int, "float": float}.get(type(default).__name__, str)
-        if field.name == "steps_per_epoch":
+        if field.name in ("steps_per_epoch", "warmup_discriminators"):
             kind = int
         if field.name in choices:
             kind = click.Choice(choices[field.name])
@@ -81,7 +88,7 @@ def _options(command):
     metavar="MODEL",
     help="Start G (and F, when present) from a run directory, a model directory (`tfcyclegan import` or "
     "`export --format keras`) or a PyTorch .pth generator; its blocks and ngf become the run's. Discriminators "
-    "start fresh.",
+    "start fresh and first train alone against them (--warmup-discriminators).",
 )
 @click.pass_context
 @user_errors

@@ -64,8 +64,18 @@ def _fresh_line(bar):
     help="Replace outputs that already exist in --output [default: leave them as they are and skip their inputs].",
 )
 @trust_model_option
+@click.option(
+    "--checkpoint",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="A run directory's checkpoint ckpt-N instead of its newest (`tfcyclegan evaluate RUN --checkpoints all` "
+    "lists and scores them).",
+)
 @user_errors
-def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow_large, overwrite, trust_model):
+def translate(
+    inputs, model, direction, output, batch_size, max_size, fmt, allow_large, overwrite, trust_model, checkpoint
+):
     """Translate images (files or folders, recursively) of any size.
 
     \b
@@ -74,7 +84,7 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
     from tfcyclegan.util.errors import UserError
 
     inference.check_output_dir(output)  # before the model is loaded: a file there is a mistake
-    translator = inference.load_translator(model, direction, trust_model=trust_model)
+    translator = inference.load_translator(model, direction, trust_model=trust_model, checkpoint=checkpoint)
     with contextlib.ExitStack() as stack:
         bar = None
 

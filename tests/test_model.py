@@ -221,3 +221,21 @@ def test_two_replicas_match_one_device():
     # With Adam the seven reported losses of each of the 3 steps agree too.
     steps, relative = values["ADAM_LOSSES"]
     assert steps == "3" and float(relative) < 1e-5
+
+
+def test_warmup_step_trains_only_the_discriminators_on_eqs_7_and_8():
+    model = tiny_cyclegan()
+    model.compile()
+    x, y = tf.constant(images(2)), tf.constant(images(2, seed=1))
+    fake_x, fake_y = model.generator_f(y, training=True).numpy(), model.generator_g(x, training=True).numpy()
+    dx_real, dx_fake = model.discriminator_x(x).numpy(), model.discriminator_x(fake_x).numpy()
+    dy_real, dy_fake = model.discriminator_y(y).numpy(), model.discriminator_y(fake_y).numpy()
+    before = snapshot(model)
+    losses = model.warmup_step((x, y))
+    assert moved(before, snapshot(model)) == {"discriminator_x", "discriminator_y"}
+    assert int(model.generator_optimizer.iterations) == 0 and int(model.discriminator_x_optimizer.iterations) == 1
+    # pool_size 0: the fakes reach the discriminators as they are.
+    expected_dx = 0.5 * (np.mean((dx_real - 1) ** 2) + np.mean(dx_fake**2))
+    expected_dy = 0.5 * (np.mean((dy_real - 1) ** 2) + np.mean(dy_fake**2))
+    np.testing.assert_allclose(float(losses["loss_D_X"]), expected_dx, rtol=1e-5)
+    np.testing.assert_allclose(float(losses["loss_D_Y"]), expected_dy, rtol=1e-5)

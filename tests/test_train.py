@@ -353,3 +353,55 @@ def test_checkpoints_restore_across_the_loss_scaled_layout_of_mixed_float16(tmp_
         for want, got in zip(adam_and_weights(source), adam_and_weights(target), strict=True):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
         path = rundir.make_checkpoint(target).save(str(tmp_path / precision / "ckpt"))
+
+
+def test_discriminator_warm_up_freezes_the_generators_and_resumes_exactly_in_the_middle(folders, tmp_path, monkeypatch):
+    from tfcyclegan.models import modeldir
+
+    # A model directory of generators to fine-tune: those of a trained tiny run.
+    source = tmp_path / "source"
+    train.fit(tiny(folders, source, epochs=1, decay_epoch=1), verbose=0)
+    g, f, _ = rundir.load_generators(source)
+    modeldir.save(tmp_path / "pretrained", {"a2b": g, "b2a": f}, {"domain_a": "a", "domain_b": "b"})
+
+    def config(run_dir):
+        return tiny(folders, run_dir, epochs=1, decay_epoch=1, warmup_discriminators=4)
+
+    straight = tmp_path / "straight"
+    train.fit(config(straight), explicit={"warmup_discriminators"}, init_from=tmp_path / "pretrained", verbose=0)
+
+    # Interrupted after warm-up step 2 of 4: a signal seen there, as StopOnSignal sees SIGTERM.
+    resumed = tmp_path / "resumed"
+    models = []
+    warmed = train._warmed
+
+    def recording(model):
+        models.append(model)
+        return warmed(model)
+
+    class StopAtStep2(callbacks.StopOnSignal):
+        @property
+        def received(self):
+            return self.signalled or int(models[0].discriminator_x_optimizer.iterations) == 2
+
+        @received.setter
+        def received(self, value):
+            self.signalled = value
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "_warmed", recording)
+        patch.setattr(callbacks, "StopOnSignal", StopAtStep2)
+        train.fit(config(resumed), explicit={"warmup_discriminators"}, init_from=tmp_path / "pretrained", verbose=0)
+    state = full_state(resumed)
+    assert state["generator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 0
+    assert state["discriminator_x_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 2
+    np.testing.assert_array_equal(  # the generators stayed frozen
+        state["generator_g/conv_in:kernel/.ATTRIBUTES/VARIABLE_VALUE"], g.get_weights()[0]
+    )
+    train.fit(config(resumed), verbose=0)
+
+    a, b = full_state(straight), full_state(resumed)
+    assert a.keys() == b.keys()
+    assert a["discriminator_x_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 4 + 3
+    for key in a:  # weights, Adam moments, step counters and both pools
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)

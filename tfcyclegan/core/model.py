@@ -143,6 +143,26 @@ class CycleGAN(keras.Model):
             scaled = self._scaled(self.generator_optimizer, terms["loss_G"])
         self._apply(self.generator_optimizer, tape, scaled, self.generator_variables)
         # (ii) D_X on real x and pooled F(y), then (iii) D_Y on real y and pooled G(x).
+        loss_dx, loss_dy = self._update_discriminators(real_x, real_y, fake_x, fake_y)
+        return self._track(terms, loss_dx, loss_dy)
+
+    def warmup_step(self, data):
+        """Updates (ii) and (iii) of `train_step` alone, against G and F as they are.
+
+        Pretrained generators come without their discriminators: before the joint updates,
+        D_X and D_Y learn eqs. (7) and (8) against the frozen generators, so that the first
+        generator updates follow a discriminator that already judges, not a random one.
+        Returns {"loss_D_X", "loss_D_Y"}.
+        """
+        real_x, real_y = data
+        fake_y = self.generator_g(real_x, training=True)
+        fake_x = self.generator_f(real_y, training=True)
+        loss_dx, loss_dy = self._update_discriminators(real_x, real_y, fake_x, fake_y)
+        return {"loss_D_X": loss_dx, "loss_D_Y": loss_dy}
+
+    def _update_discriminators(self, real_x, real_y, fake_x, fake_y):
+        """One update of D_X (eq. 7) on real x and pooled F(y), then one of D_Y (eq. 8) on real
+        y and pooled G(x); returns their losses."""
         fake_x = self.pool_x.query(tf.stop_gradient(fake_x))
         fake_y = self.pool_y.query(tf.stop_gradient(fake_y))
         with tf.GradientTape() as tape:
@@ -153,7 +173,7 @@ class CycleGAN(keras.Model):
             loss_dy = self.loss_discriminator_y(real_y, fake_y, training=True)
             scaled = self._scaled(self.discriminator_y_optimizer, loss_dy)
         self._apply(self.discriminator_y_optimizer, tape, scaled, self.discriminator_y.trainable_variables)
-        return self._track(terms, loss_dx, loss_dy)
+        return loss_dx, loss_dy
 
     def test_step(self, data):
         real_x, real_y = data

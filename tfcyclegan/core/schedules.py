@@ -12,10 +12,11 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     lr0 * (1 - (s - d) / (N - 1 - d)) afterwards, where N = epochs * steps_per_epoch,
     so the last step of the last epoch (s = N - 1) runs at 0. The optimizer passes
     its own step counter, which a checkpoint restores, so the schedule continues
-    where it stopped after a resume.
+    where it stopped after a resume. `offset` steps taken before the schedule starts
+    (a discriminator warm-up) run at lr0 and shift it: lr(s) is the above at s - offset.
     """
 
-    def __init__(self, initial_learning_rate, epochs, decay_epoch, steps_per_epoch):
+    def __init__(self, initial_learning_rate, epochs, decay_epoch, steps_per_epoch, offset=0):
         if not 0 <= decay_epoch <= epochs:
             raise ValueError(f"decay_epoch must be in [0, epochs={epochs}], got {decay_epoch}")
         if steps_per_epoch < 1:
@@ -24,9 +25,10 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.epochs = int(epochs)
         self.decay_epoch = int(decay_epoch)
         self.steps_per_epoch = int(steps_per_epoch)
+        self.offset = int(offset)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        step = tf.cast(step, tf.float32) - float(self.offset)
         decay_start = float(self.decay_epoch * self.steps_per_epoch)
         last_step = float(self.epochs * self.steps_per_epoch - 1)
         span = max(last_step - decay_start, 1.0)
@@ -39,4 +41,5 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             "epochs": self.epochs,
             "decay_epoch": self.decay_epoch,
             "steps_per_epoch": self.steps_per_epoch,
+            "offset": self.offset,
         }

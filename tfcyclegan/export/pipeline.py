@@ -65,9 +65,10 @@ def check_options(fmt, quantize, calibration_dirs=()):
     samples.check_calibration_dirs(calibration_dirs)
 
 
-def _load(source):
-    """({direction: generator}, ModelMetadata describing them) of a run or model directory."""
-    generators, meta, kind = identify.load_generators(source, ACCEPTS)
+def _load(source, checkpoint=None):
+    """({direction: generator}, ModelMetadata describing them) of a run or model directory
+    (the run's checkpoint number `checkpoint`, when given)."""
+    generators, meta, kind = identify.load_generators(source, ACCEPTS, checkpoint=checkpoint)
     if kind is identify.MODEL_DIR:
         first = next(iter(generators.values()))
         # What the export says of its origin: this model directory, and where that came from.
@@ -91,8 +92,11 @@ def _size(path):
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_dirs=(), log=report.note):
-    """Export the newest checkpoint of `run_dir`, or a model directory; returns an ExportResult.
+def export(
+    run_dir, fmt="savedmodel", output=None, quantize="none", calibration_dirs=(), log=report.note, checkpoint=None
+):
+    """Export the newest checkpoint of `run_dir` (or checkpoint number `checkpoint`), or a model
+    directory; returns an ExportResult.
 
     savedmodel: one SavedModel with endpoints a2b, b2a (float32) and a2b_uint8,
     b2a_uint8. tflite: a2b.tflite and b2a.tflite, quantized as `quantize` says. keras:
@@ -106,7 +110,7 @@ def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_
     run_dir = Path(run_dir).expanduser()
     target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
     publish.check_target(target, fmt)  # before any work
-    generators, described = _load(run_dir)
+    generators, described = _load(run_dir, checkpoint)
     generator_g, generator_f = generators["a2b"], generators.get("b2a")
     images = samples.sample_images(
         described, tuple(calibration_dirs), need_calibration=quantize == "int8", log=log, directions=list(generators)

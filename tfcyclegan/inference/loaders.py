@@ -42,9 +42,11 @@ def _check_direction(direction):
         raise UserError(f"direction must be a2b or b2a, not {direction!r}")
 
 
-def _from_keras(path, kind, direction, num_threads=None):
-    """A kind with Keras weights: its generator for `direction` (a .pth file's one way, whatever `direction` says)."""
-    generators, meta, _ = identify.load_generators(path, ACCEPTS, wanted=[direction] if direction else None)
+def _from_keras(path, kind, direction, num_threads=None, checkpoint=None):
+    """A kind with Keras weights: its generator for `direction` (a .pth file's one way, whatever `direction` says;
+    a run directory's checkpoint number `checkpoint`, when given)."""
+    wanted = [direction] if direction else None
+    generators, meta, _ = identify.load_generators(path, ACCEPTS, wanted=wanted, checkpoint=checkpoint)
     if kind is identify.PTH:
         direction, generator = direction or "a2b", generators["a2b"]
     else:
@@ -178,7 +180,7 @@ TRANSLATOR_LOADERS = {
 }
 
 
-def load_translator(path, direction, num_threads=None, accepts=ACCEPTS, trust_model=False):
+def load_translator(path, direction, num_threads=None, accepts=ACCEPTS, trust_model=False, checkpoint=None):
     """The Translator for `direction` (a2b uses G, b2a uses F) stored at `path`.
 
     `path` is any kind `accepts` takes (tfcyclegan.models.identify; by default every
@@ -190,6 +192,7 @@ def load_translator(path, direction, num_threads=None, accepts=ACCEPTS, trust_mo
     directory, a .tflite file) and is a UsageError for a model that translates both
     ways. `num_threads` applies to TFLite (default: every core). A SavedModel's ops are
     checked before it is loaded (tfcyclegan.models.graphcheck) unless `trust_model`.
+    `checkpoint` (a number) picks a run directory's checkpoint instead of its newest.
     """
     if direction is not None:
         _check_direction(direction)
@@ -201,6 +204,9 @@ def load_translator(path, direction, num_threads=None, accepts=ACCEPTS, trust_mo
                 f"{path} translates both ways: pass --direction a2b (G, A to B) or --direction b2a (F, B to A)"
             )
         direction = held[0] if held else None
+    if checkpoint is not None:
+        identify.check_checkpoint_kind(path, kind, checkpoint)
+        return _from_keras(path, kind, direction, num_threads, checkpoint)
     if kind is identify.SAVEDMODEL and not trust_model:
         graphcheck.check_savedmodel(path)
     return TRANSLATOR_LOADERS[kind](path, kind, direction, num_threads)

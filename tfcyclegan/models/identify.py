@@ -27,7 +27,7 @@ from tfcyclegan.models.export_format import (
     TFLITE_MAGIC_OFFSET,
 )
 from tfcyclegan.models.metadata import ModelMetadata
-from tfcyclegan.util.errors import UserError, first_line
+from tfcyclegan.util.errors import UsageError, UserError, first_line
 from tfcyclegan.util.runmarker import CONFIG_FILE
 
 REEXPORT = "re-export the model with `tfcyclegan export`"
@@ -136,10 +136,16 @@ class Accepts:
         return path, kind
 
 
-def _run_generators(path, wanted):
+def check_checkpoint_kind(path, kind, checkpoint):
+    """--checkpoint N applies to a run directory only: a UsageError for any other kind."""
+    if kind is not RUN_DIR:
+        raise UsageError(f"--checkpoint {checkpoint} applies to a run directory; {path} is {kind.name}")
+
+
+def _run_generators(path, wanted, checkpoint=None):
     from tfcyclegan.runs import rundir
 
-    generator_g, generator_f, config, checkpoint = rundir.restore_generators(path)
+    generator_g, generator_f, config, checkpoint = rundir.restore_generators(path, checkpoint)
     described = ModelMetadata.of_run(config, run_dir=str(path.resolve()), checkpoint=Path(checkpoint).name)
     return {"a2b": generator_g, "b2a": generator_f}, described
 
@@ -165,10 +171,15 @@ def _pth_generators(path, wanted):
 GENERATOR_LOADERS = {RUN_DIR: _run_generators, MODEL_DIR: _model_dir_generators, PTH: _pth_generators}
 
 
-def load_generators(path, accepts, wanted=None):
+def load_generators(path, accepts, wanted=None, checkpoint=None):
     """({direction: generator}, ModelMetadata, Kind) of the model at `path`, which `accepts`
     (an Accepts of kinds in KERAS_WEIGHTS) must take. `wanted` limits a model directory
-    to those directions (a missing one is an error naming the one there)."""
+    to those directions (a missing one is an error naming the one there); `checkpoint`
+    picks a run directory's checkpoint by number (a UsageError for any other kind)."""
     path, kind = accepts.identify(path)
+    if checkpoint is not None:
+        check_checkpoint_kind(path, kind, checkpoint)
+        generators, meta = _run_generators(path, wanted, checkpoint)
+        return generators, meta, kind
     generators, meta = GENERATOR_LOADERS[kind](path, wanted)
     return generators, meta, kind

@@ -10,6 +10,11 @@ Sections (each either numbers or {"unavailable": one-line reason}):
   pool features, beside the same numbers for the untranslated images (the identity).
 - ground_truth: for demo: domains, L1 and PSNR of G(a) against the exact counterpart b*
   beside the identity baseline a against b*, both directions.
+- health: the generator figures of `fit`'s health checks (tfcyclegan.training.health) on
+  the evaluation images: luminance correlation, distance to the input, collapse ratio.
+
+`evaluate_checkpoints` scores every intact checkpoint of a run (`--checkpoints all`): the
+newest ones and those `fit --keep-every` kept, one row each.
 
 Progress and notes go to `log` (report.note: stderr); the result is returned, and
 written as JSON by write_json. Its text table is presentation: tfcyclegan_cli.evaluate.
@@ -48,15 +53,18 @@ def _check_split(split):
         raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
 
 
-def _load_translators(model, trust_model=False):
-    """{direction: Translator} for what `model` holds, and {direction: why not} for the rest."""
+def _load_translators(model, trust_model=False, checkpoint=None):
+    """{direction: Translator} for what `model` holds (its checkpoint number `checkpoint`, for
+    a run directory), and {direction: why not} for the rest."""
     from tfcyclegan import inference
 
     ACCEPTS.identify(model)
     found, missing = {}, {}
     for direction in inference.DIRECTIONS:
         try:
-            found[direction] = inference.load_translator(model, direction, trust_model=trust_model)
+            found[direction] = inference.load_translator(
+                model, direction, trust_model=trust_model, checkpoint=checkpoint
+            )
         except UserError as error:
             missing[direction] = str(error)
     if not found:
@@ -192,16 +200,77 @@ def _classifier(*, trained, scored, files, real, fakes, image_size, cache, log):
     return verdict
 
 
-def evaluate(model, trust_model=False, **options):
+def evaluate(model, trust_model=False, checkpoint=None, **options):
     """Evaluate the model at `model` (any kind of ACCEPTS) on `split` images of two domains.
 
-    Loads what directions `model` holds (inference.load_translator) and hands them to
-    evaluate_translators with `options` (its keyword options but `missing` and `source`);
-    see there for the options and the result. `trust_model` is load_translator's.
+    Loads what directions `model` holds (inference.load_translator; `checkpoint` picks a
+    run directory's checkpoint by number) and hands them to evaluate_translators with
+    `options` (its keyword options but `missing` and `source`); see there for the options
+    and the result. `trust_model` is load_translator's.
     """
     _check_split(options.get("split", "test"))
-    translators, missing = _load_translators(model, trust_model)
-    return evaluate_translators(translators, missing=missing, source=str(model), **options)
+    translators, missing = _load_translators(model, trust_model, checkpoint)
+    source = str(model) if checkpoint is None else f"{model} checkpoint {checkpoint}"
+    return evaluate_translators(translators, missing=missing, source=source, **options)
+
+
+def evaluate_checkpoints(run_dir, log=report.note, trust_model=False, **options):
+    """Evaluate every intact checkpoint of run directory `run_dir`, oldest first, as `evaluate`
+    does with `options` but without FID/KID (its Inception pass would dominate the time).
+
+    Returns {"model", "checkpoints": [row, ...]}, each row the checkpoint's number, step and
+    epoch, cycle PSNR/SSIM both ways, the classifier's accuracy and fooling rates (None
+    where it is not accurate enough) and the health figures, and {"results": full results}.
+    """
+    from tfcyclegan.runs import checkpoints, rundir
+    from tfcyclegan.runs.layout import RunLayout
+
+    _check_split(options.get("split", "test"))
+    layout = RunLayout(run_dir)
+    if not (layout.config.is_file() and layout.checkpoints.is_dir()):
+        raise UserError(f"--checkpoints all takes a run directory (config.json + checkpoints/); {run_dir} is not one")
+    config = rundir.load_config(run_dir)
+    numbers = checkpoints.intact(layout.checkpoints)
+    if not numbers:
+        raise UserError(f"{run_dir} has no intact checkpoint; train it with: tfcyclegan fit --run-dir {run_dir}")
+    rows, results = [], []
+    for i, number in enumerate(numbers, 1):
+        log(f"checkpoint {number} ({i} of {len(numbers)})")
+        translators, missing = _load_translators(run_dir, trust_model, number)
+        result = evaluate_translators(
+            translators, missing=missing, source=f"{run_dir} checkpoint {number}", log=log, fid_kid=False, **options
+        )
+        step = rundir.checkpoint_step(str(layout.checkpoint(number)))
+        rows.append({"checkpoint": number, "step": step, "epoch": step / config.steps_per_epoch, **_summary(result)})
+        results.append(result)
+    return {"model": str(run_dir), "checkpoints": rows, "results": results}
+
+
+def _summary(result):
+    """The numbers of one checkpoint's row in `evaluate_checkpoints`."""
+    cycle, judge, health = result["cycle"], result["classifier"], result["health"]
+    row = {}
+    for side in ("a", "b"):
+        numbers = cycle.get(side) or {}
+        row[f"psnr_{side}"], row[f"ssim_{side}"] = numbers.get("psnr"), numbers.get("ssim")
+    row["classifier_accuracy"] = judge["accuracy"]
+    row["fooling_a2b"], row["fooling_b2a"] = judge["fooling_a2b"], judge["fooling_b2a"]
+    return {**row, **{k: v for k, v in health.items() if k != "unavailable"}}
+
+
+def _health(real_a, fake_b, real_b, fake_a):
+    """The health section: fit's generator checks (training.health) on the evaluation images."""
+    from tfcyclegan.training import health
+
+    if min(len(real_a), len(real_b)) < 2:
+        return {"unavailable": "needs at least 2 images per domain"}
+    section = {"domain_gap": health.domain_gap(real_a, real_b)}
+    for d, real, fake in (("a2b", real_a, fake_b), ("b2a", real_b, fake_a)):
+        if fake is not None:
+            section[f"inversion_{d}"] = health.luminance_correlation(real, fake)
+            section[f"identity_{d}"] = health.input_distance(real, fake)
+            section[f"collapse_{d}"] = health.collapse_ratio(real, fake)
+    return section
 
 
 def evaluate_translators(
@@ -217,6 +286,7 @@ def evaluate_translators(
     inception_weights="imagenet",
     classifier_cache=None,
     log=report.note,
+    fid_kid=True,
 ):
     """Evaluate {direction: inference.Translator} (a2b is G, b2a is F) on `split` images of two domains.
 
@@ -224,8 +294,8 @@ def evaluate_translators(
     default to those the translators' info names (training config or export metadata).
     Images are resized (bicubic, no crop) to image_size. `inception_weights` is
     "imagenet", a local weights file or None (random weights: plumbing only). Progress
-    and notes go to `log`. Returns a JSON-ready dict (see the module docstring); `to_json`
-    writes non-finite numbers as strings.
+    and notes go to `log`; `fid_kid=False` skips FID/KID. Returns a JSON-ready dict (see
+    the module docstring); `to_json` writes non-finite numbers as strings.
     """
     from tfcyclegan.data import datasets, pipeline
     from tfcyclegan.quality import metrics
@@ -276,7 +346,8 @@ def evaluate_translators(
     )  # fmt: skip
 
     images = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a, "fake_b": fake_b}
-    result["fid_kid"] = _fid_kid(inception_weights, images, log)
+    result["fid_kid"] = _fid_kid(inception_weights, images, log) if fid_kid else {"unavailable": "not computed"}
+    result["health"] = _health(real_a, fake_b, real_b, fake_a)
 
     if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
         result["ground_truth"] = {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}

@@ -117,3 +117,38 @@ def relist(checkpoint_dir, found):
     tf.train.CheckpointManager resumes from it and never deletes the damaged ones."""
     kept = [str(checkpoint_prefix(checkpoint_dir, n)) for n in candidates(checkpoint_dir) if n <= found.number]
     tf.compat.v1.train.update_checkpoint_state(str(checkpoint_dir), found.path, list(reversed(kept[:MAX_TO_KEEP])))
+
+
+def retain(checkpoint_dir, keep, newest=MAX_TO_KEEP):
+    """What tf.train.CheckpointManager(max_to_keep=`newest`) does after a save, except that
+    an older checkpoint `keep(path)` holds (a `--keep-every` epoch) stays on disk.
+
+    Works from the files, not the state file (a resumed manager forgets what it listed
+    before): the `newest` checkpoints stay and are listed; each older one is kept if
+    `keep` holds, else deleted when it is intact (a damaged one is left for inspection,
+    as `newest_intact` says).
+    """
+    folder = Path(checkpoint_dir)
+    numbers = sorted(
+        {checkpoint_number(p.name[: -len(".index")]) for p in folder.glob(f"{CHECKPOINT_FILES}.index")} - {None},
+        reverse=True,
+    )
+    for number in numbers[newest:]:
+        prefix = str(checkpoint_prefix(folder, number))
+        if not keep(prefix) and _damage(prefix) is None:
+            for path in folder.glob(f"{checkpoint_prefix(folder, number).name}.*"):
+                path.unlink()
+    latest = tf.train.latest_checkpoint(str(folder))
+    if latest:
+        paths = [str(checkpoint_prefix(folder, n)) for n in reversed(numbers[:newest])]
+        tf.compat.v1.train.update_checkpoint_state(str(folder), latest, paths)
+
+
+def intact(checkpoint_dir):
+    """Numbers of every checkpoint in `checkpoint_dir` that reads back whole, oldest first:
+    the newest ones and those `fit --keep-every` kept."""
+    folder = Path(checkpoint_dir)
+    numbers = sorted(
+        {checkpoint_number(p.name[: -len(".index")]) for p in folder.glob(f"{CHECKPOINT_FILES}.index")} - {None}
+    )
+    return [n for n in numbers if _damage(str(checkpoint_prefix(folder, n))) is None]

@@ -9,7 +9,8 @@ from tfcyclegan.util.errors import UsageError, UserError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES}
+HEALTH = ("on", "off")
+CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES, "health": HEALTH}
 
 # Inclusive (low, high) of every number. The upper bounds are far above any useful value;
 # they keep a typo or a hostile config.json / metadata.json from building a network for
@@ -31,6 +32,8 @@ LIMITS = {
     "log_every": (1, 10_000_000),
     "simulate_devices": (0, 64),
     "worker_timeout": (0, 7 * 24 * 3600),
+    "keep_every": (0, 100_000),
+    "warmup_discriminators": (0, 10_000_000),
     "beta1": (0.0, 1.0),
     "lambda_gan": (0.0, math.inf),
     "lambda_identity": (0.0, math.inf),
@@ -71,6 +74,9 @@ class TrainConfig:
     strategy: str = "auto"
     simulate_devices: int = 0
     worker_timeout: int = 300
+    health: str = "on"
+    keep_every: int = 0
+    warmup_discriminators: int | None = None
 
     def problems(self, name=lambda field: "--" + field.replace("_", "-")):
         """What is wrong with the options, one string each; `name(field)` spells an option in them
@@ -103,8 +109,9 @@ class TrainConfig:
     def describe(self):
         """Every option, one per line, non-defaults marked with '*' (as the official code prints)."""
         changed = self.non_defaults()
+        width = max(len(f.name) for f in dataclasses.fields(self))
         lines = [
-            f"{'*' if f.name in changed else ' '} {f.name:16s} {getattr(self, f.name)}"
+            f"{'*' if f.name in changed else ' '} {f.name:{width}s} {getattr(self, f.name)}"
             for f in dataclasses.fields(self)
         ]
         return "\n".join(["options (* = not default):", *lines])
@@ -127,9 +134,9 @@ class TrainConfig:
         if not isinstance(values, dict):
             problems = ["not a JSON object"]
         else:
-            config = cls(**{f.name: values[f.name] for f in FIELDS if f.name in values})
+            config = cls(**{**ADDED_LATER, **{f.name: values[f.name] for f in FIELDS if f.name in values}})
             problems = config.problems(name=lambda field: json.dumps(field))
-            missing = [json.dumps(f.name) for f in FIELDS if f.name not in values]
+            missing = [json.dumps(f.name) for f in FIELDS if f.name not in values and f.name not in ADDED_LATER]
             if len(missing) > 3:
                 problems.append(f"{', '.join(missing[:3])} and {len(missing) - 3} more keys are missing")
             elif missing:
@@ -143,6 +150,8 @@ class TrainConfig:
 
 
 FIELDS = dataclasses.fields(TrainConfig)
+# Options added after runs were first saved, with the value a config.json without them means.
+ADDED_LATER = {"health": "on", "keep_every": 0, "warmup_discriminators": 0}
 KINDS = {f.name: f.type for f in FIELDS}
 
 

@@ -208,18 +208,29 @@ def checkpoint_step(path):
     raise UserError(f"checkpoint {path} holds no training step; it was not written by `tfcyclegan fit`")
 
 
+def every_nth_epoch(every, steps_per_epoch):
+    """A predicate on checkpoint paths: saved at the end of an epoch that is a multiple of `every`."""
+
+    def keep(path):
+        step = checkpoint_step(path)
+        return step > 0 and step % (every * steps_per_epoch) == 0
+
+    return keep
+
+
 def load_config(run_dir):
     """The TrainConfig saved in `run_dir`; a damaged, incomplete or foreign config.json is a UserError."""
     return TrainConfig.load(RunLayout(run_dir).config)
 
 
-def save_config(config, run_dir, counts):
-    """Write <run_dir>/config.json: `config` and the image counts {"A": n, "B": m} it trained on."""
+def save_config(config, run_dir, counts, **extra):
+    """Write <run_dir>/config.json: `config`, the image counts {"A": n, "B": m} it trained on
+    and the `extra` keys (JSON values) beside them."""
     # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
     path = RunLayout(run_dir).config
     try:
         with fsutil.replacing(path) as partial:
-            config.save(partial, images=counts)
+            config.save(partial, images=counts, **extra)
     except OSError as error:
         raise UserError(
             f"cannot write {path}: {error.strerror or error}; free some disk space or pass a --run-dir on another disk"
@@ -307,20 +318,41 @@ def check_model_matches(checkpoint, model, run_dir):
     )
 
 
-def load_generators(run_dir):
-    """Restore G and F from a run directory's newest intact checkpoint; returns (G, F, config)."""
-    generator_g, generator_f, config, _ = restore_generators(run_dir)
+def chosen_checkpoint(run_dir, number):
+    """The path of checkpoint ckpt-`number` of `run_dir`, read back whole; a UserError naming
+    the checkpoints there are when it is missing or damaged."""
+    layout = RunLayout(run_dir)
+    prefix = layout.checkpoint(number)
+    there = checkpoints.intact(layout.checkpoints)
+    listing = f"its intact checkpoints are {', '.join(map(str, there))}" if there else "it has no intact checkpoint"
+    if number not in there:
+        what = "is damaged" if prefix.with_suffix(".index").exists() else "does not exist"
+        raise UserError(
+            f"checkpoint {number} of {run_dir} {what}; {listing} (`tfcyclegan evaluate {run_dir} --checkpoints all` "
+            "scores each)"
+        )
+    return str(prefix)
+
+
+def load_generators(run_dir, checkpoint=None):
+    """Restore G and F from a run directory's newest intact checkpoint, or checkpoint number
+    `checkpoint`; returns (G, F, config)."""
+    generator_g, generator_f, config, _ = restore_generators(run_dir, checkpoint)
     return generator_g, generator_f, config
 
 
-def restore_generators(run_dir):
-    """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint; a newer
-    damaged one is skipped with a note (newest_checkpoint)."""
+def restore_generators(run_dir, checkpoint=None):
+    """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint (a newer
+    damaged one is skipped with a note: newest_checkpoint), or from checkpoint number
+    `checkpoint` (chosen_checkpoint)."""
     run_dir = Path(run_dir)
     if not RunLayout(run_dir).config.exists():
         raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
     config = load_config(run_dir)
-    found = newest_checkpoint(run_dir)
+    if checkpoint is None:
+        found = newest_checkpoint(run_dir)
+    else:
+        found = checkpoints.Found(path=chosen_checkpoint(run_dir, checkpoint))
     generator_g, generator_f = build_generators(config)
     probe = tf.zeros((1, 32, 32, 3))
     generator_g(probe), generator_f(probe)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from tfcyclegan.core.model import LOSS_NAMES
 from tfcyclegan.data.imagefiles import to_uint8
+from tfcyclegan.runs import checkpoints
 from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training.figures import image_grid, save_loss_figure
 from tfcyclegan.util import fsutil, report
@@ -47,24 +48,35 @@ class CheckpointSaver(keras.callbacks.Callback):
     A checkpoint is numbered by global step, but always above `taken`, the highest number
     already on disk that must not be overwritten (a damaged checkpoint a resumed run fell
     back from), and above every number this saver used. `restored` is the checkpoint the
-    run resumed from, so a save at its step is not repeated.
+    run resumed from, so a save at its step is not repeated. With `keep` (a predicate on a
+    checkpoint's path) the manager keeps every checkpoint and each save is followed by
+    checkpoints.retain: the newest three, and the older ones `keep` holds (`--keep-every`).
+    `warmed` returns the discriminator warm-up steps done, which move no step counter of G
+    but must be saved too.
     """
 
-    def __init__(self, manager, step_variable, taken=0, restored=None):
+    def __init__(self, manager, step_variable, taken=0, restored=None, keep=None, warmed=lambda: 0):
         super().__init__()
         self.manager = manager
+        self.keep = keep
+        self.warmed = warmed
         self.step_variable = step_variable
         self.taken = taken
         self.path = restored
-        self.saved_step = int(step_variable.numpy()) if restored else None
+        self.saved_step = self._progress() if restored else None
+
+    def _progress(self):
+        return int(self.step_variable.numpy()), self.warmed()
 
     def save(self):
         """Save at the current step unless that step is saved already; returns the checkpoint's path."""
         step = int(self.step_variable.numpy())
-        if step != self.saved_step:
+        if self._progress() != self.saved_step:
             number = max(step, self.taken + 1)
             self.path = save_checkpoint(self.manager, number)
-            self.taken, self.saved_step = number, step
+            self.taken, self.saved_step = number, self._progress()
+            if self.keep:
+                checkpoints.retain(self.manager.directory, self.keep)
         return self.path
 
     def on_epoch_end(self, epoch, logs=None):

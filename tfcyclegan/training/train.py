@@ -15,12 +15,12 @@ from PIL import Image
 from tfcyclegan.core.model import CycleGAN
 from tfcyclegan.core.networks import PatchDiscriminator
 from tfcyclegan.core.schedules import LinearDecay
-from tfcyclegan.data import datasets, pipeline, splits
+from tfcyclegan.data import datasets, imagefiles, pipeline, splits
 from tfcyclegan.models import identify
 from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
 from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
-from tfcyclegan.training import callbacks, distribute
+from tfcyclegan.training import callbacks, distribute, health
 from tfcyclegan.util import report
 from tfcyclegan.util.errors import UsageError, UserError
 
@@ -54,17 +54,21 @@ def build_model(config, steps_per_epoch):
         seed=config.seed,
     )
     schedule = LinearDecay(config.lr, config.epochs, config.decay_epoch, steps_per_epoch)
+    # The discriminators' steps count their warm-up too: their schedule starts after it.
+    shifted = LinearDecay(
+        config.lr, config.epochs, config.decay_epoch, steps_per_epoch, offset=config.warmup_discriminators or 0
+    )
 
-    def adam():
+    def adam(schedule):
         optimizer = keras.optimizers.Adam(learning_rate=schedule, beta_1=config.beta1)
         if config.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
     model.compile(
-        generator_optimizer=adam(),
-        discriminator_x_optimizer=adam(),
-        discriminator_y_optimizer=adam(),
+        generator_optimizer=adam(schedule),
+        discriminator_x_optimizer=adam(shifted),
+        discriminator_y_optimizer=adam(shifted),
         lambda_gan=config.lambda_gan,
         lambda_identity=config.lambda_identity,
         lambda_cycle=config.lambda_cycle,
@@ -108,7 +112,7 @@ def _readable(domain, label, image_size):
 # run that diverged), which only scales the schedule and is not checkpointed, the
 # schedule's length and decay (issue #15: extending a run, see _reschedule), the
 # precision (every variable is float32, see restore_checkpoint) and the devices it runs
-# on (a checkpoint restores under any strategy).
+# on (a checkpoint restores under any strategy), and whether health checks run.
 CHANGEABLE_ON_RESUME = (
     "run_dir",
     "lr",
@@ -118,6 +122,7 @@ CHANGEABLE_ON_RESUME = (
     "strategy",
     "simulate_devices",
     "worker_timeout",
+    "health",
 )
 
 
@@ -179,6 +184,29 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
     report.note(
         f"{change}; learning rate decays linearly from epoch {config.decay_epoch} to 0 at epoch {config.epochs}"
     )
+
+
+def _held_out(run_dir, resuming, domains):
+    """{label: held-out files} for the health checks and {label: training files} without them.
+
+    Chosen once (health.held_out) and recorded in config.json as {label: {"files": [...],
+    "trained_on": bool}}, so a resumed run checks the same images and trains on the same.
+    """
+    saved = {}
+    if resuming:
+        saved = json.loads(RunLayout(run_dir).config.read_text()).get(health.HELD_OUT_KEY) or {}
+    held, train = {}, {}
+    for label, domain in domains.items():
+        record = saved.get(label) if isinstance(saved, dict) else None
+        if isinstance(record, dict) and isinstance(record.get("files"), list):
+            held[label] = {"files": [str(p) for p in record["files"]], "trained_on": bool(record.get("trained_on"))}
+        else:
+            files, kept = health.held_out(domain)
+            # A run begun before health checks keeps training on every image.
+            held[label] = {"files": files, "trained_on": resuming or len(kept) == len(domain.train_files)}
+        left_out = set() if held[label]["trained_on"] else set(held[label]["files"])
+        train[label] = [p for p in domain.train_files if str(p) not in left_out]
+    return held, train
 
 
 def _note_changed_counts(run_dir, counts, steps):
@@ -248,6 +276,8 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
         if init_from:
             report.note(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
     start = init_generators(init_from, config, explicit) if init_from and not resuming else None
+    if not start and not resuming and config.warmup_discriminators:
+        raise UsageError("--warmup-discriminators applies with --init-generators (generators to keep frozen)")
     config.validate()
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
     strategy = distribute.make_strategy(config.strategy, config.simulate_devices, config.worker_timeout)
@@ -294,6 +324,7 @@ class _Plan:
     found: checkpoints.Found
     start: dict | None
     verbose: int
+    held_out: dict  # {"A": files, "B": files} the health checks translate each epoch
 
 
 def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, before, explicit):
@@ -307,12 +338,18 @@ def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, 
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
     if chief:
         rundir.check_outside(run_dir, [("A", domain_a.root), ("B", domain_b.root)])
+    held_out, kept = _held_out(run_dir, resuming, {"A": domain_a, "B": domain_b})
+    domain_a = dataclasses.replace(domain_a, train_files=kept["A"])
+    domain_b = dataclasses.replace(domain_b, train_files=kept["B"])
     files_a = _readable(domain_a, "A", config.image_size)
     files_b = _readable(domain_b, "B", config.image_size)
+    checked = {label: imagefiles.scan_images(record["files"])[0] for label, record in held_out.items()}
     # Resolved once and saved as a number, so a resumed run keeps its epochs whatever
     # images were added or removed since (issue #15).
     steps = config.steps_per_epoch or pipeline.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
     config.steps_per_epoch = steps
+    if config.warmup_discriminators is None:  # a new run: one epoch's steps after --init-generators
+        config.warmup_discriminators = steps if start else 0
     counts = {"A": len(files_a), "B": len(files_b)}
     has_any = checkpoints.candidates(RunLayout(run_dir).checkpoints)
     found = rundir.newest_checkpoint(run_dir) if has_any else checkpoints.Found()
@@ -328,13 +365,14 @@ def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, 
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:  # a new run directory: locked as soon as it exists
             lock.acquire()
-        rundir.save_config(config, run_dir, counts)
+        rundir.save_config(config, run_dir, counts, **{health.HELD_OUT_KEY: held_out})
     report.note(config.describe())
     report.note(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
     if replicas > 1:
         report.note(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
     try:
-        return _fit(_Plan(config, strategy, chief, run_dir, out_dir, files_a, files_b, found, start, verbose))
+        plan = _Plan(config, strategy, chief, run_dir, out_dir, files_a, files_b, found, start, verbose, checked)
+        return _fit(plan)
     finally:
         if not chief:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -352,10 +390,11 @@ def _restored_model(plan):
         if plan.chief and checkpoints.listed_newest(folder) != found.number:
             # The manager would resume from (and in time delete) what the state file lists.
             checkpoints.relist(folder, found)
+    # With --keep-every the saver prunes (checkpoints.retain) instead of the manager.
     manager = tf.train.CheckpointManager(
         rundir.make_checkpoint(model),
         RunLayout(plan.out_dir).checkpoints,
-        MAX_TO_KEEP,
+        None if plan.config.keep_every else MAX_TO_KEEP,
         checkpoint_name=CHECKPOINT_PREFIX,
     )
     if found.path:
@@ -375,7 +414,10 @@ def _side_work(plan, model, manager, writer, done_in_epoch):
     # Checkpoints are numbered by step, but above any damaged one left in place; saved
     # before the samples and the loss log, so neither can keep an epoch from being saved.
     taken = checkpoints.highest_damaged(RunLayout(plan.run_dir).checkpoints, plan.found.number or 0)
-    saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=plan.found.path)
+    keep = rundir.every_nth_epoch(config.keep_every, config.steps_per_epoch) if config.keep_every else None
+    saver = callbacks.CheckpointSaver(
+        manager, step_variable, taken=taken, restored=plan.found.path, keep=keep, warmed=_warmed(model)
+    )
     side_work = [callbacks.Throughput(config.batch_size), guard, saver]
     if done_in_epoch:
         carried = rundir.epoch_loss_variables(model)
@@ -392,6 +434,9 @@ def _side_work(plan, model, manager, writer, done_in_epoch):
             ),
             callbacks.LossLog(plan.run_dir),
         ]
+        if config.health == "on" and all(plan.held_out.values()):
+            held = [pipeline.make_eval_batch(plan.held_out[x], config.image_size, health.HELD_OUT_COUNT) for x in "AB"]
+            side_work.append(health.HealthCheck(plan.run_dir, writer, *held))
     return side_work, guard, saver
 
 
@@ -435,6 +480,56 @@ def _train_epochs(plan, model, side_work, first_epoch, done_in_epoch):
         )
 
 
+def _warmed(model):
+    """A function returning the discriminator warm-up steps done: the steps D_X took beyond G's."""
+
+    def done():
+        return int(model.discriminator_x_optimizer.iterations.numpy()) - int(
+            model.generator_optimizer.iterations.numpy()
+        )
+
+    return done
+
+
+def _warm_up(plan, model, writer, stopper):
+    """Train D_X and D_Y alone against the frozen generators (CycleGAN.warmup_step) until
+    `warmup_discriminators` steps are done, on the batches of the first epochs in order;
+    a resumed run skips the ones it did. A signal stops it like training (StopOnSignal)."""
+    config, done = plan.config, _warmed(model)()
+    total = config.warmup_discriminators
+    if done >= total:
+        return
+    report.note(
+        f"warm-up: training D_X and D_Y alone against the frozen generators, steps {done + 1}-{total} of {total}"
+    )
+    steps = config.steps_per_epoch
+    batches = pipeline.make_train_dataset(
+        plan.files_a, plan.files_b, image_size=config.image_size, load_size=config.load_size,
+        batch_size=config.batch_size, steps_per_epoch=steps, epochs=-(-total // steps), flip=config.flip,
+        seed=config.seed,
+    ).take(total).skip(done)  # fmt: skip
+    strategy = plan.strategy
+
+    @tf.function
+    def step(batch):
+        losses = strategy.run(model.warmup_step, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in losses.items()}
+
+    for batch in strategy.experimental_distribute_dataset(batches):
+        losses = step(batch)
+        done += 1
+        if plan.chief and (done % config.log_every == 0 or done == total):
+            with writer.as_default(step=done):
+                for name, value in losses.items():
+                    tf.summary.scalar(f"warmup/{name}", value)
+        if stopper.received:
+            raise KeyboardInterrupt
+    report.note(
+        f"warm-up done: loss_D_X {float(losses['loss_D_X']):.3f}, loss_D_Y {float(losses['loss_D_Y']):.3f}; "
+        "training G, F, D_X and D_Y together"
+    )
+
+
 def _fit(plan):
     """Train the planned run to its last epoch; an interrupt saves a checkpoint and returns."""
     config, run_dir = plan.config, plan.run_dir
@@ -458,6 +553,7 @@ def _fit(plan):
     watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {signum: signal.signal(signum, stopper.handle) for signum in watched}
     try:
+        _warm_up(plan, model, writer, stopper)
         _train_epochs(plan, model, side_work, first_epoch, done_in_epoch)
     except KeyboardInterrupt:
         # Never checkpoint ruined weights (a divergence the loss check did not see yet).
