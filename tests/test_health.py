@@ -170,7 +170,7 @@ def test_each_generator_failure_trips_in_the_first_epoch_of_a_real_fit(
     assert set(health_rows(run_dir)[0]["tripped"].split()) == {f"{kind}_a2b", f"{kind}_b2a"}
     held = json.loads((run_dir / "config.json").read_text())[health.HELD_OUT_KEY]
     assert [len(held[x]["files"]) for x in "AB"] == [health.HELD_OUT_COUNT] * 2
-    assert not held["A"]["trained_on"] and not held["B"]["trained_on"]  # 40 images each: 8 left out of training
+    assert held["A"]["left_training"] and held["B"]["left_training"]  # 40 images each: 8 left out of training
     assert json.loads((run_dir / "config.json").read_text())["images"] == {"A": 32, "B": 32}
 
 

@@ -356,19 +356,16 @@ def test_checkpoints_restore_across_the_loss_scaled_layout_of_mixed_float16(tmp_
 
 
 def test_discriminator_warm_up_freezes_the_generators_and_resumes_exactly_in_the_middle(folders, tmp_path, monkeypatch):
-    from tfcyclegan.models import modeldir
-
-    # A model directory of generators to fine-tune: those of a trained tiny run.
+    # Generators to fine-tune: those of a trained tiny run (--init-generators takes a run directory).
     source = tmp_path / "source"
     train.fit(tiny(folders, source, epochs=1, decay_epoch=1), verbose=0)
-    g, f, _ = rundir.load_generators(source)
-    modeldir.save(tmp_path / "pretrained", {"a2b": g, "b2a": f}, {"domain_a": "a", "domain_b": "b"})
+    g, _, _ = rundir.load_generators(source)
 
     def config(run_dir):
         return tiny(folders, run_dir, epochs=1, decay_epoch=1, warmup_discriminators=4)
 
     straight = tmp_path / "straight"
-    train.fit(config(straight), explicit={"warmup_discriminators"}, init_from=tmp_path / "pretrained", verbose=0)
+    train.fit(config(straight), explicit={"warmup_discriminators"}, init_from=source, verbose=0)
 
     # Interrupted after warm-up step 2 of 4: a signal seen there, as StopOnSignal sees SIGTERM.
     resumed = tmp_path / "resumed"
@@ -391,7 +388,7 @@ def test_discriminator_warm_up_freezes_the_generators_and_resumes_exactly_in_the
     with monkeypatch.context() as patch:
         patch.setattr(train, "_warmed", recording)
         patch.setattr(callbacks, "StopOnSignal", StopAtStep2)
-        train.fit(config(resumed), explicit={"warmup_discriminators"}, init_from=tmp_path / "pretrained", verbose=0)
+        train.fit(config(resumed), explicit={"warmup_discriminators"}, init_from=source, verbose=0)
     state = full_state(resumed)
     assert state["generator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 0
     assert state["discriminator_x_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 2

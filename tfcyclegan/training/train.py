@@ -190,7 +190,8 @@ def _held_out(run_dir, resuming, domains):
     """{label: held-out files} for the health checks and {label: training files} without them.
 
     Chosen once (health.held_out) and recorded in config.json as {label: {"files": [...],
-    "trained_on": bool}}, so a resumed run checks the same images and trains on the same.
+    "left_training": bool}} (whether they were taken out of the training images), so a
+    resumed run checks the same images and trains on the same.
     """
     saved = {}
     if resuming:
@@ -199,12 +200,15 @@ def _held_out(run_dir, resuming, domains):
     for label, domain in domains.items():
         record = saved.get(label) if isinstance(saved, dict) else None
         if isinstance(record, dict) and isinstance(record.get("files"), list):
-            held[label] = {"files": [str(p) for p in record["files"]], "trained_on": bool(record.get("trained_on"))}
+            held[label] = {
+                "files": [str(p) for p in record["files"]],
+                "left_training": bool(record.get("left_training")),
+            }
         else:
             files, kept = health.held_out(domain)
             # A run begun before health checks keeps training on every image.
-            held[label] = {"files": files, "trained_on": resuming or len(kept) == len(domain.train_files)}
-        left_out = set() if held[label]["trained_on"] else set(held[label]["files"])
+            held[label] = {"files": files, "left_training": not resuming and len(kept) < len(domain.train_files)}
+        left_out = set(held[label]["files"]) if held[label]["left_training"] else set()
         train[label] = [p for p in domain.train_files if str(p) not in left_out]
     return held, train
 
