@@ -17,7 +17,7 @@ from tfcyclegan.quality import evaluate as evaluation
 @click.option("--domain-b", default=None, help="Domain B, given like --domain-a [default: the model's].")
 @click.option(
     "--split",
-    type=click.Choice(evaluation.SPLITS),
+    type=click.Choice(evaluation.SPLIT_CHOICES),
     default="test",
     show_default=True,
     help=f"Images to evaluate on (a domain without test images: a held-out {evaluation.HOLDOUT_FRACTION:.0%} of "

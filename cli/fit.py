@@ -87,14 +87,8 @@ def _options(command):
 @user_errors
 def fit(ctx, resume, init_from, **options):
     """Train CycleGAN: tfcyclegan fit --domain-a photos --domain-b ukiyoe"""
-    from tfcyclegan.runs import rundir
     from tfcyclegan.runs.config import TrainConfig
     from tfcyclegan.training import train
-    from tfcyclegan.util.errors import UserError
 
-    config = TrainConfig(**options)
     explicit = {name for name in options if ctx.get_parameter_source(name).name != "DEFAULT"}
-    config.run_dir = config.run_dir or train.default_run_dir(config)
-    if resume and not rundir.has_checkpoint(config.run_dir):
-        raise UserError(f"--resume: {config.run_dir} has no checkpoint to resume from")
-    train.fit(config, explicit=explicit, init_from=init_from)
+    train.fit(TrainConfig(**options), explicit=explicit, init_from=init_from, resume=resume)

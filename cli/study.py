@@ -112,12 +112,12 @@ def study_report(study_dir, json_path, with_classifier):
     \b
     tfcyclegan study-report studies/horse2zebra --json study.json
     """
-    from tfcyclegan.study import analysis as reports
+    from tfcyclegan.study import analysis
 
-    result = reports.report(study_dir, with_classifier=with_classifier)
+    result = analysis.analyse(study_dir, with_classifier=with_classifier)
     click.echo(format_table(result))
     if json_path:
-        reports.write_json(result, json_path)
+        analysis.write_json(result, json_path)
         note(f"wrote {json_path}")
 
 
@@ -126,7 +126,7 @@ def _percent(value):
 
 
 def format_table(result):
-    """A study_report.report() result as aligned text lines for a terminal."""
+    """An analysis.analyse() result as aligned text lines for a terminal."""
     lines = [
         f"study {result['study']}: model {result['model']}, {result['image_size']}px, "
         f"A {result['domain_a']}, B {result['domain_b']}; {result['sessions']} sessions",

@@ -48,7 +48,7 @@ def _fresh_line(bar):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(list(inference.FORMATS)),
+    type=click.Choice(list(inference.IMAGE_FORMATS)),
     default="png",
     show_default=True,
     help="Output image format; each output keeps its input's name with this extension.",
@@ -84,7 +84,7 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
                 bar = stack.enter_context(click.progressbar(length=total, label="translating", file=sys.stderr))
             bar.update(done - bar.pos)
 
-        report = inference.translate_files(
+        outcome = inference.translate_files(
             translator,
             inputs,
             output,
@@ -96,15 +96,15 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
             allow_large=allow_large,
             overwrite=overwrite,
         )
-    if report.existing:
-        total = len(report.existing) + len(report.written) + len(report.skipped)
+    if outcome.existing:
+        total = len(outcome.existing) + len(outcome.written) + len(outcome.skipped)
         click.echo(
-            f"skipped {len(report.existing)} of {total} inputs: their output already exists in {output}; "
+            f"skipped {len(outcome.existing)} of {total} inputs: their output already exists in {output}; "
             "pass --overwrite to replace them",
             err=True,
         )
-    written, skipped = len(report.written), len(report.skipped)
-    small, large = len(report.too_small), len(report.too_large)
+    written, skipped = len(outcome.written), len(outcome.skipped)
+    small, large = len(outcome.too_small), len(outcome.too_large)
     why = [
         f"{count} {what}"
         for count, what in ((skipped - small - large, "could not be read"), (small, "too small"), (large, "too large"))
@@ -119,5 +119,5 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
             f"{skipped} of {written + skipped} inputs were skipped ({', '.join(why)}; listed above); "
             f"the other {written} were written to {output}"
         )
-    note = f" ({len(report.downscaled)} downscaled by --max-size)" if report.downscaled else ""
+    note = f" ({len(outcome.downscaled)} downscaled by --max-size)" if outcome.downscaled else ""
     click.echo(f"translated {written} images into {output}{note}")

@@ -153,7 +153,7 @@ def test_evaluate_prints_the_inception_download_on_stderr(tmp_path):
         "from tfcyclegan.quality import metrics\n"
         f"metrics.INCEPTION_URL = {weights.as_uri()!r}\n"
         f"metrics.INCEPTION_MD5 = {hashlib.md5(weights.read_bytes()).hexdigest()!r}\n"
-        f"metrics.INCEPTION_CACHE_DIR = {str(tmp_path / 'keras')!r}"
+        f"import os; os.environ['KERAS_HOME'] = {str(tmp_path / 'keras')!r}"
     )
     result = run_patched(patch, "evaluate", str(run_dir))
     assert result.returncode == 0, result.stderr

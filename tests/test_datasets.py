@@ -234,9 +234,6 @@ def test_cli_download(monkeypatch, tmp_path):
     assert result.exit_code == 0 and (tmp_path / "root" / "demo" / "testB").is_dir()
 
 
-SPLITS = ("trainA", "trainB", "testA", "testB")
-
-
 # --- 4. archives already in the data root -------------------------------------------
 
 

@@ -72,7 +72,7 @@ def free_ports(count):
 @pytest.fixture
 def cluster(tmp_path):
     """Starts workers of one two-worker cluster; kills whatever is left at the end."""
-    write_noise_domains(tmp_path, count=4, size=16)
+    write_noise_domains(tmp_path, count=4, shape=(16, 16))
     started = []
 
     def start(epochs, steps, stop_after=0, worker_timeout=60):
@@ -272,7 +272,7 @@ MIRRORED_RESUME = textwrap.dedent(
 @pytest.mark.slow
 def test_mirrored_resume_restores_every_replicas_pool(tmp_path):
     """Each replica draws from its own pool, so an exact resume needs all of them back."""
-    write_noise_domains(tmp_path, count=4, size=16)
+    write_noise_domains(tmp_path, count=4, shape=(16, 16))
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_RESUME, str(tmp_path)], capture_output=True, text=True, timeout=600
     )

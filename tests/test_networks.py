@@ -203,11 +203,11 @@ def test_transposed_convolution_is_the_same_in_training_and_inference():
 def test_output_convolution_on_pixel_blocks_is_the_convolution():
     """c7s1-3 computed on 2x2 pixel blocks against the convolution in numpy (float64), with
     its input gradient; the generator's last convolution is this layer."""
-    from tfcyclegan.core.networks import Conv2D
+    from tfcyclegan.core.networks import PixelBlockConv2D
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2, 14, 20, 8)).astype("float32")
-    layer = Conv2D(3, 7)
+    layer = PixelBlockConv2D(3, 7)
     layer.build(x.shape)
     kernel, bias = rng.normal(size=(7, 7, 8, 3)) * 0.1, rng.normal(size=3)
     layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
@@ -226,4 +226,4 @@ def test_output_convolution_on_pixel_blocks_is_the_convolution():
     np.testing.assert_allclose(tape.gradient(y, xt, output_gradients=tf.constant(dy, tf.float32)), grad, atol=1e-4)
     g = ResnetGenerator(ngf=8, n_blocks=1)
     g(np.zeros((1, 8, 8, 3), "float32"))
-    assert type(g.stack[[layer.name for layer in g.stack].index("conv_out")]) is Conv2D
+    assert type(g.stack[[layer.name for layer in g.stack].index("conv_out")]) is PixelBlockConv2D

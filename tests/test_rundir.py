@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_one_line_error, invoke, write_noise_domains
+from helpers import assert_one_line_error, invoke, tiny_config, write_noise_domains
 
 from tfcyclegan import export, inference
 from tfcyclegan.data import imagefiles
@@ -29,10 +29,7 @@ from tfcyclegan.util.errors import UserError
 V1 = Path(__file__).parent / "fixtures" / "v1"  # written by tests/fixtures/make_v1_fixtures.py
 
 
-def tiny_config(**changes):
-    options = dict(domain_a="demo:flat", domain_b="demo:striped", ngf=4, blocks=1, ndf=4, image_size=32,
-                   load_size=32, pool_size=2, epochs=2, decay_epoch=1, steps_per_epoch=1)  # fmt: skip
-    return TrainConfig(**{**options, **changes})
+SCHEDULE = dict(pool_size=2, epochs=2, decay_epoch=1)  # the v1 fixture run's
 
 
 @pytest.fixture
@@ -41,7 +38,7 @@ def v1_run(tmp_path):
 
 
 def test_a_checkpoint_names_every_network_variable_by_its_layer_path(tmp_path):
-    model = train.build_model(tiny_config(), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE), steps_per_epoch=1)
     path = rundir.make_checkpoint(model).write(str(tmp_path / "ckpt"))
     keys = {key for key, _ in tf.train.list_variables(path)}
     value = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -89,18 +86,18 @@ def test_a_model_directory_written_before_named_layers_still_loads(tmp_path):
 
 
 def test_a_config_that_builds_other_layers_is_refused_naming_the_layer_path(v1_run):
-    model = train.build_model(tiny_config(blocks=2), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE, blocks=2), steps_per_epoch=1)
     with pytest.raises(
         UserError, match=r"\(generator_g/16 is not there; generator_g has 16 variables there, 20 by config.json\)"
     ):
         rundir.check_model_matches(rundir.newest_checkpoint(v1_run).path, model, v1_run)
-    named = train.build_model(tiny_config(ngf=8), steps_per_epoch=1)
+    named = train.build_model(tiny_config(**SCHEDULE, ngf=8), steps_per_epoch=1)
     path = rundir.make_checkpoint(named).write(str(v1_run / "named"))
-    model = train.build_model(tiny_config(), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE), steps_per_epoch=1)
     with pytest.raises(UserError) as error:
         rundir.check_model_matches(path, model, v1_run)
     assert "(generator_g/conv_in/kernel has shape [7, 7, 3, 8] there, [7, 7, 3, 4] by config.json)" in str(error.value)
-    fewer = train.build_model(tiny_config(blocks=0), steps_per_epoch=1)
+    fewer = train.build_model(tiny_config(**SCHEDULE, blocks=0), steps_per_epoch=1)
     with pytest.raises(UserError, match=r"it has generator_g/block_1/conv_1/bias, which config.json does not build"):
         rundir.check_model_matches(path, fewer, v1_run)
 
@@ -108,7 +105,7 @@ def test_a_config_that_builds_other_layers_is_refused_naming_the_layer_path(v1_r
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_a_mixed_precision_model_leaves_the_global_policy_alone(precision):
     before = keras.mixed_precision.global_policy().name
-    model = train.build_model(tiny_config(precision=precision), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE, precision=precision), steps_per_epoch=1)
     assert keras.mixed_precision.global_policy().name == before == "float32"
     compute = precision.removeprefix("mixed_")
     for name in rundir.NETWORKS:
@@ -119,19 +116,18 @@ def test_a_mixed_precision_model_leaves_the_global_policy_alone(precision):
     assert model.generator_g.stack[-1].compute_dtype == "float32"  # tanh: full-range images
     assert model.discriminator_x.stack[-1].compute_dtype == "float32"  # LSGAN scores
     # A float32 model built afterwards computes in float32.
-    assert train.build_model(tiny_config(), steps_per_epoch=1).generator_g.stack[1].compute_dtype == "float32"
+    assert train.build_model(tiny_config(**SCHEDULE), steps_per_epoch=1).generator_g.stack[1].compute_dtype == "float32"
 
 
-TINY = dict(epochs=2, decay_epoch=0, steps_per_epoch=2, ngf=4, ndf=4, blocks=1, disc_layers=1, image_size=32,
-            load_size=32, pool_size=2, sample_count=1)  # fmt: skip
+TINY = dict(epochs=2, steps_per_epoch=2, disc_layers=1, pool_size=2)  # two epochs, two checkpoints
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Domains root/a, root/b and a finished two-epoch run root/run (ckpt-2, ckpt-4)."""
     root = tmp_path_factory.mktemp("rundir")
-    write_noise_domains(root, count=3, size=32)
-    config = TrainConfig(domain_a=str(root / "a"), domain_b=str(root / "b"), run_dir=str(root / "run"), **TINY)
+    write_noise_domains(root, count=3, shape=(32, 32))
+    config = tiny_config(domain_a=root / "a", domain_b=root / "b", run_dir=root / "run", **TINY)
     train.fit(config, verbose=0)
     return root
 
@@ -266,7 +262,7 @@ def test_the_checkpoint_does_not_depend_on_the_loss_log(trained, tmp_path, monke
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(callbacks, "save_loss_figure", disk_full)
-    config = TrainConfig(domain_a=str(trained / "a"), domain_b=str(trained / "b"), run_dir=str(tmp_path / "r"),
+    config = tiny_config(domain_a=trained / "a", domain_b=trained / "b", run_dir=tmp_path / "r",
                          **{**TINY, "epochs": 1, "steps_per_epoch": 1})  # fmt: skip
     with pytest.raises(UserError, match="losses.png: No space left on device"):
         train.fit(config, verbose=0)

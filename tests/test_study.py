@@ -321,17 +321,17 @@ def test_study_report_cli_table_and_json(served, tmp_path):
     fooled = sum(t["choice"] != t["real"] for t in scored)
     result = CliRunner().invoke(main, ["study-report", str(served.study.dir), "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "r.json").read_text())
-    d = report["directions"][session["direction"]]
+    summary = json.loads((tmp_path / "r.json").read_text())
+    d = summary["directions"][session["direction"]]
     assert (d["participants"], d["scored_trials"], d["fooled"]) == (1, TRIALS, fooled)
     assert f"{fooled / TRIALS:.1%}" in result.stdout and session["participant"] in result.stdout
-    other = report["directions"]["b2a" if session["direction"] == "a2b" else "a2b"]
+    other = summary["directions"]["b2a" if session["direction"] == "a2b" else "a2b"]
     assert other["scored_trials"] == 0 and other["fooling_rate"] is None
 
 
 def test_study_report_with_the_domain_classifier(served, tmp_path, monkeypatch):
     monkeypatch.setenv("TFCYCLEGAN_CACHE", str(tmp_path / "cache"))
-    result = analysis.report(served.study.dir, with_classifier=True, log=lambda m: None)
+    result = analysis.analyse(served.study.dir, with_classifier=True, log=lambda m: None)
     verdicts = result["classifier"]
     for direction in ("a2b", "b2a"):
         v = verdicts[direction]

@@ -15,7 +15,7 @@ Progress and notes go to `log` (report.note: stderr); the result is returned, an
 written as JSON by write_json. Its text table is presentation: tfcyclegan_cli.evaluate.
 
 NumPy and the TensorFlow-backed modules are imported where they are used, so that the
-command line takes SPLITS, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
+command line takes SPLIT_CHOICES, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
 `tfcyclegan --help` loads neither (it works where they are not even installed).
 """
 
@@ -29,7 +29,7 @@ from tfcyclegan.util.errors import UserError
 
 # What `evaluate` takes as its model: anything `translate` takes.
 ACCEPTS = identify.Accepts("model", identify.ANY)
-SPLITS = ("test", "train")
+SPLIT_CHOICES = ("test", "train")
 # Without a test split this seeded fraction of a domain's training images is held out:
 # the classifier never trains on it, and (for --split test) it is what is evaluated.
 HOLDOUT_FRACTION = 0.2
@@ -44,8 +44,8 @@ SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and S
 
 
 def _check_split(split):
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if split not in SPLIT_CHOICES:
+        raise UserError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
 
 
 def _load_translators(model, trust_model=False):
@@ -130,15 +130,16 @@ def _ground_truth(files, translations, sources, image_size):
     return metrics.ground_truth_metrics(sources, translations, truths)
 
 
-def _fid_kid(weights, images, log):
-    """The fid_kid section for {"real_a", "real_b", "fake_a", "fake_b": image batch or None}."""
+def _fid_kid(make_features, images, log):
+    """The fid_kid section for {"real_a", "real_b", "fake_a", "fake_b": image batch or None};
+    `make_features()` gives the feature extractor (metrics.InceptionFeatures)."""
     from tfcyclegan.quality import metrics
 
     real_a, real_b = images["real_a"], images["real_b"]
     if min(len(real_a), len(real_b)) < 2:  # covariances and unbiased MMD need two images per set
         return {"unavailable": f"needs at least 2 images per domain, got A {len(real_a)} and B {len(real_b)}"}
     try:
-        features = metrics.InceptionFeatures(weights)
+        features = make_features()
     except UserError as error:
         return {"unavailable": str(error)}
     log(
@@ -215,6 +216,8 @@ def evaluate_translators(
     data_root=None,
     image_size=None,
     inception_weights="imagenet",
+    inception_cache=None,
+    features=None,
     classifier_cache=None,
     log=report.note,
 ):
@@ -223,8 +226,11 @@ def evaluate_translators(
     `missing` maps each absent direction to why it is absent. Domains and image size
     default to those the translators' info names (training config or export metadata).
     Images are resized (bicubic, no crop) to image_size. `inception_weights` is
-    "imagenet", a local weights file or None (random weights: plumbing only). Progress
-    and notes go to `log`. Returns a JSON-ready dict (see the module docstring); `to_json`
+    "imagenet" (downloaded once into `inception_cache`, default Keras' cache), a local
+    weights file or None (random weights: plumbing only). `features` replaces InceptionV3
+    for FID and KID: a callable from an (N, H, W, 3) batch in [-1, 1] to (N, d) features,
+    with attributes `source` and `input_size`. `classifier_cache` is the domain
+    classifier's cache folder (classifier.load_or_train). Progress and notes go to `log`. Returns a JSON-ready dict (see the module docstring); `to_json`
     writes non-finite numbers as strings.
     """
     from tfcyclegan.data import datasets, pipeline
@@ -276,7 +282,13 @@ def evaluate_translators(
     )  # fmt: skip
 
     images = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a, "fake_b": fake_b}
-    result["fid_kid"] = _fid_kid(inception_weights, images, log)
+
+    def make_features():
+        if features is not None:
+            return features
+        return metrics.InceptionFeatures(inception_weights, cache_dir=inception_cache)
+
+    result["fid_kid"] = _fid_kid(make_features, images, log)
 
     if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
         result["ground_truth"] = {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}

@@ -36,7 +36,7 @@ LIMITS = {
     "lambda_identity": (0.0, math.inf),
     "lambda_cycle": (0.0, math.inf),
 }
-KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 @dataclasses.dataclass
@@ -155,14 +155,14 @@ def value_problem(field, value, name=None):
     if optional:
         kind = next(k for k in kind.__args__ if k is not type(None))
     if value is None:
-        return None if optional else f"{name} must be {KIND_NAMES[kind]} (got null)"
+        return None if optional else f"{name} must be {TYPE_NAMES[kind]} (got null)"
     # JSON true/false are Python bools, which are ints too: a number must not be a bool.
     if kind is bool:
         ok = isinstance(value, bool)
     else:
         ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
     if not ok:
-        return f"{name} must be {KIND_NAMES[kind]} (got {json.dumps(value)})"
+        return f"{name} must be {TYPE_NAMES[kind]} (got {json.dumps(value)})"
     if kind is float and not math.isfinite(value):
         return f"{name} must be a finite number (got {value})"
     if field in CHOICES and value not in CHOICES[field]:

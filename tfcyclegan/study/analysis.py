@@ -12,8 +12,7 @@ import math
 from pathlib import Path
 
 from tfcyclegan.study import server
-from tfcyclegan.util import fsutil
-from tfcyclegan.util import report as reporting
+from tfcyclegan.util import fsutil, report
 
 Z95 = 1.959963984540054  # standard normal quantile at 0.975
 
@@ -94,7 +93,7 @@ def _classifier(manifest, study_dir, cache_dir, log):
     return result
 
 
-def report(study_dir, with_classifier=False, classifier_cache=None, log=reporting.note):
+def analyse(study_dir, with_classifier=False, classifier_cache=None, log=report.note):
     """Everything `study-report` prints, as a JSON-ready dict; see the module docstring
     (the command line's format_table shows it as text)."""
     study_dir = Path(study_dir).expanduser()
@@ -115,7 +114,7 @@ def report(study_dir, with_classifier=False, classifier_cache=None, log=reportin
 
 
 def to_json(result):
-    """Strict JSON text of a report() result."""
+    """Strict JSON text of an analyse() result."""
     return json.dumps(result, indent=2, allow_nan=False) + "\n"
 
 

@@ -6,6 +6,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import keras
@@ -21,7 +22,7 @@ from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
 from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
 from tfcyclegan.training import callbacks, distribute
-from tfcyclegan.util import report
+from tfcyclegan.util import report, seeding
 from tfcyclegan.util.errors import UsageError, UserError
 
 # What `fit --init-generators` starts G and F from: any model holding Keras generators.
@@ -127,7 +128,6 @@ def _check_resume(config, run_dir, explicit):
     Returns the config to train with and the one saved before (for _reschedule).
     """
     saved = rundir.load_config(run_dir)
-    before = dataclasses.replace(saved)
     differs = [
         f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {getattr(config, name)!r}"
         for name in sorted(explicit)
@@ -142,13 +142,15 @@ def _check_resume(config, run_dir, explicit):
         report.note(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
     if "precision" in explicit and config.precision != saved.precision:
         report.note(f"resuming with --precision {config.precision} (the run had {saved.precision})")
-    for name in CHANGEABLE_ON_RESUME:
-        if name in explicit:
-            setattr(saved, name, getattr(config, name))
+    resumed = dataclasses.replace(
+        saved,
+        run_dir=config.run_dir,
+        **{name: getattr(config, name) for name in CHANGEABLE_ON_RESUME if name in explicit},
+    )
     if "epochs" in explicit and "decay_epoch" not in explicit:
-        saved.decay_epoch = min(saved.decay_epoch, saved.epochs)  # for validate; _reschedule decides
-    saved.run_dir = config.run_dir
-    return saved, before
+        # For validate; _reschedule decides.
+        resumed = dataclasses.replace(resumed, decay_epoch=min(resumed.decay_epoch, resumed.epochs))
+    return resumed, saved
 
 
 def _reschedule(config, before, explicit, step, steps, run_dir):
@@ -160,6 +162,7 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
     decay epoch, or, when the run is already past it (a finished run), starts the decay
     where the run stands, so the added epochs decay from the initial rate to 0. Fewer
     epochs than the run has trained are an error; the change is said in one line.
+    Returns the config with the decay epoch it trains with.
     """
     if step > config.epochs * steps:
         least = -(-step // steps)
@@ -168,9 +171,9 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
             f"give --epochs {least} or more, or pass a new --run-dir"
         )
     if config.epochs != before.epochs and "decay_epoch" not in explicit:
-        config.decay_epoch = min(max(before.decay_epoch, step // steps), config.epochs)
+        config = dataclasses.replace(config, decay_epoch=min(max(before.decay_epoch, step // steps), config.epochs))
     if (config.epochs, config.decay_epoch) == (before.epochs, before.decay_epoch):
-        return
+        return config
     if config.epochs == before.epochs:
         change = f"resuming {run_dir} with --decay-epoch {config.decay_epoch} (the run had {before.decay_epoch})"
     else:
@@ -179,6 +182,7 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
     report.note(
         f"{change}; learning rate decays linearly from epoch {config.decay_epoch} to 0 at epoch {config.epochs}"
     )
+    return config
 
 
 def _note_changed_counts(run_dir, counts, steps):
@@ -195,11 +199,11 @@ def _note_changed_counts(run_dir, counts, steps):
 
 
 def init_generators(folder, config, explicit=frozenset()):
-    """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from.
+    """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from,
+    and `config` with the generators' blocks and ngf, which the run takes.
 
-    The run takes the generators' blocks and ngf; an explicit --blocks / --ngf that
-    differs is an error naming both. A model without F (pretrained files are one
-    way) starts F fresh, said in one line.
+    An explicit --blocks / --ngf that differs is an error naming both. A model without F
+    (pretrained files are one way) starts F fresh, said in one line.
     """
     generators, _, _ = identify.load_generators(folder, INIT_ACCEPTS)
     folder = Path(folder).expanduser()
@@ -216,7 +220,6 @@ def init_generators(folder, config, explicit=frozenset()):
                     f"--{option} {getattr(config, option)} disagrees with --init-generators {folder}, whose "
                     f"{direction} generator has {option} {theirs}; drop --{option}"
                 )
-            setattr(config, option, theirs)
         if generator.affine:
             raise UserError(
                 f"--init-generators {folder}: its {direction} generator uses affine instance norm, which `fit` does "
@@ -226,29 +229,52 @@ def init_generators(folder, config, explicit=frozenset()):
             report.note(f"note: {folder}'s {direction} generator was trained with dropout; fit trains it without")
     if "b2a" not in generators:
         report.note(f"note: {folder} holds no second generator (F: B -> A); F starts from scratch")
-    return generators
+    blocks, ngf = shapes["a2b"]
+    return generators, dataclasses.replace(config, blocks=blocks, ngf=ngf)
 
 
-def fit(config, explicit=frozenset(), verbose=None, init_from=None):
-    """Train (or resume) the run in config.run_dir; returns the run directory.
+def resolve(config, explicit=frozenset(), init_from=None, resume=False):
+    """The options a run trains with, from `config` (left as it is) and its run directory.
 
-    `explicit` names the options the user set, checked against a run being resumed.
-    `verbose` is Keras' (default: a progress bar on a terminal, a line per epoch in logs).
-    `init_from` is a model directory whose generators a new run starts from
-    (init_generators); a resumed run continues from its checkpoint instead.
+    The run directory defaults to runs/<a>2<b>. A run directory holding a checkpoint is
+    resumed: its saved options win, except those a resumed run may change
+    (CHANGEABLE_ON_RESUME) named in `explicit`; other explicit options that disagree are
+    an error (`resume` requires a checkpoint). A new run started from model directory
+    `init_from` takes its generators' blocks and ngf (init_generators). Returns
+    (config, before, start): the validated config, the config the run was saved with
+    (None for a new run) and the generators to start from (None unless init_from).
     """
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
-    config.run_dir = config.run_dir or default_run_dir(config)
+    config = dataclasses.replace(config, run_dir=config.run_dir or default_run_dir(config))
     run_dir = Path(config.run_dir)
     resuming = rundir.has_checkpoint(run_dir)
-    before = None
+    if resume and not resuming:
+        raise UserError(f"--resume: {run_dir} has no checkpoint to resume from")
+    before = start = None
     if resuming:
         config, before = _check_resume(config, run_dir, explicit)
         if init_from:
             report.note(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
-    start = init_generators(init_from, config, explicit) if init_from and not resuming else None
+    elif init_from:
+        start, config = init_generators(init_from, config, explicit)
     config.validate()
+    return config, before, start
+
+
+def fit(config, explicit=frozenset(), verbose=None, init_from=None, resume=False, callbacks=()):
+    """Train (or resume) the run of `config` (resolve: `config` itself is left as it is);
+    returns the run directory.
+
+    `explicit` names the options the user set, checked against a run being resumed;
+    `resume` requires a checkpoint to resume from. `verbose` is Keras' (default: a
+    progress bar on a terminal, a line per epoch in logs). `init_from` is a model
+    directory whose generators a new run starts from (init_generators); a resumed run
+    continues from its checkpoint instead. `callbacks` are Keras callbacks run beside
+    the run's own, after its checkpoint saver.
+    """
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    config, before, start = resolve(config, explicit, init_from, resume)
+    run_dir = Path(config.run_dir)
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
     strategy = distribute.make_strategy(config.strategy, config.simulate_devices, config.worker_timeout)
     replicas = strategy.num_replicas_in_sync
@@ -264,46 +290,42 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
         if RunLayout(run_dir).config.exists():
             lock.acquire()  # before any work: another fit may be training in it
     try:
-        return _prepare_and_fit(
-            config,
-            strategy,
-            chief=chief,
-            run_dir=run_dir,
-            verbose=verbose,
-            lock=lock,
-            start=start,
-            before=before,
-            explicit=explicit,
-        )
+        plan = _plan(config, before, explicit, start, strategy, chief, verbose)
+        with seeding.seeded(config.seed):
+            return _write_and_train(plan, lock, callbacks)
     finally:
         lock.release()
 
 
-@dataclasses.dataclass
-class _Plan:
-    """What `fit` settled before training: the run, where it trains, on which images, and
-    from where (the checkpoint found, or generators to start from)."""
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What `fit` settled before training: the run's options (run directory, steps per
+    epoch and schedule resolved), where it trains, on which images, and from where (the
+    checkpoint found, or generators to start from)."""
 
     config: TrainConfig
     strategy: tf.distribute.Strategy
     chief: bool  # only the chief writes the run directory
     run_dir: Path
-    out_dir: Path  # the run directory, or a worker's temporary folder
-    files_a: list
-    files_b: list
+    roots: tuple  # the folders of domains A and B
+    files_a: tuple
+    files_b: tuple
     found: checkpoints.Found
     start: dict | None
     verbose: int
 
+    @property
+    def counts(self):
+        return {"A": len(self.files_a), "B": len(self.files_b)}
 
-def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, before, explicit):
-    """Everything between the checks of `fit` and training: data, schedule, config.json.
+
+def _plan(config, before, explicit, start, strategy, chief, verbose):
+    """The Plan of a resolved config: the domains' readable images, the steps per epoch,
+    the checkpoint to resume from and the schedule it resumes on. Writes nothing.
 
     `before` is the config a resumed run was saved with (None for a new run).
     """
-    resuming = before is not None
-    keras.utils.set_random_seed(config.seed)
-    replicas = strategy.num_replicas_in_sync
+    run_dir = Path(config.run_dir)
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
     if chief:
         rundir.check_outside(run_dir, [("A", domain_a.root), ("B", domain_b.root)])
@@ -312,37 +334,45 @@ def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, 
     # Resolved once and saved as a number, so a resumed run keeps its epochs whatever
     # images were added or removed since (issue #15).
     steps = config.steps_per_epoch or pipeline.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
-    config.steps_per_epoch = steps
-    counts = {"A": len(files_a), "B": len(files_b)}
+    config = dataclasses.replace(config, steps_per_epoch=steps)
     has_any = checkpoints.candidates(RunLayout(run_dir).checkpoints)
     found = rundir.newest_checkpoint(run_dir) if has_any else checkpoints.Found()
-    if resuming:
-        _note_changed_counts(run_dir, counts, steps)
+    if before is not None:
+        _note_changed_counts(run_dir, {"A": len(files_a), "B": len(files_b)}, steps)
         if found.path:
-            _reschedule(config, before, explicit, rundir.checkpoint_step(found.path), steps, run_dir)
+            config = _reschedule(config, before, explicit, rundir.checkpoint_step(found.path), steps, run_dir)
+    roots = (domain_a.root, domain_b.root)
+    return Plan(config, strategy, chief, run_dir, roots, tuple(files_a), tuple(files_b), found, start, verbose)
 
+
+def _write_and_train(plan, lock, extra_callbacks):
+    """Write the run's config.json (the chief, under the run's lock), then train."""
+    config, run_dir = plan.config, plan.run_dir
     # Only the chief writes the run; other workers save their checkpoints (which every
     # worker must take part in) to a temporary folder that is removed at the end.
-    out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="tfcyclegan-worker-"))
-    if chief:
+    out_dir = run_dir if plan.chief else Path(tempfile.mkdtemp(prefix="tfcyclegan-worker-"))
+    if plan.chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:  # a new run directory: locked as soon as it exists
             lock.acquire()
-        rundir.save_config(config, run_dir, counts)
+        rundir.save_config(config, run_dir, plan.counts)
     report.note(config.describe())
-    report.note(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
+    report.note(
+        f"A: {len(plan.files_a)} images from {plan.roots[0]}\nB: {len(plan.files_b)} images from {plan.roots[1]}"
+    )
+    replicas = plan.strategy.num_replicas_in_sync
     if replicas > 1:
         report.note(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
     try:
-        return _fit(_Plan(config, strategy, chief, run_dir, out_dir, files_a, files_b, found, start, verbose))
+        return _fit(plan, out_dir, extra_callbacks)
     finally:
-        if not chief:
+        if not plan.chief:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _restored_model(plan):
+def _restored_model(plan, out_dir):
     """The model, restored from the checkpoint found or started from `plan.start`, and the
-    CheckpointManager that saves it."""
+    CheckpointManager that saves it into `out_dir`."""
     with plan.strategy.scope():
         model = build_model(plan.config, plan.config.steps_per_epoch)
     folder = RunLayout(plan.run_dir).checkpoints
@@ -354,7 +384,7 @@ def _restored_model(plan):
             checkpoints.relist(folder, found)
     manager = tf.train.CheckpointManager(
         rundir.make_checkpoint(model),
-        RunLayout(plan.out_dir).checkpoints,
+        RunLayout(out_dir).checkpoints,
         MAX_TO_KEEP,
         checkpoint_name=CHECKPOINT_PREFIX,
     )
@@ -367,16 +397,17 @@ def _restored_model(plan):
     return model, manager
 
 
-def _side_work(plan, model, manager, writer, done_in_epoch):
-    """The callbacks of the run, in order; the divergence guard and the checkpoint saver
-    are returned apart as well, for what happens after training."""
+def _side_work(plan, model, manager, writer, done_in_epoch, extra):
+    """The callbacks of the run, in order, with the caller's `extra` after the checkpoint
+    saver; the divergence guard and the checkpoint saver are returned apart as well, for
+    what happens after training."""
     config, step_variable = plan.config, model.generator_optimizer.iterations
     guard = callbacks.StopOnNonFinite(step_variable)
     # Checkpoints are numbered by step, but above any damaged one left in place; saved
     # before the samples and the loss log, so neither can keep an epoch from being saved.
     taken = checkpoints.highest_damaged(RunLayout(plan.run_dir).checkpoints, plan.found.number or 0)
     saver = callbacks.CheckpointSaver(manager, step_variable, taken=taken, restored=plan.found.path)
-    side_work = [callbacks.Throughput(config.batch_size), guard, saver]
+    side_work = [callbacks.Throughput(config.batch_size), guard, saver, *extra]
     if done_in_epoch:
         carried = rundir.epoch_loss_variables(model)
         side_work.append(callbacks.ContinueEpoch(carried, [v.numpy() for v in carried]))
@@ -435,10 +466,14 @@ def _train_epochs(plan, model, side_work, first_epoch, done_in_epoch):
         )
 
 
-def _fit(plan):
-    """Train the planned run to its last epoch; an interrupt saves a checkpoint and returns."""
+def _fit(plan, out_dir, extra_callbacks):
+    """Train the planned run to its last epoch; an interrupt saves a checkpoint and returns.
+
+    SIGINT and SIGTERM are caught only when fit runs on the main thread, the only one
+    Python lets set signal handlers; on another thread the caller's handlers stay.
+    """
     config, run_dir = plan.config, plan.run_dir
-    model, manager = _restored_model(plan)
+    model, manager = _restored_model(plan, out_dir)
     step_variable = model.generator_optimizer.iterations
     first_epoch, done_in_epoch = divmod(int(step_variable.numpy()), config.steps_per_epoch)
     if first_epoch >= config.epochs:
@@ -447,15 +482,17 @@ def _fit(plan):
     if plan.found.path:
         report.note(f"resuming {run_dir} at epoch {first_epoch + 1}, step {int(step_variable.numpy())}")
 
-    writer = tf.summary.create_file_writer(str(RunLayout(plan.out_dir).logs))
-    side_work, guard, saver = _side_work(plan, model, manager, writer, done_in_epoch)
+    writer = tf.summary.create_file_writer(str(RunLayout(out_dir).logs))
+    side_work, guard, saver = _side_work(plan, model, manager, writer, done_in_epoch, extra_callbacks)
     # SIGINT and SIGTERM stop at the next batch boundary (StopOnSignal): an interrupt
     # raised wherever Python happens to be can land in a garbage-collection callback,
     # where Python prints and drops it, and training would go on.
     stopper = callbacks.StopOnSignal()
     side_work.append(stopper)  # last: see StopOnSignal
     ruined = False
-    watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    watched = []
+    if threading.current_thread() is threading.main_thread():
+        watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {signum: signal.signal(signum, stopper.handle) for signum in watched}
     try:
         _train_epochs(plan, model, side_work, first_epoch, done_in_epoch)
