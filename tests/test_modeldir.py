@@ -17,6 +17,7 @@ from PIL import Image
 from tfcyclegan import inference
 from tfcyclegan.core.networks import ResnetGenerator
 from tfcyclegan.models import modeldir
+from tfcyclegan.models.metadata import ModelMetadata
 from tfcyclegan.util.errors import UserError
 
 
@@ -151,7 +152,7 @@ def test_non_finite_weights_are_named_by_translate_and_fit(tmp_path):
     kernel = generator.weights[0]
     kernel.assign(np.where(np.arange(kernel.shape[-1]) == 0, np.nan, kernel.numpy()))
     (tmp_path / "model").mkdir()
-    modeldir.save(tmp_path / "model", {"a2b": generator}, {})
+    modeldir.save(tmp_path / "model", {"a2b": generator}, ModelMetadata())
     message = "generator_g.keras: weight conv_in/kernel holds 147 non-finite values, so the generator computes nothing"
     assert_one_line_error(_translate(tmp_path, tmp_path / "model"), message)
     write_noise_domains(tmp_path, 2, 32)
