@@ -62,7 +62,14 @@ def test_a_named_pipe_as_model_is_refused(tmp_path):
     with fifo(tmp_path / "model.tflite") as path:
         result = translate(path, path, "-o", tmp_path / "o")
     [line] = error_lines(result)
-    assert line.startswith(f"error: model {path} is not a regular file; expected a run directory")
+    assert line.startswith(f"error: model {path} is not a regular file (a named pipe); expected a run directory")
+
+
+def test_a_folder_named_like_a_model_file_says_it_is_a_folder(tmp_path):
+    (tmp_path / "x.pth").mkdir()
+    result = translate(tmp_path / "x.pth", tmp_path / "x.pth", "-o", tmp_path / "o")
+    [line] = error_lines(result)
+    assert line.startswith(f"error: {tmp_path / 'x.pth'} is a folder, not a model: expected a run directory")
 
 
 def test_translate_a_huge_image_only_when_asked(flat_run, huge_png, tmp_path):

@@ -27,6 +27,7 @@ from tfcyclegan.models.export_format import (
     TFLITE_MAGIC_OFFSET,
 )
 from tfcyclegan.models.metadata import ModelMetadata
+from tfcyclegan.util import fsutil
 from tfcyclegan.util.errors import UserError, first_line
 from tfcyclegan.util.runmarker import CONFIG_FILE
 
@@ -126,10 +127,14 @@ class Accepts:
         if not path.exists():
             raise UserError(f"{self.role} {path}: no such file or folder; give {give}")
         if not path.is_dir() and not path.is_file():  # a named pipe or a device would block or never end
-            raise UserError(f"{self.role} {path} is not a regular file; {expected}")
+            raise UserError(
+                f"{self.role} {path} is not a regular file ({fsutil.kind_of(path.stat().st_mode)}); {expected}"
+            )
         kind = identify(path)
         if kind is None:
-            raise UserError(f"{path} is not a model: {expected}")
+            # A folder named like a model file (x.pth, x.tflite) is said to be one.
+            what = "a folder, " if path.is_dir() and path.suffix else ""
+            raise UserError(f"{path} is {what}not a model: {expected}")
         if kind not in self.kinds:
             advice = self.advice.get(kind, f"give {give}").format(path=path)
             raise UserError(f"{self.role} {path} is {kind.name}, which this command does not take; {advice}")
