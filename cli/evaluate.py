@@ -3,7 +3,7 @@
 import math
 
 import click
-from tfcyclegan_cli.common import trust_model_option, user_errors
+from tfcyclegan_cli.common import check_result_file, trust_model_option, user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without TensorFlow.
 from tfcyclegan.quality import evaluate as evaluation
@@ -46,6 +46,8 @@ def evaluate(model, domain_a, domain_b, split, json_path, data_root, image_size,
     \b
     tfcyclegan evaluate runs/demo_flat2demo_striped --json results.json
     """
+    if json_path:
+        check_result_file(json_path)
     result = evaluation.evaluate(
         model, domain_a=domain_a, domain_b=domain_b, split=split, data_root=data_root, image_size=image_size,
         inception_weights=inception_weights or "imagenet", trust_model=trust_model,

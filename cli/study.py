@@ -1,7 +1,7 @@
 """`tfcyclegan study` (serve a real-vs-fake perceptual study) and `tfcyclegan study-report`."""
 
 import click
-from tfcyclegan_cli.common import trust_model_option, user_errors
+from tfcyclegan_cli.common import check_result_file, trust_model_option, user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without NumPy or TensorFlow.
 from tfcyclegan.study import server as studies
@@ -114,6 +114,8 @@ def study_report(study_dir, json_path, with_classifier):
     """
     from tfcyclegan.study import analysis
 
+    if json_path:
+        check_result_file(json_path)
     result = analysis.analyse(study_dir, with_classifier=with_classifier)
     click.echo(format_table(result))
     if json_path:
@@ -149,7 +151,9 @@ def format_table(result):
                     f"{_percent(p['fooling_rate']):>7s}"
                 )
     c = result.get("classifier")
-    if c:
+    if c and "unavailable" in c:
+        lines += ["", c["unavailable"]]
+    elif c:
         lines += ["", "domain classifier on the same images (as `tfcyclegan evaluate`):"]
         for direction in result["directions"]:
             v = c[direction]

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -288,3 +289,18 @@ def test_an_evaluation_too_large_for_memory_is_refused_before_any_image_is_decod
                           "reconstructed, float32), over the 4 GiB evaluate allows; pass --image-size 2728 or less")  # fmt: skip
     result = invoke(*common, "--image-size", 30000)
     assert result.exit_code == 2 and "30000 is not in the range 16<=x<=4096" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["config.json", "checkpoints/checkpoint", "losses.csv", "samples/x.json"])
+def test_json_never_replaces_a_run_s_own_files_and_is_checked_first(tmp_path, name):
+    from helpers import write_untrained_run
+
+    run = write_untrained_run(tmp_path)
+    target = run / name
+    before = target.read_bytes() if target.exists() else None
+    result = invoke("evaluate", run, "--json", target)
+    assert_one_line_error(result, f"--json {target} is a file of the run directory {run}, which it would replace")
+    assert (target.read_bytes() if target.exists() else None) == before
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    assert_one_line_error(invoke("evaluate", run, "--json", pipe), f"--json {pipe} is a named pipe, not a regular file")
