@@ -57,9 +57,9 @@ def test_fit_bad_options_are_one_line_errors(tmp_path):
         assert "Traceback" not in result.output
 
 
-def test_resume_flag_without_checkpoint_is_an_error(tmp_path):
+def test_resume_flag_without_a_run_is_an_error(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--resume", "--run-dir", str(tmp_path / "none")])
-    assert result.exit_code == 1 and "has no checkpoint to resume from" in result.output
+    assert result.exit_code == 1 and "has no config.json, so no run to resume" in result.output
 
 
 TINY = ["--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2", "--ngf", "4", "--ndf", "4",

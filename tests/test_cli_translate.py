@@ -22,6 +22,7 @@ from helpers import (
     modes,
     one_line_error,
     tree,
+    write_noise_run,
     write_untrained_run,
 )
 from PIL import Image
@@ -389,3 +390,21 @@ def test_foreign_model_files_are_refused_without_running_them(domains, tmp_path)
                         "--output", tmp_path / "out")  # fmt: skip
         assert_one_line_error(result, f"error: {message}")
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_translate_into_1200_nested_folders(tmp_path):
+    run = write_noise_run(tmp_path, 1)
+    deep = tmp_path.joinpath(*["x"] * 1200)
+    result = invoke("translate", tmp_path / "A" / "0.png", "--model", run, "--direction", "a2b", "--output", deep)
+    try:
+        assert result.exit_code == 0, result.output[-300:]
+        assert [p.name for p in deep.iterdir()] == ["0.png"]
+    finally:
+        # Removed bottom up here: pytest removes old temporary folders recursively, and 1200
+        # levels would stop that with a RecursionError in later runs.
+        (deep / "0.png").unlink(missing_ok=True)
+        for folder in [deep, *deep.parents]:
+            if folder == tmp_path:
+                break
+            if folder.is_dir():
+                folder.rmdir()

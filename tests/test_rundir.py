@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_one_line_error, invoke, tiny_config, write_noise_domains
+from helpers import assert_one_line_error, invoke, tiny_config, write_noise_domains, write_noise_run
 
 from tfcyclegan import export, inference
 from tfcyclegan.data import imagefiles
 from tfcyclegan.models import modeldir
 from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training import callbacks, train
 from tfcyclegan.util.errors import UserError
 
@@ -367,3 +369,114 @@ def test_export_of_a_run_whose_newest_checkpoint_is_damaged_exports_the_intact_o
     export.export(run, "savedmodel", output=tmp_path / "exported", log=lambda message: None)
     assert json.loads((tmp_path / "exported" / "metadata.json").read_text())["checkpoint"] == "ckpt-2"
     assert f"note: checkpoint {run / 'checkpoints' / 'ckpt-4'} is damaged" in capsys.readouterr().err
+
+
+# Hostile run directories (issue #25 items 15, 17, 18): files tfcyclegan reads of its own are
+# opened only when regular, a lock never follows a link, bad names and roots are one line.
+
+
+class ReaderWatch:
+    """Watches a named pipe for a reader blocked on it, and lets it go (the writer end opened and
+    closed: the reader sees the end of the file), so a hang fails the test instead of stalling it."""
+
+    def __init__(self, fifo):
+        import threading
+
+        self.fifo, self.blocked, self.done = fifo, False, threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        while not self.done.wait(0.2):
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: nobody is reading; ENOENT: moved away
+                continue
+            self.blocked = self.blocked or stat.S_ISFIFO(os.fstat(fd).st_mode)  # not a file made in its place
+            os.close(fd)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.blocked
+
+
+def tiny_fit(run, root, *extra):
+    return invoke("fit", "--domain-a", root / "A", "--domain-b", root / "B", "--run-dir", run, "--ngf", 4, "--ndf", 4,
+                  "--blocks", 1, "--disc-layers", 1, "--image-size", 16, "--load-size", 16, "--epochs", 1,
+                  "--decay-epoch", 0, "--pool-size", 2, "--steps-per-epoch", 1, *extra)  # fmt: skip
+
+
+def test_named_pipes_as_a_run_s_files_are_refused_at_once(tmp_path):
+    run = write_noise_run(tmp_path, 2)
+    state = RunLayout(run).checkpoint_state
+    state.unlink()
+    os.mkfifo(state)
+    watch = ReaderWatch(state)
+    message = f"{state} is not a regular file (a named pipe); move it away (the checkpoints are found from their ckpt-* files)"
+    assert_one_line_error(
+        invoke("translate", tmp_path / "A", "--model", run, "--direction", "a2b", "-o", tmp_path / "o"), message
+    )
+    assert_one_line_error(invoke("export", run, "--format", "keras", "-o", tmp_path / "k"), message)
+    assert_one_line_error(tiny_fit(run, tmp_path), message)
+    state.unlink()
+    config = RunLayout(run).config
+    config.rename(tmp_path / "config.json")
+    os.mkfifo(config)
+    watch_config = ReaderWatch(config)
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run),
+        f"cannot read {config}: not a regular file (a named pipe); is this a tfcyclegan run directory?",
+    )
+    assert not watch.stop() and not watch_config.stop()
+
+
+def test_a_named_pipe_as_losses_csv_is_set_aside_and_the_run_goes_on(tmp_path):
+    write_noise_domains(tmp_path, 2, 20)
+    (tmp_path / "a").rename(tmp_path / "A")
+    (tmp_path / "b").rename(tmp_path / "B")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "losses.csv")
+    watch = ReaderWatch(run / "losses.csv")
+    result = tiny_fit(run, tmp_path)
+    assert not watch.stop(), "fit blocked on the named pipe"
+    assert result.exit_code == 0, result.output
+    assert (
+        f"note: cannot read {run / 'losses.csv'} (not a regular file (a named pipe)); moved it to "
+        f"{run / 'losses.csv.unreadable-1'} and began a new one" in result.stderr
+    )
+    assert (run / "losses.csv.unreadable-1").is_fifo() and (run / "losses.csv").read_text().count("\n") == 2
+
+
+def test_fit_lock_that_is_a_pipe_or_a_link_is_refused_and_nothing_is_truncated(tmp_path):
+    run = write_noise_run(tmp_path, 2)
+    os.mkfifo(RunLayout(run).lock)
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run),
+        f"{RunLayout(run).lock} is a named pipe, not a regular file; move it away (fit makes its own lock file)",
+    )
+    RunLayout(run).lock.unlink()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    RunLayout(run).lock.symlink_to(victim)
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run),
+        f"{RunLayout(run).lock} is a symbolic link; move it away (fit makes its own lock file)",
+    )
+    assert victim.read_text() == "keep me"
+
+
+def test_names_that_are_not_utf8_are_refused_before_anything_is_written(tmp_path):
+    run = write_noise_run(tmp_path, 2)
+    bad = str(tmp_path / "r\udcff")  # the byte 0xff, as Python keeps it from the command line
+    before = sorted(os.listdir(tmp_path))
+    assert_one_line_error(
+        tiny_fit(bad, tmp_path),
+        f"--run-dir {tmp_path}/r\\xff is not valid UTF-8, which TensorFlow needs in file names; "
+        "give --run-dir a name in UTF-8",
+    )
+    assert_one_line_error(
+        invoke("export", run, "--format", "keras", "-o", bad), f"--output {tmp_path}/r\\xff is not valid UTF-8"
+    )
+    assert sorted(os.listdir(tmp_path)) == before

@@ -379,3 +379,121 @@ def test_checkpoints_restore_across_the_loss_scaled_layout_of_mixed_float16(tmp_
         for want, got in zip(adam_and_weights(source), adam_and_weights(target), strict=True):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=got.path)
         path = rundir.make_checkpoint(target).save(str(tmp_path / precision / "ckpt"))
+
+
+# A run directory's config.json is the run's, checkpoint or not, and names its folders
+# absolute (issue #25 items 10 and 12). `_fit` is replaced: these check what would be trained.
+
+TINY = ("--ngf", 4, "--ndf", 4, "--blocks", 1, "--disc-layers", 1, "--image-size", 16, "--load-size", 16,
+        "--epochs", 2, "--decay-epoch", 1, "--pool-size", 2)  # fmt: skip
+
+
+def planned(monkeypatch):
+    """The _Plans `fit` hands to training, which is not run."""
+    plans = []
+    monkeypatch.setattr(train, "_fit", lambda plan, *rest: plans.append(plan) or plan.run_dir)
+    return plans
+
+
+def save_checkpoint(run):
+    """A checkpoint at step 0 of the run's own networks, as an interrupted first epoch leaves."""
+    model = train.build_model(rundir.load_config(run), steps_per_epoch=1)
+    tf.train.CheckpointManager(rundir.make_checkpoint(model), RunLayout(run).checkpoints, 1).save()
+
+
+def image_folders(root, count):
+    rng = np.random.default_rng(count)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_its_own_config(folders, tmp_path, monkeypatch):
+    from helpers import assert_one_line_error, invoke
+
+    plans = planned(monkeypatch)
+    run = tmp_path / "k1"
+    first = invoke("fit", "--domain-a", folders / "a", "--domain-b", folders / "b", "--run-dir", run, *TINY)
+    assert first.exit_code == 0, first.output
+    assert not rundir.has_checkpoint(run)  # as if killed before its first checkpoint
+    saved = RunLayout(run).config.read_text()
+    again = invoke("fit", "--run-dir", run)  # what the interrupted message suggests
+    assert again.exit_code == 0, again.output
+    assert f"note: {run} has no checkpoint yet; training it from the start with its config.json" in again.stderr
+    assert plans[-1].config == plans[0].config and plans[-1].config.ngf == 4
+    assert RunLayout(run).config.read_text() == saved
+    assert_one_line_error(invoke("fit", "--run-dir", run, "--ngf", 8), "(--ngf: run has 4, given 8)")
+
+
+def test_a_resume_from_another_folder_trains_on_the_run_s_own_images(tmp_path, monkeypatch):
+    from helpers import assert_one_line_error, invoke
+
+    plans = planned(monkeypatch)
+    project, other = (
+        image_folders(tmp_path / "project" / "data", 3).parent,
+        image_folders(tmp_path / "other" / "data", 5).parent,
+    )
+    monkeypatch.chdir(project)
+    assert invoke("fit", "--domain-a", "data/a", "--domain-b", "data/b", "--run-dir", "runs/rs", *TINY).exit_code == 0
+    saved = json.loads(RunLayout(project / "runs/rs").config.read_text())
+    folder = {side: str((project / "data" / side).resolve()) for side in "ab"}
+    assert (saved["domain_a"], saved["domain_b"]) == (folder["a"], folder["b"])
+    assert (saved["domains"], saved["images"]) == ({"A": folder["a"], "B": folder["b"]}, {"A": 3, "B": 3})
+    save_checkpoint(project / "runs/rs")
+    monkeypatch.chdir(other)
+    result = invoke("fit", "--run-dir", "../project/runs/rs")
+    assert result.exit_code == 0, result.output
+    assert {os.path.dirname(f) for f in plans[-1].files_a} == {folder["a"]} and len(plans[-1].files_b) == 3
+    assert_one_line_error(
+        invoke("fit", "--run-dir", "../project/runs/rs", "--domain-a", "data/a"),
+        f"(--domain-a: run has '{folder['a']}', given '{(other / 'data' / 'a').resolve()}')",
+    )
+
+
+def test_a_named_domain_under_another_data_root_is_refused(tmp_path, monkeypatch):
+    from helpers import assert_one_line_error, invoke
+
+    plans = planned(monkeypatch)
+    for root in ("first", "second"):  # two complete copies of horse2zebra, offline
+        for split in ("trainA", "trainB", "testA", "testB"):
+            image_folders(tmp_path / "split", 2)
+            shutil.move(tmp_path / "split" / "a", tmp_path / root / "horse2zebra" / split)
+            shutil.rmtree(tmp_path / "split")
+    run = tmp_path / "run"
+    env = {"TFCYCLEGAN_DATA": str(tmp_path / "first")}
+    assert (
+        invoke("fit", "--domain-a", "horses", "--domain-b", "zebras", "--run-dir", run, *TINY, env=env).exit_code == 0
+    )
+    assert json.loads(RunLayout(run).config.read_text())["domain_a"] == "horses"
+    save_checkpoint(run)
+    assert invoke("fit", "--run-dir", run, env=env).exit_code == 0
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run, env={"TFCYCLEGAN_DATA": str(tmp_path / "second")}),
+        f"{run} trained on domain A images in {tmp_path / 'first' / 'horse2zebra'}, but its domain 'horses' resolves "
+        f"to {tmp_path / 'second' / 'horse2zebra'} here",
+    )
+    assert len(plans) == 2
+
+
+def test_an_old_config_with_relative_folders_resumes_on_the_images_of_its_own_folder(tmp_path, monkeypatch):
+    from helpers import invoke
+
+    plans = planned(monkeypatch)
+    project = image_folders(tmp_path / "project" / "data", 3).parent
+    image_folders(tmp_path / "other" / "data", 5)
+    monkeypatch.chdir(project)
+    assert invoke("fit", "--domain-a", "data/a", "--domain-b", "data/b", "--run-dir", "runs/rs", *TINY).exit_code == 0
+    config = RunLayout(project / "runs/rs").config
+    old = {key: value for key, value in json.loads(config.read_text()).items() if key != "domains"}
+    config.write_text(json.dumps({**old, "domain_a": "data/a", "domain_b": "data/b", "run_dir": "runs/rs"}))
+    save_checkpoint(project / "runs/rs")
+    own = str((project / "data" / "a").resolve())
+    for where, run_dir in ((project, "runs/rs"), (tmp_path / "other", "../project/runs/rs")):
+        monkeypatch.chdir(where)
+        result = invoke("fit", "--run-dir", run_dir)
+        assert result.exit_code == 0, result.output
+        assert {os.path.dirname(f) for f in plans[-1].files_a} == {own}
+        assert json.loads(config.read_text())["domain_a"] == own  # saved absolute from now on
+        config.write_text(json.dumps({**old, "domain_a": "data/a", "domain_b": "data/b", "run_dir": "runs/rs"}))

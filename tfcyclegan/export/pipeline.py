@@ -15,7 +15,7 @@ from tfcyclegan.models import identify, modeldir, publish
 from tfcyclegan.models import metadata as model_metadata
 from tfcyclegan.models.export_format import tflite_file
 from tfcyclegan.models.metadata import ModelMetadata
-from tfcyclegan.util import report
+from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UsageError
 from tfcyclegan.version import __version__
 
@@ -105,6 +105,7 @@ def export(run_dir, fmt="savedmodel", output=None, quantize="none", calibration_
     check_options(fmt, quantize, calibration_dirs)
     run_dir = Path(run_dir).expanduser()
     target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
+    fsutil.check_utf8(target, "--output")
     publish.check_target(target, fmt)  # before any work
     generators, described = _load(run_dir)
     generator_g, generator_f = generators["a2b"], generators.get("b2a")

@@ -123,7 +123,7 @@ def _save(array, target, fmt, overwrite=True):
     kind, _, options = IMAGE_FORMATS[fmt]
     partial = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.make_folders(target.parent)
         # Written under a unique hidden name beside the target and then given its name, so
         # an interrupted run leaves no half image and two runs never share a temporary file.
         file, partial = fsutil.unique_file(target.parent, f".{target.name}.", ".part")

@@ -13,13 +13,23 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfcyclegan.runs.layout import CHECKPOINT_FILES, MAX_TO_KEEP, STATE_FILE, checkpoint_number, checkpoint_prefix
-from tfcyclegan.util.errors import first_line
+from tfcyclegan.util import fsutil
+from tfcyclegan.util.errors import UserError, first_line
 
 
 def listed_newest(checkpoint_dir):
-    """Number of the newest checkpoint the state file lists, or None if it is missing or unreadable."""
+    """Number of the newest checkpoint the state file lists, or None if it is missing or unreadable.
+
+    A state file that is not a regular file (a named pipe, a link to a device) is a
+    UserError: TensorFlow's CheckpointManager would read it too, and block or never end.
+    """
+    path = Path(checkpoint_dir) / STATE_FILE
     try:
-        text = (Path(checkpoint_dir) / STATE_FILE).read_text()
+        text = fsutil.read_regular_text(path)
+    except fsutil.NotRegularFile as error:
+        raise UserError(
+            f"{path} is {first_line(error)}; move it away (the checkpoints are found from their ckpt-* files)"
+        ) from None
     except (OSError, UnicodeDecodeError):
         return None
     found = re.findall(r'^model_checkpoint_path: "([^"\n]*)"$', text, re.M)

@@ -5,7 +5,8 @@ import json
 import math
 from pathlib import Path
 
-from tfcyclegan.util.errors import UsageError, UserError
+from tfcyclegan.util import fsutil
+from tfcyclegan.util.errors import UsageError, UserError, first_line
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -121,9 +122,9 @@ class TrainConfig:
         """The config saved at `path`, held to the same types and bounds as the command line's
         options (`problems`); a key missing, mistyped or out of range is a UserError naming it."""
         try:
-            values = json.loads(Path(path).read_text())
+            values = json.loads(fsutil.read_regular_text(path))
         except (OSError, ValueError) as error:
-            raise UserError(f"cannot read {path}: {error}; is this a tfcyclegan run directory?") from None
+            raise UserError(f"cannot read {path}: {first_line(error)}; is this a tfcyclegan run directory?") from None
         if not isinstance(values, dict):
             problems = ["not a JSON object"]
         else:

@@ -8,8 +8,10 @@ generators (restore_generators); fit.lock keeps one `fit` at a time in it. Reade
 files are intact is tfcyclegan.runs.checkpoints' job.
 """
 
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 import keras
@@ -38,9 +40,18 @@ class RunLock:
     def acquire(self):
         path = RunLayout(self.run_dir).lock
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Never through a link (the truncation below would empty what it leads to), never a pipe or device.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UserError(f"{path} is a symbolic link; move it away (fit makes its own lock file)") from None
             raise UserError(f"cannot create {path}: {error.strerror}; pass a --run-dir you can write") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise UserError(
+                f"{path} is {fsutil.kind_of(mode)}, not a regular file; move it away (fit makes its own lock file)"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -213,17 +224,24 @@ def load_config(run_dir):
     return TrainConfig.load(RunLayout(run_dir).config)
 
 
-def save_config(config, run_dir, counts):
-    """Write <run_dir>/config.json: `config` and the image counts {"A": n, "B": m} it trained on."""
+def save_config(config, run_dir, counts, roots):
+    """Write <run_dir>/config.json: `config`, and the image counts {"A": n, "B": m} and the
+    folders {"A": path, "B": path} (absolute) of the domains it trained on."""
     # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
     path = RunLayout(run_dir).config
     try:
         with fsutil.replacing(path) as partial:
-            config.save(partial, images=counts)
+            config.save(partial, images=counts, domains=roots)
     except OSError as error:
         raise UserError(
             f"cannot write {path}: {error.strerror or error}; free some disk space or pass a --run-dir on another disk"
         ) from None
+
+
+def has_config(run_dir):
+    """Whether `run_dir` holds a config.json (of any kind: a run killed before its first
+    checkpoint is still that run, and a config.json that cannot be read is an error, not a new run)."""
+    return os.path.lexists(RunLayout(run_dir).config)
 
 
 def has_checkpoint(run_dir):

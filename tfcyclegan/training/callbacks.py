@@ -1,6 +1,7 @@
 """Side work during `fit`, as Keras callbacks: checkpoints, logs, figures, samples."""
 
 import csv
+import io
 import time
 from pathlib import Path
 
@@ -108,7 +109,8 @@ class LossLog(keras.callbacks.Callback):
 
     def rows(self):
         try:
-            with open(self.csv_path, newline="", encoding="utf-8") as f:
+            # Only a regular file: a named pipe would block the run (and its SIGTERM) for good.
+            with io.TextIOWrapper(fsutil.open_regular(self.csv_path), encoding="utf-8", newline="") as f:
                 reader = csv.DictReader(f)
                 rows = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in reader]
                 if tuple(reader.fieldnames or ()) != self.FIELDS:

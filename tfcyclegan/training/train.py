@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import sys
@@ -22,7 +23,7 @@ from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
 from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
 from tfcyclegan.training import callbacks, distribute
-from tfcyclegan.util import report, seeding
+from tfcyclegan.util import fsutil, report, seeding
 from tfcyclegan.util.errors import UsageError, UserError
 
 # What `fit --init-generators` starts G and F from: any model holding Keras generators.
@@ -128,10 +129,18 @@ def _check_resume(config, run_dir, explicit):
     Returns the config to train with and the one saved before (for _reschedule).
     """
     saved = rundir.load_config(run_dir)
+    _place_relative_domains(saved, run_dir)
+
+    def given(name):  # a folder as the run saves it: absolute
+        value = getattr(config, name)
+        if name == "data_root" and value:
+            return str(Path(value).expanduser().absolute())
+        return datasets.folder_spec(value) if name in ("domain_a", "domain_b") else value
+
     differs = [
-        f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {getattr(config, name)!r}"
+        f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {given(name)!r}"
         for name in sorted(explicit)
-        if name not in CHANGEABLE_ON_RESUME and getattr(saved, name) != getattr(config, name)
+        if name not in CHANGEABLE_ON_RESUME and getattr(saved, name) != given(name)
     ]
     if differs:
         raise UserError(
@@ -151,6 +160,48 @@ def _check_resume(config, run_dir, explicit):
         # For validate; _reschedule decides.
         resumed = dataclasses.replace(resumed, decay_epoch=min(resumed.decay_epoch, resumed.epochs))
     return resumed, saved
+
+
+def _place_relative_domains(saved, run_dir):
+    """Make the folders of a config.json written before they were saved absolute (issue #25)
+    absolute where they were typed: relative to the working folder of the `fit` that wrote
+    it, which its run_dir, typed in that same folder, tells (runs/x found at /p/runs/x: /p).
+    A run dir given by an absolute path, or moved since, leaves them to the current folder,
+    as before."""
+    typed = Path(saved.run_dir or "")
+    if not saved.run_dir or typed.is_absolute():
+        return
+    here = Path(run_dir).resolve()
+    base = next((folder for folder in here.parents if (folder / typed).resolve() == here), None)
+    if base is None:
+        return
+    for side in ("domain_a", "domain_b"):
+        spec = getattr(saved, side)
+        if (
+            not spec.lower().startswith("demo:")
+            and not Path(spec).expanduser().is_absolute()
+            and (base / spec).exists()
+        ):
+            setattr(saved, side, str((base / spec).resolve()))
+    if saved.data_root and not Path(saved.data_root).expanduser().is_absolute():
+        saved.data_root = str(base / saved.data_root)
+
+
+def _check_same_images(run_dir, domains):
+    """A resumed run must train on the folders it trained on (config.json's "domains", saved
+    since issue #25): a named domain under another data root, or a folder of that name in
+    the working folder (a folder wins over a name), is refused by name."""
+    # load_config has read this file as a JSON object already, under the run's lock.
+    saved = json.loads(fsutil.read_regular_text(RunLayout(run_dir).config)).get("domains")
+    if not isinstance(saved, dict):
+        return  # a config.json written before the folders were saved
+    for label, domain in zip("AB", domains):
+        if saved.get(label) != os.path.abspath(domain.root):
+            raise UserError(
+                f"{run_dir} trained on domain {label} images in {saved.get(label)}, but its domain {domain.name!r} "
+                f"resolves to {domain.root} here; resume it with the same --data-root (or TFCYCLEGAN_DATA) and "
+                "from where those images are, or pass a new --run-dir"
+            )
 
 
 def _reschedule(config, before, explicit, step, steps, run_dir):
@@ -189,7 +240,7 @@ def _note_changed_counts(run_dir, counts, steps):
     """Say in one line that a resumed run's domains changed size since config.json recorded
     them (its "images" key, {"A": n, "B": m}); the run keeps its steps per epoch."""
     # load_config has read this file as a JSON object already, under the run's lock.
-    saved = json.loads(RunLayout(run_dir).config.read_text()).get("images")
+    saved = json.loads(fsutil.read_regular_text(RunLayout(run_dir).config)).get("images")
     if not isinstance(saved, dict) or saved == counts:
         return  # a config.json written before image counts were saved
     report.note(
@@ -236,26 +287,33 @@ def init_generators(folder, config, explicit=frozenset()):
 def resolve(config, explicit=frozenset(), init_from=None, resume=False):
     """The options a run trains with, from `config` (left as it is) and its run directory.
 
-    The run directory defaults to runs/<a>2<b>. A run directory holding a checkpoint is
-    resumed: its saved options win, except those a resumed run may change
-    (CHANGEABLE_ON_RESUME) named in `explicit`; other explicit options that disagree are
-    an error (`resume` requires a checkpoint). A new run started from model directory
-    `init_from` takes its generators' blocks and ngf (init_generators). Returns
+    The run directory defaults to runs/<a>2<b>. A run directory holding a config.json is
+    resumed, from its checkpoint or, killed before its first one, from the start: its saved
+    options win, except those a resumed run may change (CHANGEABLE_ON_RESUME) named in
+    `explicit`; other explicit options that disagree are an error (`resume` requires a
+    config.json). A run started from model directory `init_from` (new, or without a
+    checkpoint yet) takes its generators' blocks and ngf (init_generators). Returns
     (config, before, start): the validated config, the config the run was saved with
     (None for a new run) and the generators to start from (None unless init_from).
     """
     config = dataclasses.replace(config, run_dir=config.run_dir or default_run_dir(config))
     run_dir = Path(config.run_dir)
-    resuming = rundir.has_checkpoint(run_dir)
+    fsutil.check_utf8(run_dir, "--run-dir")
+    # A run directory's config.json is the run's, checkpoint or not (issue #25: a run killed
+    # before its first checkpoint must not be replaced by a run of the default options).
+    resuming, checkpointed = rundir.has_config(run_dir), rundir.has_checkpoint(run_dir)
     if resume and not resuming:
-        raise UserError(f"--resume: {run_dir} has no checkpoint to resume from")
+        raise UserError(f"--resume: {run_dir} has no config.json, so no run to resume")
     before = start = None
     if resuming:
         config, before = _check_resume(config, run_dir, explicit)
-        if init_from:
+        if init_from and checkpointed:
             report.note(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
-    elif init_from:
-        start, config = init_generators(init_from, config, explicit)
+        elif not checkpointed:
+            report.note(f"note: {run_dir} has no checkpoint yet; training it from the start with its config.json")
+    if init_from and not checkpointed:
+        # A run's saved shape stands: the generators must match it, as an explicit --blocks / --ngf would.
+        start, config = init_generators(init_from, config, explicit | ({"blocks", "ngf"} if resuming else set()))
     config.validate()
     return config, before, start
 
@@ -327,6 +385,14 @@ def _plan(config, before, explicit, start, strategy, chief, verbose):
     """
     run_dir = Path(config.run_dir)
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
+    if before is not None:
+        _check_same_images(run_dir, (domain_a, domain_b))
+    config = dataclasses.replace(
+        config,
+        domain_a=datasets.folder_spec(config.domain_a),
+        domain_b=datasets.folder_spec(config.domain_b),
+        data_root=str(Path(config.data_root).expanduser().absolute()) if config.data_root else None,
+    )
     if chief:
         rundir.check_outside(run_dir, [("A", domain_a.root), ("B", domain_b.root)])
     files_a = _readable(domain_a, "A", config.image_size)
@@ -341,7 +407,7 @@ def _plan(config, before, explicit, start, strategy, chief, verbose):
         _note_changed_counts(run_dir, {"A": len(files_a), "B": len(files_b)}, steps)
         if found.path:
             config = _reschedule(config, before, explicit, rundir.checkpoint_step(found.path), steps, run_dir)
-    roots = (domain_a.root, domain_b.root)
+    roots = (os.path.abspath(domain_a.root), os.path.abspath(domain_b.root))
     return Plan(config, strategy, chief, run_dir, roots, tuple(files_a), tuple(files_b), found, start, verbose)
 
 
@@ -355,7 +421,7 @@ def _write_and_train(plan, lock, extra_callbacks):
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:  # a new run directory: locked as soon as it exists
             lock.acquire()
-        rundir.save_config(config, run_dir, plan.counts)
+        rundir.save_config(config, run_dir, plan.counts, dict(zip("AB", plan.roots)))
     report.note(config.describe())
     report.note(
         f"A: {len(plan.files_a)} images from {plan.roots[0]}\nB: {len(plan.files_b)} images from {plan.roots[1]}"
