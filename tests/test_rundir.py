@@ -420,6 +420,18 @@ def test_named_pipes_as_a_run_s_files_are_refused_at_once(tmp_path):
     assert_one_line_error(invoke("export", run, "--format", "keras", "-o", tmp_path / "k"), message)
     assert_one_line_error(tiny_fit(run, tmp_path), message)
     state.unlink()
+    [data] = RunLayout(run).checkpoints.glob("ckpt-1.data-*")
+    data.rename(tmp_path / "data")
+    os.mkfifo(data)
+    watch_data = ReaderWatch(data)
+    result = invoke("translate", tmp_path / "A", "--model", run, "--direction", "a2b", "-o", tmp_path / "o")
+    assert (
+        f"note: checkpoint {RunLayout(run).checkpoint(1)} is damaged ({data.name} is a named pipe, not a regular file)"
+        in result.stderr
+    )
+    assert_one_line_error(result, f"no checkpoint of {run} is intact")
+    data.unlink()
+    (tmp_path / "data").rename(data)
     config = RunLayout(run).config
     config.rename(tmp_path / "config.json")
     os.mkfifo(config)
@@ -428,7 +440,7 @@ def test_named_pipes_as_a_run_s_files_are_refused_at_once(tmp_path):
         invoke("fit", "--run-dir", run),
         f"cannot read {config}: not a regular file (a named pipe); is this a tfcyclegan run directory?",
     )
-    assert not watch.stop() and not watch_config.stop()
+    assert not watch.stop() and not watch_data.stop() and not watch_config.stop()
 
 
 def test_a_named_pipe_as_losses_csv_is_set_aside_and_the_run_goes_on(tmp_path):

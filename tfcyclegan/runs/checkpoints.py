@@ -6,7 +6,9 @@ full (TensorFlow checks every tensor's CRC32C) before it is used, newest first, 
 truncated, deleted or bit-flipped checkpoint falls back to the newest intact one.
 """
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,14 @@ def _damage(prefix):
     """Why the checkpoint at `prefix` cannot be used, or None when every tensor reads back intact."""
     if not Path(f"{prefix}.index").is_file():
         return "its .index file is missing"
+    # TensorFlow opens them blocking: a named pipe among them would hang the reader for good.
+    for part in Path(prefix).parent.glob(f"{Path(prefix).name}.*"):
+        try:
+            mode = os.stat(part).st_mode
+        except OSError as error:
+            return f"{part.name} cannot be read: {first_line(error)}"
+        if not stat.S_ISREG(mode):
+            return f"{part.name} is {fsutil.kind_of(mode)}, not a regular file"
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as error:
