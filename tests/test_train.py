@@ -475,6 +475,15 @@ def test_a_named_domain_under_another_data_root_is_refused(tmp_path, monkeypatch
         f"to {tmp_path / 'second' / 'horse2zebra'} here",
     )
     assert len(plans) == 2
+    # A relative --data-root is saved absolute, and the same --data-root given again is no change.
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other"
+    assert invoke("fit", "--domain-a", "horses", "--domain-b", "zebras", "--data-root", "first", "--run-dir", other,
+                  *TINY).exit_code == 0  # fmt: skip
+    assert json.loads(RunLayout(other).config.read_text())["data_root"] == str(tmp_path / "first")
+    save_checkpoint(other)
+    assert invoke("fit", "--run-dir", other, "--data-root", "first").exit_code == 0
+    assert len(plans) == 4
 
 
 def test_an_old_config_with_relative_folders_resumes_on_the_images_of_its_own_folder(tmp_path, monkeypatch):
