@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -376,8 +377,8 @@ def test_export_of_a_run_whose_newest_checkpoint_is_damaged_exports_the_intact_o
 
 
 class ReaderWatch:
-    """Watches a named pipe for a reader blocked on it, and lets it go (the writer end opened and
-    closed: the reader sees the end of the file), so a hang fails the test instead of stalling it."""
+    """Watches a named pipe for a reader or a writer blocked on it, and lets it go (the other
+    end opened, drained and closed), so a hang fails the test instead of stalling it."""
 
     def __init__(self, fifo):
         import threading
@@ -391,8 +392,21 @@ class ReaderWatch:
             try:
                 fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
             except OSError:  # ENXIO: nobody is reading; ENOENT: moved away
+                pass
+            else:
+                self.blocked = self.blocked or stat.S_ISFIFO(os.fstat(fd).st_mode)  # not a file made in its place
+                os.close(fd)
+            try:
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
                 continue
-            self.blocked = self.blocked or stat.S_ISFIFO(os.fstat(fd).st_mode)  # not a file made in its place
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                time.sleep(0.1)  # a writer let through by this open writes now
+                try:
+                    while os.read(fd, 65536):
+                        self.blocked = True
+                except BlockingIOError:  # a writer holds it open
+                    self.blocked = True
             os.close(fd)
 
     def stop(self):
@@ -443,17 +457,21 @@ def test_named_pipes_as_a_run_s_files_are_refused_at_once(tmp_path):
     assert not watch.stop() and not watch_data.stop() and not watch_config.stop()
 
 
-def test_a_named_pipe_as_losses_csv_is_set_aside_and_the_run_goes_on(tmp_path):
+def test_named_pipes_as_the_loss_log_figure_and_samples_never_block_the_run(tmp_path):
     write_noise_domains(tmp_path, 2, 20)
     (tmp_path / "a").rename(tmp_path / "A")
     (tmp_path / "b").rename(tmp_path / "B")
     run = tmp_path / "run"
     run.mkdir()
-    os.mkfifo(run / "losses.csv")
-    watch = ReaderWatch(run / "losses.csv")
+    (run / "samples").mkdir()
+    pipes = [run / "losses.csv", run / "losses.png", run / "samples" / "epoch_001.png"]
+    for pipe in pipes:
+        os.mkfifo(pipe)
+    watches = [ReaderWatch(pipe) for pipe in pipes]
     result = tiny_fit(run, tmp_path)
-    assert not watch.stop(), "fit blocked on the named pipe"
+    assert [watch.stop() for watch in watches] == [False] * 3, "fit blocked on a named pipe"
     assert result.exit_code == 0, result.output
+    assert all(stat.S_ISREG(os.lstat(path).st_mode) for path in pipes)  # the figure and the grid replaced them
     assert (
         f"note: cannot read {run / 'losses.csv'} (not a regular file (a named pipe)); moved it to "
         f"{run / 'losses.csv.unreadable-1'} and began a new one" in result.stderr

@@ -136,7 +136,10 @@ class LossLog(keras.callbacks.Callback):
             writer = csv.DictWriter(f, fieldnames=self.FIELDS)
             writer.writeheader()
             writer.writerows(rows)
-        save_loss_figure(rows, self.png_path)
+        # Written beside and renamed over, like every file of the run: a named pipe or a link in
+        # its place is replaced, never written into (a pipe would block the run for good).
+        with fsutil.replacing(self.png_path, suffix=".png") as partial:
+            save_loss_figure(rows, partial)
 
 
 class TensorBoardLog(keras.callbacks.Callback):
@@ -187,7 +190,8 @@ class Samples(keras.callbacks.Callback):
         cycled_b = g(fake_a, training=False)
         self.layout.samples.mkdir(exist_ok=True)
         grid = image_grid([to_uint8(x) for x in (self.real_a, fake_b, self.real_b, fake_a)])
-        Image.fromarray(grid).save(self.layout.sample(epoch + 1))
+        with fsutil.replacing(self.layout.sample(epoch + 1), suffix=".png") as partial:
+            Image.fromarray(grid).save(partial)
         with self.writer.as_default(step=epoch + 1):
             for tag, batch in (("a2b", (self.real_a, fake_b, cycled_a)), ("b2a", (self.real_b, fake_a, cycled_b))):
                 strips = image_grid([to_uint8(x) for x in batch])
