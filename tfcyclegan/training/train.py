@@ -151,11 +151,8 @@ def _check_resume(config, run_dir, explicit):
         report.note(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
     if "precision" in explicit and config.precision != saved.precision:
         report.note(f"resuming with --precision {config.precision} (the run had {saved.precision})")
-    resumed = dataclasses.replace(
-        saved,
-        run_dir=config.run_dir,
-        **{name: getattr(config, name) for name in CHANGEABLE_ON_RESUME if name in explicit},
-    )
+    given = {name: getattr(config, name) for name in CHANGEABLE_ON_RESUME if name in explicit}
+    resumed = dataclasses.replace(saved, **{**given, "run_dir": config.run_dir})
     if "epochs" in explicit and "decay_epoch" not in explicit:
         # For validate; _reschedule decides.
         resumed = dataclasses.replace(resumed, decay_epoch=min(resumed.decay_epoch, resumed.epochs))
