@@ -87,6 +87,7 @@ from tfcyclegan.core.networks import (  # noqa: E402
     ResidualBlock,
     ResnetGenerator,
 )
+from tfcyclegan.util import cpu  # noqa: E402
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 TORCH_PYTHON = "/tmp/torchenv/bin/python"
@@ -589,6 +590,7 @@ def report_vs_pytorch(args, precisions):
         f"{os.cpu_count()} CPUs, batch {args.batch}, {args.repeats} rounds of {args.group} step(s) of ours "
         f"and {args.group} PyTorch step(s) after {args.warmup} each, load average {os.getloadavg()[0]:.1f}"
     )
+    print(cpu.describe(cpu.read_cpuinfo()))
     print()
     print("| size | precision | ours s/step (min-max) | PyTorch float32 s/step (min-max) | ours / PyTorch "
           "| per round | ours CPU s/step | PyTorch CPU s/step | CPU ratio per round |")  # fmt: skip
@@ -712,6 +714,7 @@ def main():
         f"{os.cpu_count()} CPUs, batch {args.batch}, median of {args.repeats} steps after {args.warmup}, "
         f"each row in its own process, load average {os.getloadavg()[0]:.1f}"
     )
+    print(cpu.describe(cpu.read_cpuinfo()))
     print()
     print(
         "| size | precision | s/step (min-max) | CPU s/step | img/s | GFLOP/step | GFLOP/s | peak GFLOP/s "

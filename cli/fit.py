@@ -32,7 +32,9 @@ HELP = {
     "flip": "Random horizontal flips.",
     "sample_count": "Images per sample grid.",
     "log_every": "Steps between TensorBoard scalar points.",
-    "precision": "float32, or mixed precision: mixed_bfloat16 (CPUs with BF16, TPUs, recent GPUs) or mixed_float16.",
+    "precision": "float32, or mixed precision: mixed_bfloat16 (CPUs with avx512_bf16 or amx_bf16, GPUs of compute "
+    "capability 8.0 on, TPUs; elsewhere several times slower) or mixed_float16; auto: mixed_bfloat16 where the "
+    "hardware has it, else float32.",
     "strategy": "auto (mirrored over >1 GPU, else default), default (one device), mirrored (every local GPU) "
     "or multiworker (the machines in $TF_CONFIG; see docs/distributed.md).",
     "worker_timeout": "multiworker: seconds a worker waits for a silent peer before stopping with an error "

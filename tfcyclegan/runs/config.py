@@ -8,7 +8,8 @@ from pathlib import Path
 from tfcyclegan.util import fsutil
 from tfcyclegan.util.errors import UsageError, UserError, first_line
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# "auto" is settled to one of the others before a run trains (training.train.settle_precision).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES}
 

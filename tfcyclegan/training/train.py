@@ -23,7 +23,7 @@ from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
 from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
 from tfcyclegan.training import callbacks, distribute
-from tfcyclegan.util import fsutil, report, seeding
+from tfcyclegan.util import cpu, fsutil, report, seeding
 from tfcyclegan.util.errors import UsageError, UserError
 
 # What `fit --init-generators` starts G and F from: any model holding Keras generators.
@@ -246,6 +246,28 @@ def _note_changed_counts(run_dir, counts, steps):
     )
 
 
+def settle_precision(config, cpuinfo=None, gpu_capabilities=None):
+    """Resolve --precision auto (util.cpu.choose_precision) and say in one line what it chose
+    and why; for mixed_bfloat16 on a CPU without native bfloat16, say it will be slow.
+
+    `cpuinfo` and `gpu_capabilities` default to this machine's (/proc/cpuinfo; the CUDA
+    compute capability of each visible GPU).
+    """
+    if config.precision not in ("auto", "mixed_bfloat16"):
+        return
+    if gpu_capabilities is None:
+        gpus = tf.config.list_physical_devices("GPU")
+        gpu_capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in gpus]
+    cpuinfo = cpu.read_cpuinfo() if cpuinfo is None else cpuinfo
+    if config.precision == "auto":
+        config.precision, why = cpu.choose_precision(cpuinfo, gpu_capabilities)
+        report.note(f"--precision auto: {config.precision} ({why})")
+    elif not gpu_capabilities:
+        warning = cpu.bfloat16_warning(cpuinfo)
+        if warning:
+            report.note(warning)
+
+
 def init_generators(folder, config, explicit=frozenset()):
     """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from,
     and `config` with the generators' blocks and ngf, which the run takes.
@@ -332,6 +354,7 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None, resume=False
     run_dir = Path(config.run_dir)
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
     strategy = distribute.make_strategy(config.strategy, config.simulate_devices, config.worker_timeout)
+    settle_precision(config)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UsageError(
