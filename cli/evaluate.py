@@ -130,3 +130,20 @@ def format_table(result):
         (("G(a) vs b*", "a2b"), ("F(b) vs a*", "b2a")),
     )  # fmt: skip
     return "\n".join(lines)
+
+
+def ground_truth_line(result):
+    """The ground truth of a demo run in one line: how many times closer (mean L1) to the
+    true counterpart each translation is than its input (`l1_ratio`, > 1 beats doing nothing)."""
+    section, a, b = result["ground_truth"], result["domain_a"], result["domain_b"]
+    if "unavailable" in section:
+        return f"ground truth: unavailable ({section['unavailable']})"
+    said = []
+    for direction, name, target in (("a2b", "G(a)", b["spec"]), ("b2a", "F(b)", a["spec"])):
+        numbers = section[direction]
+        if numbers is not None:
+            said.append(
+                f"{name} {numbers['l1_ratio']:.2f}x closer to the true {target} image than its input "
+                f"(mean L1 {numbers['l1']:.4f} vs {numbers['baseline_l1']:.4f})"
+            )
+    return f"ground truth on {a['images']} + {b['images']} {result['split']} images: " + "; ".join(said)

@@ -93,4 +93,24 @@ def fit(ctx, resume, init_from, **options):
     from tfcyclegan.training import train
 
     explicit = {name for name in options if ctx.get_parameter_source(name).name != "DEFAULT"}
-    train.fit(TrainConfig(**options), explicit=explicit, init_from=init_from, resume=resume)
+    run_dir = train.fit(TrainConfig(**options), explicit=explicit, init_from=init_from, resume=resume)
+    _demo_ground_truth(run_dir)
+
+
+def _demo_ground_truth(run_dir):
+    """End a finished run between the demo domains with its ground-truth line, as
+    `tfcyclegan evaluate` computes it (its ground_truth section alone); nothing for other
+    runs, an interrupted one or a multi-worker one."""
+    from tfcyclegan_cli.evaluate import ground_truth_line
+
+    from tfcyclegan.quality import evaluate
+    from tfcyclegan.runs import checkpoints, rundir
+    from tfcyclegan.runs.layout import RunLayout
+
+    config = rundir.load_config(run_dir)
+    if {config.domain_a, config.domain_b} != {"demo:flat", "demo:striped"} or config.strategy == "multiworker":
+        return
+    found = checkpoints.newest_intact(RunLayout(run_dir).checkpoints)
+    if not found.path or rundir.checkpoint_step(found.path) < config.epochs * config.steps_per_epoch:
+        return
+    click.echo(ground_truth_line(evaluate.evaluate(run_dir, sections=("ground_truth",))))

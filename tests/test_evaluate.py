@@ -304,3 +304,10 @@ def test_json_never_replaces_a_run_s_own_files_and_is_checked_first(tmp_path, na
     pipe = tmp_path / "pipe.json"
     os.mkfifo(pipe)
     assert_one_line_error(invoke("evaluate", run, "--json", pipe), f"--json {pipe} is a named pipe, not a regular file")
+
+
+def test_sections_computes_only_those_and_the_same_numbers(run_dir, classifier_cache):
+    whole = evaluate.evaluate(run_dir, features=_ColourFeatures(), log=lambda message: None)
+    alone = evaluate.evaluate(run_dir, sections=("ground_truth",), log=lambda message: None)
+    assert not {"cycle", "classifier", "fid_kid"} & set(alone)
+    assert alone["ground_truth"] == whole["ground_truth"] and alone["ground_truth"]["a2b"]["l1_ratio"] > 0

@@ -40,6 +40,8 @@ MAX_IMAGE_SIZE = LIMITS["image_size"][1]  # fit's: no model is trained larger
 # The evaluation images held at once (real, translated, reconstructed: float32 RGB) may take this much.
 MAX_IMAGE_BYTES = 4 << 30
 HELD_COPIES = 3
+# The sections of a result, in order; evaluate(..., sections=...) computes some of them only.
+SECTIONS = ("cycle", "classifier", "fid_kid", "ground_truth")
 SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and SSIM with max_val = 1"
 
 
@@ -128,6 +130,20 @@ def _ground_truth(files, translations, sources, image_size):
 
     truths = pipeline.make_eval_batch([demo.ground_truth_path(p) for p in files], image_size, len(files))
     return metrics.ground_truth_metrics(sources, translations, truths)
+
+
+def _ground_truth_section(domains, splits, files, reals, fakes, image_size):
+    """The ground_truth section: G(a) against b* and F(b) against a* (None for a direction
+    not translated, `fakes` None), for the test splits of demo:flat and demo:striped."""
+    a, b = domains
+    if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
+        return {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}
+    if splits != ("test", "test"):
+        return {"unavailable": "the demo training splits are unpaired; use --split test"}
+    return {
+        direction: None if fake is None else _ground_truth(domain_files, fake, real, image_size)
+        for direction, domain_files, real, fake in zip(("a2b", "b2a"), files, reals, fakes)
+    }
 
 
 def _fid_kid(make_features, images, log):
@@ -219,6 +235,7 @@ def evaluate_translators(
     inception_cache=None,
     features=None,
     classifier_cache=None,
+    sections=SECTIONS,
     log=report.note,
 ):
     """Evaluate {direction: inference.Translator} (a2b is G, b2a is F) on `split` images of two domains.
@@ -230,7 +247,8 @@ def evaluate_translators(
     weights file or None (random weights: plumbing only). `features` replaces InceptionV3
     for FID and KID: a callable from an (N, H, W, 3) batch in [-1, 1] to (N, d) features,
     with attributes `source` and `input_size`. `classifier_cache` is the domain
-    classifier's cache folder (classifier.load_or_train). Progress and notes go to `log`. Returns a JSON-ready dict (see the module docstring); `to_json`
+    classifier's cache folder (classifier.load_or_train). Only the SECTIONS in `sections` are
+    computed (fit ends a demo run with the ground truth alone). Progress and notes go to `log`. Returns a JSON-ready dict (see the module docstring); `to_json`
     writes non-finite numbers as strings.
     """
     from tfcyclegan.data import datasets, pipeline
@@ -271,34 +289,30 @@ def evaluate_translators(
         "scale": SCALE,
     }
 
-    if g and f:
+    if "cycle" in sections and g and f:
         result["cycle"] = {"a": metrics.cycle_metrics(real_a, f(fake_b)), "b": metrics.cycle_metrics(real_b, g(fake_a))}
-    else:
+    elif "cycle" in sections:
         result["cycle"] = {"unavailable": f"needs both directions; {next(iter(missing.values()))}"}
 
-    result["classifier"] = _classifier(
-        trained=(train_a, train_b), scored=(score_a, score_b), files=(files_a, files_b), real=(real_a, real_b),
-        fakes=(fake_b, fake_a), image_size=image_size, cache=classifier_cache, log=log,
-    )  # fmt: skip
-
-    images = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a, "fake_b": fake_b}
+    if "classifier" in sections:
+        result["classifier"] = _classifier(
+            trained=(train_a, train_b), scored=(score_a, score_b), files=(files_a, files_b), real=(real_a, real_b),
+            fakes=(fake_b, fake_a), image_size=image_size, cache=classifier_cache, log=log,
+        )  # fmt: skip
 
     def make_features():
         if features is not None:
             return features
         return metrics.InceptionFeatures(inception_weights, cache_dir=inception_cache)
 
-    result["fid_kid"] = _fid_kid(make_features, images, log)
+    if "fid_kid" in sections:
+        images = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a, "fake_b": fake_b}
+        result["fid_kid"] = _fid_kid(make_features, images, log)
 
-    if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
-        result["ground_truth"] = {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}
-    elif split_a != "test" or split_b != "test":
-        result["ground_truth"] = {"unavailable": "the demo training splits are unpaired; use --split test"}
-    else:
-        result["ground_truth"] = {
-            "a2b": _ground_truth(files_a, fake_b, real_a, image_size) if g else None,
-            "b2a": _ground_truth(files_b, fake_a, real_b, image_size) if f else None,
-        }
+    if "ground_truth" in sections:
+        result["ground_truth"] = _ground_truth_section(
+            (a, b), (split_a, split_b), (files_a, files_b), (real_a, real_b), (fake_b, fake_a), image_size
+        )
     return result
 
 
