@@ -94,7 +94,11 @@ def study(
         pass
     finally:
         server.server_close()
-    note(f"stopped; answers are in {study_dir / studies.ANSWERS}")
+    answers = study_dir / studies.ANSWERS
+    if answers.exists():
+        note(f"stopped; answers are in {answers}")
+    else:
+        note(f"stopped before any session finished; no answers were recorded in {study_dir}")
 
 
 @click.command("study-report")

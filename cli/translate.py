@@ -120,4 +120,4 @@ def translate(inputs, model, direction, output, batch_size, max_size, fmt, allow
             f"the other {written} were written to {output}"
         )
     note = f" ({len(outcome.downscaled)} downscaled by --max-size)" if outcome.downscaled else ""
-    click.echo(f"translated {written} images into {output}{note}")
+    click.echo(f"translated {written} image{'' if written == 1 else 's'} into {output}{note}")

@@ -169,7 +169,8 @@ def test_a_really_full_disk_during_a_tflite_export(small_run, tiny_disk):
 def test_export_then_translate_with_the_tflite_file(noise_run, images, tmp_path):
     result = invoke("export", noise_run, "--format", "tflite", "--output", tmp_path / "tflite")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"exported TFLite (none) to {tmp_path / 'tflite'} (")
+    # It said "exported TFLite (none)" for the float32 file.
+    assert result.stdout.startswith(f"exported TFLite (float32) to {tmp_path / 'tflite'} (")
     assert "a2b: max abs error" in result.stderr and "ok" in result.stderr
     result = invoke(
         "translate",

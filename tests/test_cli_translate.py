@@ -181,6 +181,12 @@ def test_existing_outputs_are_kept_unless_overwrite(small_run, photos, tmp_path)
     assert Image.open(out / "1.png").size == (28, 24)
 
 
+def test_one_image_is_said_in_the_singular(small_run, photos, tmp_path):
+    result = translate(small_run, photos / "1.png", "--output", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"translated 1 image into {tmp_path / 'out'}\n"  # was "translated 1 images"
+
+
 def test_a_second_run_into_a_nested_output_does_not_translate_its_own_outputs(small_run, photos):
     result = translate(small_run, photos, "-o", photos / "out")
     assert result.exit_code == 0 and result.stdout == f"translated 3 images into {photos / 'out'}\n"

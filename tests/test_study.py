@@ -5,6 +5,7 @@ and the report's arithmetic."""
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,8 +80,6 @@ class Served:
 @pytest.fixture
 def served(prepared, tmp_path):
     """A copy of the prepared study (its own answers.jsonl) being served."""
-    import shutil
-
     directory = tmp_path / "study"
     shutil.copytree(prepared, directory)
     server = Served(directory)
@@ -377,8 +376,9 @@ def test_the_study_command_prints_its_url_and_stops_cleanly_on_ctrl_c(run_dir, t
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr
+    # Stopped before any session finished: it said "answers are in .../answers.jsonl", a file that did not exist.
     assert "Traceback" not in stderr and stderr.rstrip().endswith(
-        f"stopped; answers are in {tmp_path / 's' / 'answers.jsonl'}"
+        f"stopped before any session finished; no answers were recorded in {tmp_path / 's'}"
     )
 
 
@@ -640,3 +640,14 @@ def test_the_classifier_never_trains_on_the_images_the_study_shows(prepared, run
     [(files_a, files_b)] = trained
     assert sorted(os.path.basename(f) for f in files_a) == [f"extra_{i}.png" for i in range(6)]
     assert sorted(os.path.basename(f) for f in files_b) == [f"extra_{i}.png" for i in range(6)]
+
+
+def test_ctrl_c_after_a_finished_session_names_the_answers(prepared, monkeypatch, tmp_path):
+    monkeypatch.setattr(server, "StudyServer", QuitAtOnce)
+    study_dir = tmp_path / "s"
+    shutil.copytree(prepared, study_dir)
+    answers = study_dir / server.ANSWERS
+    answers.write_text("")
+    result = CliRunner().invoke(main, ["study", str(prepared.parent / "run"), "--study-dir", str(study_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == f"stopped; answers are in {answers}"
