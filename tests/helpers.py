@@ -90,7 +90,7 @@ def write_untrained_run(root, image_size=32):
         model = train.build_model(config, steps_per_epoch=1)
     tf.train.CheckpointManager(rundir.make_checkpoint(model), RunLayout(run).checkpoints, 1).save()
     counts = {domain: len(imagefiles.list_images(root / domain)) for domain in "AB"}
-    rundir.save_config(config, run, counts)
+    rundir.save_config(config, run, counts, {domain: str((root / domain).resolve()) for domain in "AB"})
     return run
 
 
