@@ -19,6 +19,8 @@ HELP = {
     "lambda_gan": "Weight l1 of L_GAN in L_G (eq. 6).",
     "lambda_identity": "Weight l2 of L_identity in L_G (eq. 6).",
     "lambda_cycle": "Weight l3 of L_cyc in L_G (eq. 6).",
+    "generator": "resnet (the paper's) or mobile (depthwise-separable residual blocks, GAN Compression's: "
+    "about 1/60 of the multiply-adds at --ngf 16; see docs/mobile.md).",
     "blocks": "Residual blocks in each generator (6 as the paper, 9 for 256px in the official code).",
     "ngf": "Filters of the generators' first layer.",
     "ndf": "Filters of the discriminators' first layer.",
@@ -45,9 +47,9 @@ HIDDEN = {"simulate_devices"}
 
 
 def _options(command):
-    from tfcyclegan.runs.config import PRECISIONS, STRATEGIES, TrainConfig
+    from tfcyclegan.runs.config import CHOICES, TrainConfig
 
-    choices = {"precision": PRECISIONS, "strategy": STRATEGIES}
+    choices = CHOICES
     for field in reversed(dataclasses.fields(TrainConfig)):
         flag = "--" + field.name.replace("_", "-")
         default = field.default

@@ -531,3 +531,39 @@ def test_precision_auto_trains_and_saves_what_it_chose(folders, tmp_path):
     train.fit(tiny(folders, run_dir, epochs=1, decay_epoch=0, precision="auto"), verbose=0)
     expected, _ = train.cpu.choose_precision(train.cpu.read_cpuinfo())
     assert json.loads((run_dir / "config.json").read_text())["precision"] == expected
+
+
+def test_fit_with_mobile_generators_trains_resumes_exactly_translates_and_exports(folders, tmp_path, monkeypatch):
+    from tfcyclegan.core.networks import MobileResnetGenerator
+
+    straight_run, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train.fit(tiny(folders, straight_run, generator="mobile"), verbose=0)
+    save = callbacks.CheckpointSaver.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.CheckpointSaver, "on_epoch_end", stop_after_first_epoch)
+        train.fit(tiny(folders, resumed, generator="mobile"), verbose=0)
+    train.fit(tiny(folders, resumed), verbose=0)  # config.json's generator wins on resume
+    a, b = full_state(straight_run), full_state(resumed)
+    assert a.keys() == b.keys() and any("depthwise_1" in key for key in a)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+    generator_g, generator_f, config = rundir.load_generators(resumed)
+    assert isinstance(generator_g, MobileResnetGenerator) and config.generator == "mobile"
+    result = export.export(resumed, "keras", output=tmp_path / "keras")
+    assert set(result.parity) == {"a2b", "b2a"}
+    with pytest.raises(UserError, match="--generator: run has 'mobile', given 'resnet'"):
+        train.fit(tiny(folders, resumed, generator="resnet", epochs=3), explicit={"generator"}, verbose=0)
+
+
+def test_a_config_json_from_before_generator_existed_loads_as_resnet(tmp_path):
+    TrainConfig().save(tmp_path / "config.json")
+    values = json.loads((tmp_path / "config.json").read_text())
+    del values["generator"]
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert TrainConfig.load(tmp_path / "config.json").generator == "resnet"

@@ -99,7 +99,11 @@ def identify(path):
 
 def directions(path, kind):
     """The directions the model at `path` translates, or None when its file decides (.tflite, .pth)."""
-    if kind in (RUN_DIR, SAVEDMODEL):
+    if kind is RUN_DIR:
+        from tfcyclegan.runs import rundir
+
+        return rundir.directions(path)  # a distilled student translates a2b only
+    if kind is SAVEDMODEL:
         return DIRECTIONS
     if kind is MODEL_DIR:
         return tuple(modeldir.directions(path))
@@ -144,9 +148,12 @@ class Accepts:
 def _run_generators(path, wanted):
     from tfcyclegan.runs import rundir
 
+    if "b2a" in (wanted or ()) and "b2a" not in rundir.directions(path):
+        raise UserError(f"{path} is a distilled student, which translates a2b only; use --direction a2b")
     generator_g, generator_f, config, checkpoint = rundir.restore_generators(path)
     described = ModelMetadata.of_run(config, run_dir=str(path.resolve()), checkpoint=Path(checkpoint).name)
-    return {"a2b": generator_g, "b2a": generator_f}, described
+    generators = {"a2b": generator_g, "b2a": generator_f}
+    return {d: g for d, g in generators.items() if g is not None}, described
 
 
 def _model_dir_generators(path, wanted):

@@ -11,7 +11,10 @@ from tfcyclegan.util.errors import UsageError, UserError, first_line
 # "auto" is settled to one of the others before a run trains (training.train.settle_precision).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES}
+GENERATORS = ("resnet", "mobile")  # networks.ResnetGenerator, networks.MobileResnetGenerator
+CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES, "generator": GENERATORS}
+# Keys a config.json written before their option existed may lack: the default holds.
+ADDED_LATER = {"generator"}
 
 # Inclusive (low, high) of every number. The upper bounds are far above any useful value;
 # they keep a typo or a hostile config.json / metadata.json from building a network for
@@ -37,6 +40,8 @@ LIMITS = {
     "lambda_gan": (0.0, math.inf),
     "lambda_identity": (0.0, math.inf),
     "lambda_cycle": (0.0, math.inf),
+    "lambda_l1": (0.0, math.inf),
+    "lambda_feature": (0.0, math.inf),
 }
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -56,6 +61,7 @@ class TrainConfig:
     lambda_gan: float = 1.0
     lambda_identity: float = 5.0
     lambda_cycle: float = 10.0
+    generator: str = "resnet"
     blocks: int = 6
     ngf: int = 64
     ndf: int = 64
@@ -77,7 +83,9 @@ class TrainConfig:
     def problems(self, name=lambda field: "--" + field.replace("_", "-")):
         """What is wrong with the options, one string each; `name(field)` spells an option in them
         (--ngf on the command line, "ngf" in a config.json)."""
-        wrong = [p for p in (value_problem(f.name, getattr(self, f.name), name(f.name)) for f in FIELDS) if p]
+        kinds = {f.name: f.type for f in dataclasses.fields(self)}
+        wrong = [value_problem(f, getattr(self, f), name(f), kinds) for f in kinds]
+        wrong = [p for p in wrong if p]
         if wrong:  # the checks below compare values, which needs the right types
             return wrong
         if not self.decay_epoch <= self.epochs:
@@ -129,9 +137,10 @@ class TrainConfig:
         if not isinstance(values, dict):
             problems = ["not a JSON object"]
         else:
-            config = cls(**{f.name: values[f.name] for f in FIELDS if f.name in values})
+            fields = dataclasses.fields(cls)
+            config = cls(**{f.name: values[f.name] for f in fields if f.name in values})
             problems = config.problems(name=lambda field: json.dumps(field))
-            missing = [json.dumps(f.name) for f in FIELDS if f.name not in values]
+            missing = [json.dumps(f.name) for f in fields if f.name not in values and f.name not in ADDED_LATER]
             if len(missing) > 3:
                 problems.append(f"{', '.join(missing[:3])} and {len(missing) - 3} more keys are missing")
             elif missing:
@@ -148,11 +157,12 @@ FIELDS = dataclasses.fields(TrainConfig)
 KINDS = {f.name: f.type for f in FIELDS}
 
 
-def value_problem(field, value, name=None):
+def value_problem(field, value, name=None, kinds=None):
     """What is wrong with one value of option `field` (None if nothing): its type, a
-    non-finite number, its range (LIMITS) or its choices. `name` spells the option."""
+    non-finite number, its range (LIMITS) or its choices. `name` spells the option;
+    `kinds` maps fields to types (default: TrainConfig's)."""
     name = name or field
-    kind = KINDS[field]
+    kind = (kinds or KINDS)[field]
     optional = type(None) in getattr(kind, "__args__", ())
     if optional:
         kind = next(k for k in kind.__args__ if k is not type(None))

@@ -17,9 +17,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfcyclegan.core.networks import ResnetGenerator, variables_by_path
+from tfcyclegan.core.networks import MobileResnetGenerator, ResnetGenerator, variables_by_path
 from tfcyclegan.runs import checkpoints
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.distillconfig import DistillConfig, is_distilled
 from tfcyclegan.runs.layout import CHECKPOINT_FILES, CONFIG_FILE, RunLayout
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError
@@ -115,10 +116,11 @@ def check_outside(run_dir, domains):
 
 def build_generators(config, dtype=None):
     """G: X -> Y and F: Y -> X as the config describes (computing in `dtype`, a Keras dtype
-    policy; None: float32)."""
+    policy; None: float32): ResnetGenerators, or MobileResnetGenerators for --generator mobile."""
+    kind = MobileResnetGenerator if config.generator == "mobile" else ResnetGenerator
     return (
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_g", dtype=dtype),
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_f", dtype=dtype),
+        kind(ngf=config.ngf, n_blocks=config.blocks, name="generator_g", dtype=dtype),
+        kind(ngf=config.ngf, n_blocks=config.blocks, name="generator_f", dtype=dtype),
     )
 
 
@@ -220,8 +222,15 @@ def checkpoint_step(path):
 
 
 def load_config(run_dir):
-    """The TrainConfig saved in `run_dir`; a damaged, incomplete or foreign config.json is a UserError."""
-    return TrainConfig.load(RunLayout(run_dir).config)
+    """The TrainConfig saved in `run_dir` (a DistillConfig for a distilled student); a damaged,
+    incomplete or foreign config.json is a UserError."""
+    kind = DistillConfig if is_distilled(run_dir) else TrainConfig
+    return kind.load(RunLayout(run_dir).config)
+
+
+def directions(run_dir):
+    """The directions run directory `run_dir` translates: a2b alone for a distilled student."""
+    return ("a2b",) if is_distilled(run_dir) else ("a2b", "b2a")
 
 
 def save_config(config, run_dir, counts, roots):
@@ -333,16 +342,18 @@ def load_generators(run_dir):
 
 def restore_generators(run_dir):
     """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint; a newer
-    damaged one is skipped with a note (newest_checkpoint)."""
+    damaged one is skipped with a note (newest_checkpoint). F is None for a distilled student."""
     run_dir = Path(run_dir)
     if not RunLayout(run_dir).config.exists():
         raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
     config = load_config(run_dir)
     found = newest_checkpoint(run_dir)
     generator_g, generator_f = build_generators(config)
-    probe = tf.zeros((1, 32, 32, 3))
-    generator_g(probe), generator_f(probe)
-    networks = {"generator_g": generator_g, "generator_f": generator_f}
+    if isinstance(config, DistillConfig):
+        generator_f = None
+    networks = {name: g for name, g in (("generator_g", generator_g), ("generator_f", generator_f)) if g}
+    for network in networks.values():
+        network(tf.zeros((1, 32, 32, 3)))
     check_matches(found.path, networks, run_dir)
     positional = _positional(tf.train.load_checkpoint(found.path).get_variable_to_shape_map())
     variables = {name: network_variables(network, positional) for name, network in networks.items()}

@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfcyclegan.core.model import CycleGAN
-from tfcyclegan.core.networks import PatchDiscriminator
+from tfcyclegan.core.networks import MobileResnetGenerator, PatchDiscriminator
 from tfcyclegan.core.schedules import LinearDecay
 from tfcyclegan.data import datasets, pipeline, splits
 from tfcyclegan.models import identify
@@ -270,9 +270,9 @@ def settle_precision(config, cpuinfo=None, gpu_capabilities=None):
 
 def init_generators(folder, config, explicit=frozenset()):
     """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from,
-    and `config` with the generators' blocks and ngf, which the run takes.
+    and `config` with the generators' kind, blocks and ngf, which the run takes.
 
-    An explicit --blocks / --ngf that differs is an error naming both. A model without F
+    An explicit --generator / --blocks / --ngf that differs is an error naming both. A model without F
     (pretrained files are one way) starts F fresh, said in one line.
     """
     generators, _, _ = identify.load_generators(folder, INIT_ACCEPTS)
@@ -284,7 +284,8 @@ def init_generators(folder, config, explicit=frozenset()):
             f"{shapes['b2a'][0]} blocks and ngf {shapes['b2a'][1]}; a run trains two generators of one shape"
         )
     for direction, generator in generators.items():
-        for option, theirs in (("blocks", generator.n_blocks), ("ngf", generator.ngf)):
+        kind = "mobile" if isinstance(generator, MobileResnetGenerator) else "resnet"
+        for option, theirs in (("generator", kind), ("blocks", generator.n_blocks), ("ngf", generator.ngf)):
             if option in explicit and getattr(config, option) != theirs:
                 raise UsageError(
                     f"--{option} {getattr(config, option)} disagrees with --init-generators {folder}, whose "
