@@ -384,3 +384,18 @@ def resolve_domains(domain_a, domain_b, data_root=None, download=True):
             f"warning: domains A and B are the same images ({domains[0].root}); the model can only learn the identity"
         )
     return domains[0], domains[1]
+
+
+def resolve_domain(spec, data_root=None, download=True):
+    """One domain from a spec, as resolve_domains resolves each of two (a named domain is
+    taken from the one archive that holds it)."""
+    kind = _kind(str(spec))
+    if kind == "folder":
+        return _folder_domain(spec)
+    data_root = Path(data_root).expanduser() if data_root else default_data_root()
+    if kind == "demo":
+        root = Path(demo.ensure_demo_data(data_root))
+        return _split_domain(spec.lower(), root, demo.DEMO_DOMAINS[spec.lower()])
+    name = find_archive(spec, None)
+    side = "A" if ARCHIVES[name].domain_a == spec.lower() else "B"
+    return _split_domain(spec.lower(), _archive_folder(name, data_root, download), side)

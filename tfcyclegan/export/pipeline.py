@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfcyclegan import inference
+from tfcyclegan.core.networks import MobileResnetGenerator
 from tfcyclegan.export import parity, samples, savedmodel, tflite
 from tfcyclegan.export.options import FORMATS, QUANTIZE
 from tfcyclegan.models import identify, modeldir, publish
@@ -76,6 +77,7 @@ def _load(source):
             domain_b=meta.domain_b,
             data_root=meta.data_root,
             image_size=meta.image_size or 256,
+            generator="mobile" if isinstance(first, MobileResnetGenerator) else "resnet",
             blocks=first.n_blocks,
             ngf=first.ngf,
             model_dir=str(source.resolve()),

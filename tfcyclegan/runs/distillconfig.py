@@ -32,7 +32,7 @@ class DistillConfig(TrainConfig):
     domain_b: str | None = None
     teacher: str = ""
     teacher_sha256: str = ""
-    direction: str = "a2b"
+    direction: str | None = None  # None: the teacher's only direction
     generator: str = "mobile"
     blocks: int = 9
     ngf: int = 16
