@@ -155,10 +155,8 @@ def latency_table(sizes, threads, repeats):
             for m in MODELS:
                 ratio = statistics.median(t / s for t, s in zip(times[m], times[MODELS[0]]))
                 rows.setdefault((m, quantize), []).append(f"{statistics.median(times[m]) * 1e3:.0f} | {ratio:.3f}")
-            print(f"  {quantize} {size}px done", file=sys.stderr)
-    for quantize in QUANTIZE:
-        for m in MODELS:
-            print(f"| {label(m)} | {quantize} | " + " | ".join(rows[m, quantize]) + " |")
+        for m in MODELS:  # as each quantization finishes, so a run cut short keeps its rows
+            print(f"| {label(m)} | {quantize} | " + " | ".join(rows[m, quantize]) + " |", flush=True)
 
 
 def step_child(kind, size, steps, threads):

@@ -17,6 +17,7 @@ from tfcyclegan.core.networks import MobileResnetGenerator, ResnetGenerator
 from tfcyclegan.inference import load_translator
 from tfcyclegan.runs import rundir
 from tfcyclegan.runs.distillconfig import DistillConfig
+from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training import callbacks
 from tfcyclegan.training import distill as distilling
 
@@ -51,7 +52,7 @@ def tiny(teacher, run_dir, **overrides):
 
 
 def checkpoint_state(run_dir):
-    reader = tf.train.load_checkpoint(str(run_dir / rundir.CHECKPOINT_DIR))
+    reader = tf.train.load_checkpoint(str(RunLayout(run_dir).checkpoints))
     names = reader.get_variable_to_dtype_map()
     return {k: reader.get_tensor(k) for k, dtype in names.items() if dtype.is_numeric and "save_counter" not in k}
 
