@@ -293,9 +293,7 @@ def test_an_evaluation_too_large_for_memory_is_refused_before_any_image_is_decod
 
 @pytest.mark.parametrize("name", ["config.json", "checkpoints/checkpoint", "losses.csv", "samples/x.json"])
 def test_json_never_replaces_a_run_s_own_files_and_is_checked_first(tmp_path, name):
-    from helpers import write_untrained_run
-
-    run = write_untrained_run(tmp_path)
+    run = write_noise_run(tmp_path, 2)
     target = run / name
     before = target.read_bytes() if target.exists() else None
     result = invoke("evaluate", run, "--json", target)

@@ -458,9 +458,7 @@ def test_named_pipes_as_a_run_s_files_are_refused_at_once(tmp_path):
 
 
 def test_named_pipes_as_the_loss_log_figure_and_samples_never_block_the_run(tmp_path):
-    write_noise_domains(tmp_path, 2, 20)
-    (tmp_path / "a").rename(tmp_path / "A")
-    (tmp_path / "b").rename(tmp_path / "B")
+    write_noise_domains(tmp_path, 2, (20, 20), names=("A", "B"))
     run = tmp_path / "run"
     run.mkdir()
     (run / "samples").mkdir()
