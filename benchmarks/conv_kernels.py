@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfcyclegan.core.networks import conv_on_pixel_blocks, upsample_window  # noqa: E402
+from tfcyclegan.core.kernels import conv_on_pixel_blocks, upsample_window  # noqa: E402
 
 
 def transposed_whole(x, k):

@@ -135,6 +135,10 @@ def main():
 
     from tfcyclegan.quality import evaluate
     from tfcyclegan.runs.layout import RunLayout
+    from tfcyclegan.util import cpu
+
+    # The numbers hold for CPUs of these features (mixed_bfloat16 runs slow without native bfloat16).
+    print(cpu.describe(cpu.read_cpuinfo()), file=sys.stderr, flush=True)
 
     runs = {(p, s): Path(args.out) / f"{p}-seed{s}" for s in seeds for p in precisions}
     seconds, losses, truth = {}, {}, {}

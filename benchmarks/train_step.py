@@ -79,14 +79,15 @@ from keras import layers, ops  # noqa: E402
 
 from tfcyclegan.core.model import CycleGAN  # noqa: E402
 from tfcyclegan.core.networks import (  # noqa: E402
-    Conv2D,
-    Conv2DTranspose,
+    FractionalStridedConv2D,
     InstanceNormalization,
     PatchDiscriminator,
+    PixelBlockConv2D,
     ReflectionPadding2D,
     ResidualBlock,
     ResnetGenerator,
 )
+from tfcyclegan.util import cpu  # noqa: E402
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 TORCH_PYTHON = "/tmp/torchenv/bin/python"
@@ -398,14 +399,14 @@ class _SlicePad(ReflectionPadding2D):
         return tf.concat([tf.reverse(x[:, :, 1 : p + 1], [2]), x, tf.reverse(x[:, :, -p - 1 : -1], [2])], 2)
 
 
-class _CroppedTranspose(Conv2DTranspose):
+class _CroppedTranspose(FractionalStridedConv2D):
     """u(k) computed whole and cropped in training too (the shipped layer does so only in inference)."""
 
     def call(self, x, training=None):
         return super().call(x, training=False)
 
 
-class _DirectOutput(Conv2D):
+class _DirectOutput(PixelBlockConv2D):
     """c7s1-3 as Keras' Conv2D computes it (one convolution to 3 channels), not on 2x2 pixel blocks."""
 
     call = layers.Conv2D.call
@@ -457,9 +458,9 @@ def apply_variant(model, names):
                     layer.__class__ = _FusedNorm
                 elif "row_moments" in names:
                     layer.__class__ = _RowMomentsNorm
-            elif isinstance(layer, Conv2DTranspose) and "cropped_transpose" in names:
+            elif isinstance(layer, FractionalStridedConv2D) and "cropped_transpose" in names:
                 layer.__class__ = _CroppedTranspose
-            elif isinstance(layer, Conv2D) and "direct_output" in names:
+            elif isinstance(layer, PixelBlockConv2D) and "direct_output" in names:
                 layer.__class__ = _DirectOutput
             elif isinstance(layer, ReflectionPadding2D) and "slice_pad" in names:
                 layer.__class__ = _SlicePad
@@ -468,7 +469,7 @@ def apply_variant(model, names):
                 layer.__class__ = _Skip
             elif type(layer) is layers.Conv2D and convs:
                 # Only convolutions after a zero pad take it over; the others keep VALID padding
-                # (c7s1-3, networks.Conv2D, keeps its own call).
+                # (c7s1-3, networks.PixelBlockConv2D, keeps its own call).
                 padded = i > 0 and isinstance(stack[i - 1], (layers.ZeroPadding2D, _Skip))
                 layer.__class__ = _conv_class("explicit_pad" in names and padded, "bias_add" in names)
 
@@ -589,6 +590,7 @@ def report_vs_pytorch(args, precisions):
         f"{os.cpu_count()} CPUs, batch {args.batch}, {args.repeats} rounds of {args.group} step(s) of ours "
         f"and {args.group} PyTorch step(s) after {args.warmup} each, load average {os.getloadavg()[0]:.1f}"
     )
+    print(cpu.describe(cpu.read_cpuinfo()))
     print()
     print("| size | precision | ours s/step (min-max) | PyTorch float32 s/step (min-max) | ours / PyTorch "
           "| per round | ours CPU s/step | PyTorch CPU s/step | CPU ratio per round |")  # fmt: skip
@@ -712,6 +714,7 @@ def main():
         f"{os.cpu_count()} CPUs, batch {args.batch}, median of {args.repeats} steps after {args.warmup}, "
         f"each row in its own process, load average {os.getloadavg()[0]:.1f}"
     )
+    print(cpu.describe(cpu.read_cpuinfo()))
     print()
     print(
         "| size | precision | s/step (min-max) | CPU s/step | img/s | GFLOP/step | GFLOP/s | peak GFLOP/s "

@@ -59,6 +59,23 @@ def user_errors(command):
     return wrapper
 
 
+def check_result_file(path, option="--json"):
+    """Before the work: `path`, where a command will write its results, must be a new name or a
+    regular file (fsutil.check_new_or_regular), and none of a run's or a study's own files."""
+    from tfcyclegan.runs import layout
+    from tfcyclegan.study import server
+    from tfcyclegan.util import fsutil
+
+    fsutil.check_new_or_regular(path, option)
+    for owner, what in ((layout.owning_run, "run directory"), (server.owning_study, "study directory")):
+        folder = owner(path)
+        if folder:
+            raise UserError(
+                f"{option} {path} is a file of the {what} {folder}, which it would replace; give a path outside "
+                "its own files"
+            )
+
+
 def quiet_native_log():
     """Send what C++ code writes straight to file descriptor 2 to /dev/null for the rest of the command.
 

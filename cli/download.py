@@ -24,6 +24,7 @@ def download(names, data_root):
     if len(names) > 2:
         raise click.UsageError("give one archive or domain name, or two domain names")
     root = datasets.default_data_root() if data_root is None else data_root
+    datasets.check_data_root(root, data_root is not None)
     if names == ("demo",):
         path = demo.ensure_demo_data(root)
     elif len(names) == 1 and names[0] in datasets.ARCHIVES:

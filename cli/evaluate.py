@@ -3,7 +3,7 @@
 import math
 
 import click
-from tfcyclegan_cli.common import trust_model_option, user_errors
+from tfcyclegan_cli.common import check_result_file, trust_model_option, user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without TensorFlow.
 from tfcyclegan.quality import evaluate as evaluation
@@ -17,7 +17,7 @@ from tfcyclegan.quality import evaluate as evaluation
 @click.option("--domain-b", default=None, help="Domain B, given like --domain-a [default: the model's].")
 @click.option(
     "--split",
-    type=click.Choice(evaluation.SPLITS),
+    type=click.Choice(evaluation.SPLIT_CHOICES),
     default="test",
     show_default=True,
     help=f"Images to evaluate on (a domain without test images: a held-out {evaluation.HOLDOUT_FRACTION:.0%} of "
@@ -76,6 +76,8 @@ def evaluate(
     """
     from tfcyclegan.util.errors import UsageError
 
+    if json_path:
+        check_result_file(json_path)
     options = dict(
         domain_a=domain_a, domain_b=domain_b, split=split, data_root=data_root, image_size=image_size,
         trust_model=trust_model,
@@ -203,3 +205,20 @@ def format_table(result):
         (("G(a) vs b*", "a2b"), ("F(b) vs a*", "b2a")),
     )  # fmt: skip
     return "\n".join(lines)
+
+
+def ground_truth_line(result):
+    """The ground truth of a demo run in one line: how many times closer (mean L1) to the
+    true counterpart each translation is than its input (`l1_ratio`, > 1 beats doing nothing)."""
+    section, a, b = result["ground_truth"], result["domain_a"], result["domain_b"]
+    if "unavailable" in section:
+        return f"ground truth: unavailable ({section['unavailable']})"
+    said = []
+    for direction, name, target in (("a2b", "G(a)", b["spec"]), ("b2a", "F(b)", a["spec"])):
+        numbers = section[direction]
+        if numbers is not None:
+            said.append(
+                f"{name} {numbers['l1_ratio']:.2f}x closer to the true {target} image than its input "
+                f"(mean L1 {numbers['l1']:.4f} vs {numbers['baseline_l1']:.4f})"
+            )
+    return f"ground truth on {a['images']} + {b['images']} {result['split']} images: " + "; ".join(said)

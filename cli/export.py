@@ -65,5 +65,6 @@ def export(run_dir, fmt, quantize, calibration_dir, output, checkpoint):
     result = exporting.export(
         run_dir, fmt, output=output, quantize=quantize, calibration_dirs=calibration_dir, checkpoint=checkpoint
     )
-    kind = f"TFLite ({quantize})" if fmt == "tflite" else options.FORMAT_NAMES[fmt]
+    # --quantize none is a float32 file.
+    kind = f"TFLite ({'float32' if quantize == 'none' else quantize})" if fmt == "tflite" else options.FORMAT_NAMES[fmt]
     click.echo(f"exported {kind} to {result.path} ({result.size / 1e6:.1f} MB)")

@@ -19,6 +19,8 @@ HELP = {
     "lambda_gan": "Weight l1 of L_GAN in L_G (eq. 6).",
     "lambda_identity": "Weight l2 of L_identity in L_G (eq. 6).",
     "lambda_cycle": "Weight l3 of L_cyc in L_G (eq. 6).",
+    "generator": "resnet (the paper's) or mobile (depthwise-separable residual blocks, GAN Compression's: "
+    "about 1/60 of the multiply-adds at --ngf 16; see docs/mobile.md).",
     "blocks": "Residual blocks in each generator (6 as the paper, 9 for 256px in the official code).",
     "ngf": "Filters of the generators' first layer.",
     "ndf": "Filters of the discriminators' first layer.",
@@ -32,7 +34,9 @@ HELP = {
     "flip": "Random horizontal flips.",
     "sample_count": "Images per sample grid.",
     "log_every": "Steps between TensorBoard scalar points.",
-    "precision": "float32, or mixed precision: mixed_bfloat16 (CPUs with BF16, TPUs, recent GPUs) or mixed_float16.",
+    "precision": "float32, or mixed precision: mixed_bfloat16 (CPUs with avx512_bf16 or amx_bf16, GPUs of compute "
+    "capability 8.0 on, TPUs; elsewhere several times slower) or mixed_float16; auto: mixed_bfloat16 where the "
+    "hardware has it, else float32.",
     "strategy": "auto (mirrored over >1 GPU, else default), default (one device), mirrored (every local GPU) "
     "or multiworker (the machines in $TF_CONFIG; see docs/distributed.md).",
     "worker_timeout": "multiworker: seconds a worker waits for a silent peer before stopping with an error "
@@ -94,14 +98,28 @@ def _options(command):
 @user_errors
 def fit(ctx, resume, init_from, **options):
     """Train CycleGAN: tfcyclegan fit --domain-a photos --domain-b ukiyoe"""
-    from tfcyclegan.runs import rundir
     from tfcyclegan.runs.config import TrainConfig
     from tfcyclegan.training import train
-    from tfcyclegan.util.errors import UserError
 
-    config = TrainConfig(**options)
     explicit = {name for name in options if ctx.get_parameter_source(name).name != "DEFAULT"}
-    config.run_dir = config.run_dir or train.default_run_dir(config)
-    if resume and not rundir.has_checkpoint(config.run_dir):
-        raise UserError(f"--resume: {config.run_dir} has no checkpoint to resume from")
-    train.fit(config, explicit=explicit, init_from=init_from)
+    run_dir = train.fit(TrainConfig(**options), explicit=explicit, init_from=init_from, resume=resume)
+    _demo_ground_truth(run_dir)
+
+
+def _demo_ground_truth(run_dir):
+    """End a finished run between the demo domains with its ground-truth line, as
+    `tfcyclegan evaluate` computes it (its ground_truth section alone); nothing for other
+    runs, an interrupted one or a multi-worker one."""
+    from tfcyclegan_cli.evaluate import ground_truth_line
+
+    from tfcyclegan.quality import evaluate
+    from tfcyclegan.runs import checkpoints, rundir
+    from tfcyclegan.runs.layout import RunLayout
+
+    config = rundir.load_config(run_dir)
+    if {config.domain_a, config.domain_b} != {"demo:flat", "demo:striped"} or config.strategy == "multiworker":
+        return
+    found = checkpoints.newest_intact(RunLayout(run_dir).checkpoints)
+    if not found.path or rundir.checkpoint_step(found.path) < config.epochs * config.steps_per_epoch:
+        return
+    click.echo(ground_truth_line(evaluate.evaluate(run_dir, sections=("ground_truth",))))

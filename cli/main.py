@@ -18,6 +18,10 @@ from tfcyclegan_cli.fit import fit  # noqa: E402  (commands register after the g
 
 main.add_command(fit)
 
+from tfcyclegan_cli.distill import distill  # noqa: E402
+
+main.add_command(distill)
+
 from tfcyclegan_cli.download import download  # noqa: E402
 
 main.add_command(download)

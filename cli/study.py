@@ -1,7 +1,7 @@
 """`tfcyclegan study` (serve a real-vs-fake perceptual study) and `tfcyclegan study-report`."""
 
 import click
-from tfcyclegan_cli.common import trust_model_option, user_errors
+from tfcyclegan_cli.common import check_result_file, trust_model_option, user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without NumPy or TensorFlow.
 from tfcyclegan.study import server as studies
@@ -94,7 +94,11 @@ def study(
         pass
     finally:
         server.server_close()
-    note(f"stopped; answers are in {study_dir / studies.ANSWERS}")
+    answers = study_dir / studies.ANSWERS
+    if answers.exists():
+        note(f"stopped; answers are in {answers}")
+    else:
+        note(f"stopped before any session finished; no answers were recorded in {study_dir}")
 
 
 @click.command("study-report")
@@ -112,12 +116,14 @@ def study_report(study_dir, json_path, with_classifier):
     \b
     tfcyclegan study-report studies/horse2zebra --json study.json
     """
-    from tfcyclegan.study import analysis as reports
+    from tfcyclegan.study import analysis
 
-    result = reports.report(study_dir, with_classifier=with_classifier)
+    if json_path:
+        check_result_file(json_path)
+    result = analysis.analyse(study_dir, with_classifier=with_classifier)
     click.echo(format_table(result))
     if json_path:
-        reports.write_json(result, json_path)
+        analysis.write_json(result, json_path)
         note(f"wrote {json_path}")
 
 
@@ -126,7 +132,7 @@ def _percent(value):
 
 
 def format_table(result):
-    """A study_report.report() result as aligned text lines for a terminal."""
+    """An analysis.analyse() result as aligned text lines for a terminal."""
     lines = [
         f"study {result['study']}: model {result['model']}, {result['image_size']}px, "
         f"A {result['domain_a']}, B {result['domain_b']}; {result['sessions']} sessions",
@@ -149,7 +155,9 @@ def format_table(result):
                     f"{_percent(p['fooling_rate']):>7s}"
                 )
     c = result.get("classifier")
-    if c:
+    if c and "unavailable" in c:
+        lines += ["", c["unavailable"]]
+    elif c:
         lines += ["", "domain classifier on the same images (as `tfcyclegan evaluate`):"]
         for direction in result["directions"]:
             v = c[direction]

@@ -48,7 +48,7 @@ def _fresh_line(bar):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(list(inference.FORMATS)),
+    type=click.Choice(list(inference.IMAGE_FORMATS)),
     default="png",
     show_default=True,
     help="Output image format; each output keeps its input's name with this extension.",
@@ -94,7 +94,7 @@ def translate(
                 bar = stack.enter_context(click.progressbar(length=total, label="translating", file=sys.stderr))
             bar.update(done - bar.pos)
 
-        report = inference.translate_files(
+        outcome = inference.translate_files(
             translator,
             inputs,
             output,
@@ -106,15 +106,15 @@ def translate(
             allow_large=allow_large,
             overwrite=overwrite,
         )
-    if report.existing:
-        total = len(report.existing) + len(report.written) + len(report.skipped)
+    if outcome.existing:
+        total = len(outcome.existing) + len(outcome.written) + len(outcome.skipped)
         click.echo(
-            f"skipped {len(report.existing)} of {total} inputs: their output already exists in {output}; "
+            f"skipped {len(outcome.existing)} of {total} inputs: their output already exists in {output}; "
             "pass --overwrite to replace them",
             err=True,
         )
-    written, skipped = len(report.written), len(report.skipped)
-    small, large = len(report.too_small), len(report.too_large)
+    written, skipped = len(outcome.written), len(outcome.skipped)
+    small, large = len(outcome.too_small), len(outcome.too_large)
     why = [
         f"{count} {what}"
         for count, what in ((skipped - small - large, "could not be read"), (small, "too small"), (large, "too large"))
@@ -129,5 +129,5 @@ def translate(
             f"{skipped} of {written + skipped} inputs were skipped ({', '.join(why)}; listed above); "
             f"the other {written} were written to {output}"
         )
-    note = f" ({len(report.downscaled)} downscaled by --max-size)" if report.downscaled else ""
-    click.echo(f"translated {written} images into {output}{note}")
+    note = f" ({len(outcome.downscaled)} downscaled by --max-size)" if outcome.downscaled else ""
+    click.echo(f"translated {written} image{'' if written == 1 else 's'} into {output}{note}")

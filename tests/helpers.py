@@ -12,17 +12,18 @@ import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 from tfcyclegan_cli.main import main
 
+from tfcyclegan.data import imagefiles
 from tfcyclegan.runs import rundir
 from tfcyclegan.runs.config import TrainConfig
 from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training import train
+from tfcyclegan.util import seeding
 
 
 def default_sigint():
@@ -55,42 +56,59 @@ def one_line_error(result, code=1):
     return errors[0][len("error: ") :]
 
 
-def assert_one_line_error(result, fragment, code=1):
-    """A failed command printed one `error: ...` line, and it contains `fragment`."""
-    line = "error: " + one_line_error(result, code)
-    assert fragment in line, line
+def assert_one_line_error(result, *fragments, code=1):
+    """A failed command printed one `error: ...` line, and it contains every fragment."""
+    assert_says("error: " + one_line_error(result, code), *fragments)
+
+
+def assert_says(message, *fragments):
+    """`message` is one line holding every fragment (what it names, what is wrong, what to do);
+    fragments rather than the whole sentence, so rewording the rest breaks no test."""
+    assert "\n" not in message, message
+    missing = [fragment for fragment in fragments if fragment not in message]
+    assert not missing, f"{message!r} lacks {missing}"
+
+
+def tiny_config(**changes):
+    """The TrainConfig of a tiny run, the one factory of the tests: one residual block,
+    4 filters, 32 px crops, one epoch of one step on the demo domains; `changes` override
+    any option (paths may be Path objects)."""
+    options = dict(domain_a="demo:flat", domain_b="demo:striped", ngf=4, ndf=4, blocks=1, image_size=32,
+                   load_size=32, epochs=1, decay_epoch=0, steps_per_epoch=1, sample_count=1)  # fmt: skip
+    options.update({name: str(value) if isinstance(value, Path) else value for name, value in changes.items()})
+    return TrainConfig(**options)
 
 
 def write_untrained_run(root, image_size=32):
     """A run dir for the domain folders root/A and root/B: tiny networks (ngf 8, 1 block),
-    untrained, trained at `image_size`, saved as `tfcyclegan fit` saves them; returns root/run."""
-    config = TrainConfig(domain_a=str(root / "A"), domain_b=str(root / "B"), ngf=8, blocks=1, ndf=8,
-                         image_size=image_size, load_size=image_size, epochs=1, decay_epoch=0)  # fmt: skip
-    keras.utils.set_random_seed(0)
-    model = train.build_model(config, steps_per_epoch=1)
+    untrained, trained at `image_size`, its config written by the writer `fit` uses;
+    returns root/run."""
     run = root / "run"
+    config = tiny_config(domain_a=root / "A", domain_b=root / "B", run_dir=run, ngf=8, ndf=8,
+                         image_size=image_size, load_size=image_size)  # fmt: skip
+    with seeding.seeded(0):
+        model = train.build_model(config, steps_per_epoch=1)
     tf.train.CheckpointManager(rundir.make_checkpoint(model), RunLayout(run).checkpoints, 1).save()
-    config.save(RunLayout(run).config)
+    counts = {domain: len(imagefiles.list_images(root / domain)) for domain in "AB"}
+    rundir.save_config(config, run, counts, {domain: str((root / domain).resolve()) for domain in "AB"})
     return run
 
 
-def write_noise_domains(root, count, size):
-    """root/a and root/b, each holding `count` random size x size PNGs (seeded)."""
+def write_noise_domains(root, count, shape=(32, 32), names=("a", "b"), file_name="{}.png"):
+    """Folders root/<name> for each of `names`, each holding `count` (or count[i]) seeded
+    random PNGs of `shape` (h, w), named file_name.format(index)."""
     rng = np.random.default_rng(0)
-    for domain in ("a", "b"):
-        (root / domain).mkdir()
-        for i in range(count):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(root / domain / f"{i}.png")
+    counts = count if isinstance(count, tuple) else (count,) * len(names)
+    for name, n in zip(names, counts, strict=True):
+        (root / name).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (*shape, 3), np.uint8)).save(root / name / file_name.format(i))
 
 
 def write_noise_run(root, count, shape=(36, 36)):
     """root/A and root/B with `count` seeded random images of `shape` (h, w) each, and an
     untrained tiny run for them (write_untrained_run); returns root/run."""
-    rng = np.random.default_rng(0)
-    for domain in "AB":
-        (root / domain).mkdir()
-        for i in range(count):
-            Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
+    write_noise_domains(root, count, shape, names=("A", "B"))
     return write_untrained_run(root)
 
 

@@ -28,7 +28,7 @@ COMMAND = [sys.executable, "-c", "from tfcyclegan_cli.main import main; main(pro
 
 @pytest.fixture
 def run_args(tmp_path):
-    write_noise_domains(tmp_path, count=3, size=32)
+    write_noise_domains(tmp_path, count=3, shape=(32, 32))
     run_dir = tmp_path / "run"
     args = ["fit", "--domain-a", tmp_path / "a", "--domain-b", tmp_path / "b", "--run-dir", run_dir,
             "--epochs", EPOCHS, "--decay-epoch", 0, "--steps-per-epoch", STEPS, "--ngf", 4, "--ndf", 4,

@@ -57,9 +57,9 @@ def test_fit_bad_options_are_one_line_errors(tmp_path):
         assert "Traceback" not in result.output
 
 
-def test_resume_flag_without_checkpoint_is_an_error(tmp_path):
+def test_resume_flag_without_a_run_is_an_error(tmp_path):
     result = CliRunner().invoke(main, ["fit", "--resume", "--run-dir", str(tmp_path / "none")])
-    assert result.exit_code == 1 and "has no checkpoint to resume from" in result.output
+    assert result.exit_code == 1 and "has no config.json, so no run to resume" in result.output
 
 
 TINY = ["--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2", "--ngf", "4", "--ndf", "4",
@@ -181,3 +181,30 @@ def test_disk_full_then_divergence_keep_the_last_good_checkpoint(domains, tmp_pa
 def test_non_finite_and_absurd_options_are_usage_errors(tmp_path, option, value, message):
     result = invoke("fit", "--run-dir", tmp_path / "r", option, value)
     assert_one_line_error(result, f"error: {message}", code=2)
+
+
+def test_a_finished_demo_run_ends_with_its_ground_truth_line(tmp_path):
+    # `make demo` ended with "done: runs/demo (...)": the ratios the README promises were
+    # printed only by a separate `tfcyclegan evaluate`.
+    from tfcyclegan.quality import evaluate
+
+    run_dir = tmp_path / "run"
+    args = [
+        "fit", "--domain-a", "demo:flat", "--domain-b", "demo:striped", "--data-root", tmp_path / "data",
+        "--run-dir", run_dir, "--image-size", "32", "--load-size", "32", "--ngf", "4", "--ndf", "4",
+        "--blocks", "1", "--disc-layers", "2", "--epochs", "1", "--decay-epoch", "0", "--steps-per-epoch", "2",
+    ]  # fmt: skip
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    gt = evaluate.evaluate(run_dir, sections=("ground_truth",), log=lambda message: None)["ground_truth"]
+    a2b, b2a = gt["a2b"], gt["b2a"]
+    expected = (
+        f"ground truth on 50 + 50 test images: G(a) {a2b['l1_ratio']:.2f}x closer to the true demo:striped image "
+        f"than its input (mean L1 {a2b['l1']:.4f} vs {a2b['baseline_l1']:.4f}); F(b) {b2a['l1_ratio']:.2f}x closer "
+        f"to the true demo:flat image than its input (mean L1 {b2a['l1']:.4f} vs {b2a['baseline_l1']:.4f})"
+    )
+    assert result.stdout.splitlines()[-2:] == [f"done: {run_dir} (checkpoints, logs, losses.png, samples/)", expected]
+    # Run again, finished: it says so, and the same line again.
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-2:] == [f"{run_dir} already finished all 1 epochs", expected]

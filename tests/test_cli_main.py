@@ -153,9 +153,31 @@ def test_evaluate_prints_the_inception_download_on_stderr(tmp_path):
         "from tfcyclegan.quality import metrics\n"
         f"metrics.INCEPTION_URL = {weights.as_uri()!r}\n"
         f"metrics.INCEPTION_MD5 = {hashlib.md5(weights.read_bytes()).hexdigest()!r}\n"
-        f"metrics.INCEPTION_CACHE_DIR = {str(tmp_path / 'keras')!r}"
+        f"import os; os.environ['KERAS_HOME'] = {str(tmp_path / 'keras')!r}"
     )
     result = run_patched(patch, "evaluate", str(run_dir))
     assert result.returncode == 0, result.stderr
     assert "Downloading data from" not in result.stdout and result.stdout.startswith(f"model {run_dir} ")
     assert f"Downloading data from {weights.as_uri()}" in result.stderr
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line_without_its_log(tmp_path):
+    from helpers import default_sigint
+
+    program = """
+import builtins, os, sys
+real = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "tensorflow":
+        os.write(2, b"I0000 captured start-up log of TensorFlow\\n")
+        raise KeyboardInterrupt
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupted
+os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+from tfcyclegan_cli.main import main
+sys.argv = ["tfcyclegan", "check-data", sys.argv[1]]
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", program, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          preexec_fn=default_sigint)  # fmt: skip
+    assert (done.returncode, done.stderr) == (130, "\ninterrupted\n")

@@ -234,9 +234,6 @@ def test_cli_download(monkeypatch, tmp_path):
     assert result.exit_code == 0 and (tmp_path / "root" / "demo" / "testB").is_dir()
 
 
-SPLITS = ("trainA", "trainB", "testA", "testB")
-
-
 # --- 4. archives already in the data root -------------------------------------------
 
 
@@ -326,3 +323,22 @@ def test_extracted_archives_follow_the_umask(monkeypatch, tmp_path, umask, mask)
     umask(mask)
     folder = datasets.download_archive("tiny", tmp_path / "root")
     assert modes(folder)["."] == 0o777 & ~mask
+
+
+def test_a_data_root_that_is_a_file_says_so(tmp_path):
+    from helpers import assert_one_line_error, invoke
+
+    file = tmp_path / "data"
+    file.write_text("not a folder")
+    message = (
+        f"TFCYCLEGAN_DATA={file} is a regular file, not a folder; set it to a folder for the datasets (made if missing)"
+    )
+    env = {"TFCYCLEGAN_DATA": str(file)}
+    assert_one_line_error(invoke("fit", "--domain-a", "demo:flat", "--domain-b", "demo:striped", "--run-dir",
+                                 tmp_path / "run", env=env), message)  # fmt: skip
+    assert_one_line_error(invoke("download", "demo", env=env), message)
+    assert_one_line_error(
+        invoke("fit", "--domain-a", "demo:flat", "--domain-b", "demo:striped", "--data-root", file),
+        f"--data-root {file} is a regular file, not a folder; give a folder for the datasets (made if missing)",
+    )
+    assert not (tmp_path / "run").exists()

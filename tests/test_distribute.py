@@ -72,7 +72,7 @@ def free_ports(count):
 @pytest.fixture
 def cluster(tmp_path):
     """Starts workers of one two-worker cluster; kills whatever is left at the end."""
-    write_noise_domains(tmp_path, count=4, size=16)
+    write_noise_domains(tmp_path, count=4, shape=(16, 16))
     started = []
 
     def start(epochs, steps, stop_after=0, worker_timeout=60):
@@ -196,7 +196,7 @@ CROSS_RESTORE = textwrap.dedent(
     x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
     for source, target, name in ((mirrored, single, "mirrored->single"), (single, mirrored, "single->mirrored")):
         trained = model_under(source, 0)
-        trained.fit(tf.data.Dataset.from_tensors((x, x)).repeat(2), epochs=1, verbose=0)
+        trained.fit(tf.data.Dataset.from_tensors((x, x)).repeat(2), epochs=1, verbose=0, shuffle=False)
         path = rundir.make_checkpoint(trained).save(tempfile.mkdtemp() + "/ckpt")
         restored = model_under(target, 1)
         before = state(restored)
@@ -272,7 +272,7 @@ MIRRORED_RESUME = textwrap.dedent(
 @pytest.mark.slow
 def test_mirrored_resume_restores_every_replicas_pool(tmp_path):
     """Each replica draws from its own pool, so an exact resume needs all of them back."""
-    write_noise_domains(tmp_path, count=4, size=16)
+    write_noise_domains(tmp_path, count=4, shape=(16, 16))
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_RESUME, str(tmp_path)], capture_output=True, text=True, timeout=600
     )

@@ -2,13 +2,14 @@
 
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, invoke, write_noise_run
+from helpers import assert_one_line_error, assert_says, invoke, tiny_config, write_noise_run
 from PIL import Image
 from tfcyclegan_cli.evaluate import format_table
 
@@ -47,11 +48,7 @@ def test_oracle_scores_zero_l1_and_infinite_psnr():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
-    config = TrainConfig(
-        domain_a="demo:flat", domain_b="demo:striped", data_root=str(root / "data"), run_dir=str(root / "run"),
-        epochs=1, decay_epoch=0, steps_per_epoch=2, image_size=32, load_size=36, ngf=4, ndf=4, blocks=1,
-        sample_count=1,
-    )  # fmt: skip
+    config = tiny_config(data_root=root / "data", run_dir=root / "run", steps_per_epoch=2, load_size=36)
     return train.fit(config, verbose=0)
 
 
@@ -62,7 +59,7 @@ def offline(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network disabled in this test")
 
-    monkeypatch.setattr(metrics, "INCEPTION_CACHE_DIR", str(tmp_path / "keras"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
 
@@ -74,9 +71,8 @@ def warm_classifier_cache(run_dir, tmp_path_factory):
     cache = tmp_path_factory.mktemp("evaluate-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TFCYCLEGAN_CACHE", str(cache))
-        patch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
-        report = evaluate.evaluate(run_dir, log=lambda message: None)
-    assert not report["classifier"]["cached"] and report["classifier"]["weights"]
+        summary = evaluate.evaluate(run_dir, features=_ColourFeatures(), log=lambda message: None)
+    assert not summary["classifier"]["cached"] and summary["classifier"]["weights"]
     return cache
 
 
@@ -90,19 +86,19 @@ def test_cli_writes_every_section_and_fid_is_unavailable_offline(run_dir, offlin
     data_root = str(run_dir.parent / "data")
     result = invoke("evaluate", run_dir, "--data-root", data_root, "--json", out)
     assert result.exit_code == 0, result.output
-    report = json.loads(out.read_text())
-    assert report["split"] == "test" and report["image_size"] == 32 and report["domain_a"]["images"] == 50
-    assert report["domain_b"]["images_from"] == "test"
-    assert report["directions"] == ["a2b", "b2a"] and report["missing_directions"] == {}
+    summary = json.loads(out.read_text())
+    assert summary["split"] == "test" and summary["image_size"] == 32 and summary["domain_a"]["images"] == 50
+    assert summary["domain_b"]["images_from"] == "test"
+    assert summary["directions"] == ["a2b", "b2a"] and summary["missing_directions"] == {}
     for side in ("a", "b"):
-        assert set(report["cycle"][side]) == {"l1", "psnr", "ssim"}
-    verdict = report["classifier"]
+        assert set(summary["cycle"][side]) == {"l1", "psnr", "ssim"}
+    verdict = summary["classifier"]
     # Flat and striped shapes are easy to tell apart: the classifier qualifies, so fooling rates are reported.
     assert 0.9 <= verdict["accuracy"] <= 1 and verdict["weights"].endswith(".weights.h5") and verdict["meaningful"]
     assert 0 <= verdict["fooling_a2b"] <= 1 and 0 <= verdict["fooling_b2a"] <= 1
-    assert "network disabled" in report["fid_kid"]["unavailable"]
+    assert "network disabled" in summary["fid_kid"]["unavailable"]
     for direction in ("a2b", "b2a"):
-        gt = report["ground_truth"][direction]
+        gt = summary["ground_truth"][direction]
         assert {"l1", "psnr", "baseline_l1", "baseline_psnr", "l1_ratio"} <= set(gt) and gt["baseline_l1"] > 0
     # The table and the file written are results (stdout); progress and notes go to stderr.
     assert "FID / KID: unavailable" in result.stdout and "ground truth" in result.stdout
@@ -114,9 +110,6 @@ class _ColourFeatures:
     """A cheap stand-in for InceptionFeatures: per-channel mean and std of each image."""
 
     source, input_size = "colour statistics", 0
-
-    def __init__(self, weights):
-        pass
 
     def __call__(self, images):
         return np.concatenate([images.mean(axis=(1, 2)), images.std(axis=(1, 2))], axis=1).astype(np.float64)
@@ -131,18 +124,19 @@ def test_a_model_with_one_direction_is_evaluated_where_it_can_be(run_dir, classi
         return load(path, direction, **options)
 
     monkeypatch.setattr(inference, "load_translator", a2b_only)
-    monkeypatch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
-    report = evaluate.evaluate(run_dir, log=lambda message: None)  # the run's own --data-root by default
-    assert report["domain_a"]["root"].startswith(str(run_dir.parent / "data"))
-    assert report["directions"] == ["a2b"] and "not b2a" in report["missing_directions"]["b2a"]
-    assert "needs both directions" in report["cycle"]["unavailable"]
-    assert report["classifier"]["cached"] and report["classifier"]["meaningful"]
-    assert report["classifier"]["fooling_b2a"] is None and 0 <= report["classifier"]["fooling_a2b"] <= 1
-    fid_kid = report["fid_kid"]
+    summary = evaluate.evaluate(
+        run_dir, features=_ColourFeatures(), log=lambda message: None
+    )  # the run's own --data-root by default
+    assert summary["domain_a"]["root"].startswith(str(run_dir.parent / "data"))
+    assert summary["directions"] == ["a2b"] and "not b2a" in summary["missing_directions"]["b2a"]
+    assert "needs both directions" in summary["cycle"]["unavailable"]
+    assert summary["classifier"]["cached"] and summary["classifier"]["meaningful"]
+    assert summary["classifier"]["fooling_b2a"] is None and 0 <= summary["classifier"]["fooling_a2b"] <= 1
+    fid_kid = summary["fid_kid"]
     assert fid_kid["b2a"] is None and fid_kid["a2b"]["fid"] >= 0 and fid_kid["identity_a2b"]["fid"] > 0
-    assert report["ground_truth"]["b2a"] is None and report["ground_truth"]["a2b"]["baseline_l1"] > 0
-    assert "b2a: not evaluated" in format_table(report)
-    json.loads(evaluate.to_json(report))
+    assert summary["ground_truth"]["b2a"] is None and summary["ground_truth"]["a2b"]["baseline_l1"] > 0
+    assert "b2a: not evaluated" in format_table(summary)
+    json.loads(evaluate.to_json(summary))
 
 
 def test_unknown_domains_and_bad_split_are_user_errors(run_dir, tmp_path):
@@ -152,14 +146,14 @@ def test_unknown_domains_and_bad_split_are_user_errors(run_dir, tmp_path):
 
 
 def test_an_unwritable_json_file_is_a_user_error_and_leaves_nothing_behind(tmp_path):
-    report = {"psnr": math.inf}
-    evaluate.write_json(report, tmp_path / "result.json")
+    summary = {"psnr": math.inf}
+    evaluate.write_json(summary, tmp_path / "result.json")
     assert json.loads((tmp_path / "result.json").read_text()) == {"psnr": "inf"}
     with pytest.raises(UserError) as error:
-        evaluate.write_json(report, tmp_path)
-    assert str(error.value) == f"cannot write {tmp_path}: Is a directory; choose another --json file"
+        evaluate.write_json(summary, tmp_path)
+    assert_says(str(error.value), f"cannot write {tmp_path}: Is a directory", "choose another --json file")
     with pytest.raises(UserError, match="No such file or directory; choose another --json file$"):
-        evaluate.write_json(report, tmp_path / "missing" / "result.json")
+        evaluate.write_json(summary, tmp_path / "missing" / "result.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
 
 
@@ -200,7 +194,6 @@ def _identity():
 def test_without_a_test_split_the_classifier_is_scored_on_held_out_images(tmp_path, monkeypatch):
     a, b = _colour_folders(tmp_path, 30)
     monkeypatch.setenv("TFCYCLEGAN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
     trained, load_or_train = [], classifier.load_or_train
 
     def spy(files_a, files_b, *args, **kwargs):
@@ -209,29 +202,34 @@ def test_without_a_test_split_the_classifier_is_scored_on_held_out_images(tmp_pa
 
     monkeypatch.setattr(classifier, "load_or_train", spy)
     notes = []
-    report = evaluate.evaluate_translators(_identity(), domain_a=a, domain_b=b, image_size=32, log=notes.append)
+    summary = evaluate.evaluate_translators(
+        _identity(), features=_ColourFeatures(), domain_a=a, domain_b=b, image_size=32, log=notes.append
+    )
     held = evaluate.held_out(imagefiles.list_images(a)) + evaluate.held_out(imagefiles.list_images(b))
     assert len(held) == 12 and not set(held) & set(trained) and len(trained) == 48
-    assert report["split"] == "held-out 20% of train" and report["split_requested"] == "test"
-    assert report["domain_a"]["images"] == 6 and report["domain_a"]["images_from"] == "held-out 20% of train"
-    assert report["classifier"]["scored_on"] == {"a": 6, "b": 6}
+    assert summary["split"] == "held-out 20% of train" and summary["split_requested"] == "test"
+    assert summary["domain_a"]["images"] == 6 and summary["domain_a"]["images_from"] == "held-out 20% of train"
+    assert summary["classifier"]["scored_on"] == {"a": 6, "b": 6}
     assert (
         "note: domain A (a) has no test split; evaluating on a held-out 20% of its training images (6 of 30), "
         "which the domain classifier does not train on"
     ) in notes
     # --split train evaluates on every training image, but still scores the classifier on the held-out ones.
-    report = evaluate.evaluate_translators(_identity(), domain_a=a, domain_b=b, split="train", image_size=32, log=print)
-    assert report["split"] == "train" and report["domain_b"]["images"] == 30
-    assert report["classifier"]["scored_on"] == {"a": 6, "b": 6} and report["classifier"]["cached"]
+    summary = evaluate.evaluate_translators(
+        _identity(), features=_ColourFeatures(), domain_a=a, domain_b=b, split="train", image_size=32, log=print
+    )
+    assert summary["split"] == "train" and summary["domain_b"]["images"] == 30
+    assert summary["classifier"]["scored_on"] == {"a": 6, "b": 6} and summary["classifier"]["cached"]
 
 
 def test_an_inaccurate_classifier_reports_no_fooling_rate(tmp_path, monkeypatch):
     a, b = _colour_folders(tmp_path, 30)
     monkeypatch.setenv("TFCYCLEGAN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
     monkeypatch.setattr(classifier, "MIN_ACCURACY", 1.01)  # a bar no classifier clears
-    report = evaluate.evaluate_translators(_identity(), domain_a=a, domain_b=b, image_size=32, log=lambda m: None)
-    verdict = report["classifier"]
+    summary = evaluate.evaluate_translators(
+        _identity(), features=_ColourFeatures(), domain_a=a, domain_b=b, image_size=32, log=lambda m: None
+    )
+    verdict = summary["classifier"]
     assert verdict["meaningful"] is False and verdict["fooling_a2b"] is None and verdict["fooling_b2a"] is None
     assert verdict["unavailable"] == (
         f"fooling rate not meaningful: the classifier tells real A from real B with only "
@@ -241,19 +239,20 @@ def test_an_inaccurate_classifier_reports_no_fooling_rate(tmp_path, monkeypatch)
 
 def test_one_image_per_domain_withholds_the_classifier(tmp_path, monkeypatch):
     a, b = _colour_folders(tmp_path, 1)
-    monkeypatch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
     monkeypatch.setattr(classifier, "load_or_train", None)  # must not be trained at all
-    report = evaluate.evaluate_translators(_identity(), domain_a=a, domain_b=b, image_size=32, log=print)
-    verdict = report["classifier"]
+    summary = evaluate.evaluate_translators(
+        _identity(), features=_ColourFeatures(), domain_a=a, domain_b=b, image_size=32, log=print
+    )
+    verdict = summary["classifier"]
     assert verdict["meaningful"] is False and verdict["accuracy"] is None and verdict["fooling_a2b"] is None
     assert verdict["unavailable"] == (
         "classifier not measured: only 0 + 0 real images it does not train on (at least 5 per domain needed); "
         "give more images or a test split"
     )
-    assert report["split"] == "train" and report["domain_a"]["images_from"] == "train"
-    assert report["fid_kid"] == {"unavailable": "needs at least 2 images per domain, got A 1 and B 1"}
-    assert f"domain classifier: {verdict['unavailable']}" in format_table(report)
-    json.loads(evaluate.to_json(report))
+    assert summary["split"] == "train" and summary["domain_a"]["images_from"] == "train"
+    assert summary["fid_kid"] == {"unavailable": "needs at least 2 images per domain, got A 1 and B 1"}
+    assert f"domain classifier: {verdict['unavailable']}" in format_table(summary)
+    json.loads(evaluate.to_json(summary))
 
 
 def test_berkeley_train_folder_finds_its_test_sibling(tmp_path):
@@ -269,10 +268,11 @@ def test_an_unwritable_classifier_cache_keeps_the_result(tmp_path, monkeypatch):
     a, b = _colour_folders(tmp_path, 30)
     (tmp_path / "home").write_text("a file where the cache folder would go, like a read-only HOME")
     monkeypatch.setenv("TFCYCLEGAN_CACHE", str(tmp_path / "home" / "cache"))
-    monkeypatch.setattr(metrics, "InceptionFeatures", _ColourFeatures)
     notes = []
-    report = evaluate.evaluate_translators(_identity(), domain_a=a, domain_b=b, image_size=32, log=notes.append)
-    verdict = report["classifier"]
+    summary = evaluate.evaluate_translators(
+        _identity(), features=_ColourFeatures(), domain_a=a, domain_b=b, image_size=32, log=notes.append
+    )
+    verdict = summary["classifier"]
     assert verdict["weights"] is None and not verdict["cached"] and verdict["accuracy"] is not None
     assert (
         f"note: cannot write the classifier cache {tmp_path / 'home' / 'cache' / 'classifiers'} (Not a directory); "
@@ -289,3 +289,23 @@ def test_an_evaluation_too_large_for_memory_is_refused_before_any_image_is_decod
                           "reconstructed, float32), over the 4 GiB evaluate allows; pass --image-size 2728 or less")  # fmt: skip
     result = invoke(*common, "--image-size", 30000)
     assert result.exit_code == 2 and "30000 is not in the range 16<=x<=4096" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["config.json", "checkpoints/checkpoint", "losses.csv", "samples/x.json"])
+def test_json_never_replaces_a_run_s_own_files_and_is_checked_first(tmp_path, name):
+    run = write_noise_run(tmp_path, 2)
+    target = run / name
+    before = target.read_bytes() if target.exists() else None
+    result = invoke("evaluate", run, "--json", target)
+    assert_one_line_error(result, f"--json {target} is a file of the run directory {run}, which it would replace")
+    assert (target.read_bytes() if target.exists() else None) == before
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    assert_one_line_error(invoke("evaluate", run, "--json", pipe), f"--json {pipe} is a named pipe, not a regular file")
+
+
+def test_sections_computes_only_those_and_the_same_numbers(run_dir, classifier_cache):
+    whole = evaluate.evaluate(run_dir, features=_ColourFeatures(), log=lambda message: None)
+    alone = evaluate.evaluate(run_dir, sections=("ground_truth",), log=lambda message: None)
+    assert not {"cycle", "classifier", "fid_kid"} & set(alone)
+    assert alone["ground_truth"] == whole["ground_truth"] and alone["ground_truth"]["a2b"]["l1_ratio"] > 0

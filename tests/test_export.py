@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import photo_like, write_untrained_run
+from helpers import assert_says, photo_like, write_untrained_run
 from PIL import Image
 
 from tfcyclegan import export, inference
@@ -174,10 +174,8 @@ def test_a_conversion_failure_says_why_in_one_line(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "svd"), signatures={"a2b": module.f})
     with pytest.raises(UserError) as failure:
         export.convert_tflite(tmp_path / "svd", "a2b")
-    assert str(failure.value) == (
-        "TFLite conversion of a2b (--quantize none) failed: 'tf.Svd' op is neither a custom op nor a flex op; "
-        "export --format savedmodel instead, or try another --quantize"
-    )
+    assert_says(str(failure.value), "TFLite conversion of a2b (--quantize none) failed: 'tf.Svd' op",
+                "export --format savedmodel instead")  # fmt: skip
 
 
 def test_failed_conversion_leaves_no_target(run_dir, tmp_path, monkeypatch):

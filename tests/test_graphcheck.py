@@ -3,6 +3,7 @@ reads files is refused in one line naming the op, by translate, evaluate and stu
 runs only with --trust-model; tfcyclegan's own exports pass."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -83,3 +84,12 @@ def test_an_export_of_tfcyclegan_passes_and_the_saver_is_no_exception_elsewhere(
     tf.saved_model.save(module, str(tmp_path / "saving"), signatures={"a2b": module.translate})
     with pytest.raises(UserError, match=r"would run the op SaveV2 \(writes checkpoint files\) in function"):
         graphcheck.check_savedmodel(tmp_path / "saving")
+
+
+def test_a_named_pipe_as_saved_model_pb_is_refused_not_read(tmp_path):
+    """TensorFlow's parser reads saved_model.pb first when it exists: a named pipe would block it."""
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pbtxt").write_text("")
+    os.mkfifo(tmp_path / "sm" / "saved_model.pb")
+    with pytest.raises(UserError, match=r"saved_model.pb is not a regular file \(a named pipe\)"):
+        graphcheck.check_savedmodel(tmp_path / "sm")

@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import sys
+import types
 import warnings
 import zlib
 from pathlib import Path
@@ -283,6 +284,29 @@ def test_folders_that_vanish_or_cannot_be_listed_are_skipped_with_a_note(tmp_pat
     )
     assert f"note: skipped folder {gone[0]}: it vanished during the listing" in notes
     assert notes[-1] == f"note: skipped 4 more folders under {tmp_path} that could not be listed"
+
+
+def test_decoding_never_changes_pillows_limit_for_the_process(huge_png, tmp_path, monkeypatch):
+    """Another thread of the host may be decoding with Pillow: its limit stays as it is, even
+    for a moment, whether an image is refused as too large or decoded with allow_large."""
+    import PIL.Image
+
+    writes = []
+
+    class Watched(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(PIL.Image, name)
+
+        def __setattr__(self, name, value):
+            writes.append(name)
+            setattr(PIL.Image, name, value)
+
+    monkeypatch.setattr(imagefiles, "Image", Watched("PIL.Image"))
+    with pytest.raises(imagefiles.ImageTooLarge):
+        imagefiles.load_image(huge_png)
+    Image.new("RGB", (40, 30)).save(tmp_path / "small.png")
+    assert imagefiles.load_image(tmp_path / "small.png", allow_large=True).shape == (30, 40, 3)
+    assert writes == []
 
 
 def test_a_huge_image_is_too_large_not_corrupt_and_warns_nothing(huge_png):

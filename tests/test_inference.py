@@ -139,13 +139,13 @@ def test_translate_files_batches_same_size_and_skips_bad_inputs(generator, input
 
     t = inference.Translator(run, "a2b", "keras", "test", base.max_pixels)
     out = tmp_path / "out"
-    report = inference.translate_files(
+    outcome = inference.translate_files(
         t, [inputs], out, batch_size=2, progress=lambda d, n: ticks.append((d, n)), log=messages.append
     )
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "b.png", "c.png", "sub/d.png"]
     assert np.asarray(Image.open(out / "sub" / "d.png")).shape == (33, 61, 3)
     assert sorted(calls) == [(1, 36, 64), (1, 40, 48), (2, 40, 48)]
-    assert [Path(p).name for p, _ in report.skipped] == ["broken.jpg", "tiny.png"]
+    assert [Path(p).name for p, _ in outcome.skipped] == ["broken.jpg", "tiny.png"]
     assert len(messages) == 2 and all(m.startswith("skipped ") and "\n" not in m for m in messages)
     assert ticks[-1] == (6, 6)
     assert not list(out.rglob(".*"))  # no partial files left
@@ -162,11 +162,11 @@ def test_translated_pixels_match_the_translator(translator, tmp_path):
 def test_max_size_downscales_with_a_note(translator, tmp_path):
     _write(tmp_path / "big.png", np.zeros((120, 300, 3), np.uint8))
     messages = []
-    report = inference.translate_files(
+    outcome = inference.translate_files(
         translator, [tmp_path / "big.png"], tmp_path / "out", max_size=100, fmt="jpg", log=messages.append
     )
     assert Image.open(tmp_path / "out" / "big.jpg").size == (100, 40)
-    assert report.downscaled == [(str(tmp_path / "big.png"), (300, 120), (100, 40))]
+    assert outcome.downscaled == [(str(tmp_path / "big.png"), (300, 120), (100, 40))]
     assert messages == [f"note: {tmp_path / 'big.png'} is 300x120; translated at 100x40 (--max-size 100)"]
 
 

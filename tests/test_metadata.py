@@ -52,7 +52,8 @@ def test_a_run_is_described_by_its_config_not_its_training_options():
     config = TrainConfig(domain_a="a", domain_b="b", data_root="/data", image_size=64, blocks=3, ngf=16, lr=0.1)
     meta = ModelMetadata.of_run(config, run_dir="/r", checkpoint="ckpt-3")
     assert meta.to_dict() == {"domain_a": "a", "domain_b": "b", "data_root": "/data", "image_size": 64,
-                              "blocks": 3, "ngf": 16, "run_dir": "/r", "checkpoint": "ckpt-3"}  # fmt: skip
+                              "generator": "resnet", "blocks": 3, "ngf": 16, "run_dir": "/r",
+                              "checkpoint": "ckpt-3"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

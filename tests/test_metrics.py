@@ -96,10 +96,23 @@ def test_offline_imagenet_download_is_a_one_line_user_error(tmp_path, monkeypatc
     def no_network(*args, **kwargs):
         raise OSError("network disabled in this test")
 
-    monkeypatch.setattr(metrics, "INCEPTION_CACHE_DIR", str(tmp_path))  # nothing cached there
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     with pytest.raises(metrics.UserError) as caught:
-        metrics.InceptionFeatures()
+        metrics.InceptionFeatures(cache_dir=tmp_path)  # nothing cached there
     message = str(caught.value)
     assert "network disabled" in message and "--inception-weights" in message and "\n" not in message
+
+
+def test_a_silent_host_fails_the_download_after_the_timeout_and_the_socket_default_is_kept(tmp_path, monkeypatch):
+    calls = []
+
+    def silent_host(address, timeout=None, *args, **kwargs):
+        calls.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", silent_host)
+    with pytest.raises(metrics.UserError, match="timed out"):
+        metrics.InceptionFeatures(cache_dir=tmp_path, timeout=3)  # nothing cached there
+    assert calls == [(("storage.googleapis.com", 443), 3)]
+    assert socket.getdefaulttimeout() is None

@@ -73,7 +73,7 @@ def test_train_step_runs_as_tf_function_and_reports_every_loss():
 
     model.train_step = recording
     ds = tf.data.Dataset.from_tensor_slices((images(4), images(4, seed=1))).batch(2)
-    history = model.fit(ds, epochs=1, verbose=0)
+    history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
     assert eager and not any(eager)  # traced into a graph, never run eagerly
     assert set(history.history) == set(LOSS_NAMES)
     assert int(model.pool_x.count.numpy()) == 2  # the discriminators saw pooled fakes
@@ -189,7 +189,7 @@ REPLICA_SCRIPT = textwrap.dedent(
         start = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
         reported = []
         record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: reported.append(list(logs.values())))
-        m.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), epochs=1, verbose=0, callbacks=[record])  # 3 steps
+        m.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), epochs=1, verbose=0, callbacks=[record], shuffle=False)  # 3 steps
         return start, np.concatenate([v.numpy().ravel() for v in m.trainable_variables]), m, np.array(reported)
 
     start, one, _, _ = run(tf.distribute.OneDeviceStrategy("/cpu:0"))

@@ -11,12 +11,13 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, invoke, write_noise_domains
+from helpers import assert_one_line_error, assert_says, invoke, write_noise_domains
 from PIL import Image
 
 from tfcyclegan import inference
 from tfcyclegan.core.networks import ResnetGenerator
 from tfcyclegan.models import modeldir
+from tfcyclegan.models.metadata import ModelMetadata
 from tfcyclegan.util.errors import UserError
 
 
@@ -26,7 +27,6 @@ from tfcyclegan.util.errors import UserError
 def test_a_keras_generator_asking_for_an_absurd_network_is_refused_before_building(tmp_path, key, value, message):
     """A .keras file's architecture is read from its config.json and bounded before Keras builds it."""
     import json
-    import zipfile
 
     (tmp_path / "model").mkdir()
     generator = ResnetGenerator(ngf=4, n_blocks=1, name="generator_g")
@@ -55,10 +55,7 @@ def test_export_metadata_with_a_bad_ngf_is_one_line_naming_the_file_and_key(tmp_
     (tmp_path / "metadata.json").write_text(json.dumps({"ngf": value, "files": {"a2b": "a2b.tflite"}}))
     with pytest.raises(UserError) as error:
         inference.load_translator(tmp_path, "a2b")
-    assert str(error.value) == (
-        f'{tmp_path / "metadata.json"}: "ngf" must be an integer (got {shown}); re-export the model with '
-        "`tfcyclegan export`"
-    )
+    assert_says(str(error.value), f'{tmp_path / "metadata.json"}: "ngf" must be an integer (got {shown})', "re-export")
 
 
 def _model_dir(tmp_path, config=None, weights=None, raw=None):
@@ -151,10 +148,10 @@ def test_non_finite_weights_are_named_by_translate_and_fit(tmp_path):
     kernel = generator.weights[0]
     kernel.assign(np.where(np.arange(kernel.shape[-1]) == 0, np.nan, kernel.numpy()))
     (tmp_path / "model").mkdir()
-    modeldir.save(tmp_path / "model", {"a2b": generator}, {})
+    modeldir.save(tmp_path / "model", {"a2b": generator}, ModelMetadata())
     message = "generator_g.keras: weight conv_in/kernel holds 147 non-finite values, so the generator computes nothing"
     assert_one_line_error(_translate(tmp_path, tmp_path / "model"), message)
-    write_noise_domains(tmp_path, 2, 32)
+    write_noise_domains(tmp_path, 2, (32, 32))
     result = invoke("fit", "--domain-a", tmp_path / "a", "--domain-b", tmp_path / "b", "--run-dir", tmp_path / "run",
                     "--init-generators", tmp_path / "model", "--epochs", 1, "--steps-per-epoch", 1, "--decay-epoch", 0,
                     "--image-size", 32, "--load-size", 32)  # fmt: skip

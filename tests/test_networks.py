@@ -1,8 +1,18 @@
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcyclegan.core.networks import InstanceNormalization, PatchDiscriminator, ReflectionPadding2D, ResnetGenerator
+from tfcyclegan.core.networks import (
+    InstanceNormalization,
+    MobileResidualBlock,
+    MobileResnetGenerator,
+    PatchDiscriminator,
+    ReflectionPadding2D,
+    ResnetGenerator,
+    variables_by_path,
+)
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +142,12 @@ def _layers_and_networks():
         (ResnetGenerator(ngf=4, n_blocks=1), (1, 16, 20, 3)),
         (ResnetGenerator(ngf=4, n_blocks=2, dropout=True, affine=True), (1, 16, 20, 3)),
         (PatchDiscriminator(ndf=4, n_layers=2), (1, 32, 32, 3)),
+        (MobileResidualBlock(4, dropout=True, affine=True), (1, 6, 6, 4)),
+        (MobileResnetGenerator(ngf=4, n_blocks=2), (1, 16, 20, 3)),
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(9))
 def test_every_layer_and_network_round_trips_through_keras_serialization(index, tmp_path):
     import keras
 
@@ -203,11 +215,11 @@ def test_transposed_convolution_is_the_same_in_training_and_inference():
 def test_output_convolution_on_pixel_blocks_is_the_convolution():
     """c7s1-3 computed on 2x2 pixel blocks against the convolution in numpy (float64), with
     its input gradient; the generator's last convolution is this layer."""
-    from tfcyclegan.core.networks import Conv2D
+    from tfcyclegan.core.networks import PixelBlockConv2D
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(2, 14, 20, 8)).astype("float32")
-    layer = Conv2D(3, 7)
+    layer = PixelBlockConv2D(3, 7)
     layer.build(x.shape)
     kernel, bias = rng.normal(size=(7, 7, 8, 3)) * 0.1, rng.normal(size=3)
     layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
@@ -226,4 +238,74 @@ def test_output_convolution_on_pixel_blocks_is_the_convolution():
     np.testing.assert_allclose(tape.gradient(y, xt, output_gradients=tf.constant(dy, tf.float32)), grad, atol=1e-4)
     g = ResnetGenerator(ngf=8, n_blocks=1)
     g(np.zeros((1, 8, 8, 3), "float32"))
-    assert type(g.stack[[layer.name for layer in g.stack].index("conv_out")]) is Conv2D
+    assert type(g.stack[[layer.name for layer in g.stack].index("conv_out")]) is PixelBlockConv2D
+
+
+def mobile_parameters(ngf, blocks):
+    """Hand count: ResnetGenerator's stem, downsamplings, upsamplings and output, and per
+    block two (depthwise 3x3 + bias, pointwise 1x1 + bias) of k = 4 ngf channels."""
+    k = 4 * ngf
+    stem = 7 * 7 * 3 * ngf + ngf + 9 * ngf * 2 * ngf + 2 * ngf + 9 * 2 * ngf * k + k
+    up = 9 * k * 2 * ngf + 2 * ngf + 9 * 2 * ngf * ngf + ngf + 7 * 7 * ngf * 3 + 3
+    return stem + up + blocks * 2 * (9 * k + k + k * k + k)
+
+
+@pytest.mark.parametrize("ngf,blocks", [(16, 9), (24, 9), (32, 6), (8, 1)])
+def test_mobile_generator_parameter_count_by_hand(ngf, blocks):
+    g = MobileResnetGenerator(ngf=ngf, n_blocks=blocks)
+    g(np.zeros((1, 32, 32, 3), "float32"))
+    assert g.count_params() == mobile_parameters(ngf, blocks)
+
+
+@pytest.mark.parametrize("h,w", [(64, 64), (96, 160), (36, 20)])
+def test_mobile_generator_keeps_size_and_range(h, w):
+    g = MobileResnetGenerator(ngf=8, n_blocks=3)
+    for training in (False, True):
+        y = g(np.random.default_rng(0).uniform(-1, 1, (2, h, w, 3)).astype("float32"), training=training)
+        assert y.shape == (2, h, w, 3)
+        assert float(tf.reduce_max(tf.abs(y))) <= 1.0
+
+
+def test_mobile_block_is_depthwise_then_pointwise_against_numpy():
+    # y = x + N(P2(N(D2(pad(R(N(P1(N(D1(pad(x))))))))))), computed here with numpy.
+    block = MobileResidualBlock(3)
+    x = np.random.default_rng(5).normal(size=(1, 5, 6, 3)).astype("float32")
+    y = block(x)
+    weights = {path: v.numpy() for path, v in ((v.path.split("/", 1)[1], v) for v in block.weights)}
+
+    def norm(a):
+        return (a - a.mean(axis=(1, 2), keepdims=True)) / np.sqrt(a.var(axis=(1, 2), keepdims=True) + 1e-5)
+
+    def separable(a, i):
+        a = np.pad(a, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+        kernel = weights[f"depthwise_{i}/kernel"][..., 0]  # (3, 3, c)
+        depthwise = sum(a[:, u : u + 5, v : v + 6] * kernel[u, v] for u in range(3) for v in range(3))
+        depthwise = norm(depthwise + weights[f"depthwise_{i}/bias"])
+        return norm(depthwise @ weights[f"pointwise_{i}/kernel"][0, 0] + weights[f"pointwise_{i}/bias"])
+
+    expected = x + separable(np.maximum(separable(x, 1), 0), 2)
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+
+
+def test_mobile_generator_variables_have_layer_paths():
+    g = MobileResnetGenerator(ngf=4, n_blocks=2)
+    g(np.zeros((1, 16, 16, 3), "float32"))
+    paths = variables_by_path(g)
+    assert "block_2/depthwise_1/kernel" in paths and "block_1/pointwise_2/bias" in paths
+    assert len(paths) == len(g.weights)
+
+
+def test_mobile_generator_converts_to_tflite_with_builtin_gpu_ops_only(tmp_path, capfd):
+    from tfcyclegan.export import savedmodel, tflite
+
+    g = MobileResnetGenerator(ngf=8, n_blocks=2, name="generator_g")
+    g(np.zeros((1, 32, 32, 3), "float32"))
+    savedmodel.write_savedmodel(g, None, tmp_path / "sm")
+    blob = tflite.convert_tflite(tmp_path / "sm", "a2b")
+    capfd.readouterr()
+    tf.lite.experimental.Analyzer.analyze(model_content=blob, gpu_compatibility=True)  # prints its report
+    analysis = capfd.readouterr().out
+    ops = set(re.findall(r"Op#\d+ (\w+)\(", analysis))
+    assert {"DEPTHWISE_CONV_2D", "CONV_2D", "TRANSPOSE_CONV", "MIRROR_PAD"} <= ops
+    assert not any(op.startswith(("Flex", "CUSTOM")) for op in ops)  # builtin ops only
+    assert "looks compatible with GPU delegate" in analysis

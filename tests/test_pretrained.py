@@ -202,6 +202,7 @@ def test_import_translate_export_int8_translate(tmp_path):
 def test_export_keras_from_a_run_round_trips(tmp_path):
     from helpers import write_untrained_run
 
+    _images(tmp_path / "B", [(32, 32)])
     run = write_untrained_run(_images(tmp_path / "A", [(32, 32)]).parent)
     result = invoke("export", run, "--format", "keras", "-o", tmp_path / "model")
     assert result.exit_code == 0, result.output

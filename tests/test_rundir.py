@@ -8,31 +8,31 @@ import math
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_one_line_error, invoke, write_noise_domains
+from helpers import assert_one_line_error, invoke, tiny_config, write_noise_domains, write_noise_run
 
 from tfcyclegan import export, inference
 from tfcyclegan.data import imagefiles
 from tfcyclegan.models import modeldir
 from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.layout import RunLayout
 from tfcyclegan.training import callbacks, train
 from tfcyclegan.util.errors import UserError
 
 V1 = Path(__file__).parent / "fixtures" / "v1"  # written by tests/fixtures/make_v1_fixtures.py
 
 
-def tiny_config(**changes):
-    options = dict(domain_a="demo:flat", domain_b="demo:striped", ngf=4, blocks=1, ndf=4, image_size=32,
-                   load_size=32, pool_size=2, epochs=2, decay_epoch=1, steps_per_epoch=1)  # fmt: skip
-    return TrainConfig(**{**options, **changes})
+SCHEDULE = dict(pool_size=2, epochs=2, decay_epoch=1)  # the v1 fixture run's
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def v1_run(tmp_path):
 
 
 def test_a_checkpoint_names_every_network_variable_by_its_layer_path(tmp_path):
-    model = train.build_model(tiny_config(), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE), steps_per_epoch=1)
     path = rundir.make_checkpoint(model).write(str(tmp_path / "ckpt"))
     keys = {key for key, _ in tf.train.list_variables(path)}
     value = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -89,18 +89,18 @@ def test_a_model_directory_written_before_named_layers_still_loads(tmp_path):
 
 
 def test_a_config_that_builds_other_layers_is_refused_naming_the_layer_path(v1_run):
-    model = train.build_model(tiny_config(blocks=2), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE, blocks=2), steps_per_epoch=1)
     with pytest.raises(
         UserError, match=r"\(generator_g/16 is not there; generator_g has 16 variables there, 20 by config.json\)"
     ):
         rundir.check_model_matches(rundir.newest_checkpoint(v1_run).path, model, v1_run)
-    named = train.build_model(tiny_config(ngf=8), steps_per_epoch=1)
+    named = train.build_model(tiny_config(**SCHEDULE, ngf=8), steps_per_epoch=1)
     path = rundir.make_checkpoint(named).write(str(v1_run / "named"))
-    model = train.build_model(tiny_config(), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE), steps_per_epoch=1)
     with pytest.raises(UserError) as error:
         rundir.check_model_matches(path, model, v1_run)
     assert "(generator_g/conv_in/kernel has shape [7, 7, 3, 8] there, [7, 7, 3, 4] by config.json)" in str(error.value)
-    fewer = train.build_model(tiny_config(blocks=0), steps_per_epoch=1)
+    fewer = train.build_model(tiny_config(**SCHEDULE, blocks=0), steps_per_epoch=1)
     with pytest.raises(UserError, match=r"it has generator_g/block_1/conv_1/bias, which config.json does not build"):
         rundir.check_model_matches(path, fewer, v1_run)
 
@@ -108,7 +108,7 @@ def test_a_config_that_builds_other_layers_is_refused_naming_the_layer_path(v1_r
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_a_mixed_precision_model_leaves_the_global_policy_alone(precision):
     before = keras.mixed_precision.global_policy().name
-    model = train.build_model(tiny_config(precision=precision), steps_per_epoch=1)
+    model = train.build_model(tiny_config(**SCHEDULE, precision=precision), steps_per_epoch=1)
     assert keras.mixed_precision.global_policy().name == before == "float32"
     compute = precision.removeprefix("mixed_")
     for name in rundir.NETWORKS:
@@ -119,19 +119,18 @@ def test_a_mixed_precision_model_leaves_the_global_policy_alone(precision):
     assert model.generator_g.stack[-1].compute_dtype == "float32"  # tanh: full-range images
     assert model.discriminator_x.stack[-1].compute_dtype == "float32"  # LSGAN scores
     # A float32 model built afterwards computes in float32.
-    assert train.build_model(tiny_config(), steps_per_epoch=1).generator_g.stack[1].compute_dtype == "float32"
+    assert train.build_model(tiny_config(**SCHEDULE), steps_per_epoch=1).generator_g.stack[1].compute_dtype == "float32"
 
 
-TINY = dict(epochs=2, decay_epoch=0, steps_per_epoch=2, ngf=4, ndf=4, blocks=1, disc_layers=1, image_size=32,
-            load_size=32, pool_size=2, sample_count=1)  # fmt: skip
+TINY = dict(epochs=2, steps_per_epoch=2, disc_layers=1, pool_size=2)  # two epochs, two checkpoints
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Domains root/a, root/b and a finished two-epoch run root/run (ckpt-2, ckpt-4)."""
     root = tmp_path_factory.mktemp("rundir")
-    write_noise_domains(root, count=3, size=32)
-    config = TrainConfig(domain_a=str(root / "a"), domain_b=str(root / "b"), run_dir=str(root / "run"), **TINY)
+    write_noise_domains(root, count=3, shape=(32, 32))
+    config = tiny_config(domain_a=root / "a", domain_b=root / "b", run_dir=root / "run", **TINY)
     train.fit(config, verbose=0)
     return root
 
@@ -266,7 +265,7 @@ def test_the_checkpoint_does_not_depend_on_the_loss_log(trained, tmp_path, monke
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(callbacks, "save_loss_figure", disk_full)
-    config = TrainConfig(domain_a=str(trained / "a"), domain_b=str(trained / "b"), run_dir=str(tmp_path / "r"),
+    config = tiny_config(domain_a=trained / "a", domain_b=trained / "b", run_dir=tmp_path / "r",
                          **{**TINY, "epochs": 1, "steps_per_epoch": 1})  # fmt: skip
     with pytest.raises(UserError, match="losses.png: No space left on device"):
         train.fit(config, verbose=0)
@@ -371,3 +370,141 @@ def test_export_of_a_run_whose_newest_checkpoint_is_damaged_exports_the_intact_o
     export.export(run, "savedmodel", output=tmp_path / "exported", log=lambda message: None)
     assert json.loads((tmp_path / "exported" / "metadata.json").read_text())["checkpoint"] == "ckpt-2"
     assert f"note: checkpoint {run / 'checkpoints' / 'ckpt-4'} is damaged" in capsys.readouterr().err
+
+
+# Hostile run directories (issue #25 items 15, 17, 18): files tfcyclegan reads of its own are
+# opened only when regular, a lock never follows a link, bad names and roots are one line.
+
+
+class ReaderWatch:
+    """Watches a named pipe for a reader or a writer blocked on it, and lets it go (the other
+    end opened, drained and closed), so a hang fails the test instead of stalling it."""
+
+    def __init__(self, fifo):
+        import threading
+
+        self.fifo, self.blocked, self.done = fifo, False, threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        while not self.done.wait(0.2):
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: nobody is reading; ENOENT: moved away
+                pass
+            else:
+                self.blocked = self.blocked or stat.S_ISFIFO(os.fstat(fd).st_mode)  # not a file made in its place
+                os.close(fd)
+            try:
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                time.sleep(0.1)  # a writer let through by this open writes now
+                try:
+                    while os.read(fd, 65536):
+                        self.blocked = True
+                except BlockingIOError:  # a writer holds it open
+                    self.blocked = True
+            os.close(fd)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.blocked
+
+
+def tiny_fit(run, root, *extra):
+    return invoke("fit", "--domain-a", root / "A", "--domain-b", root / "B", "--run-dir", run, "--ngf", 4, "--ndf", 4,
+                  "--blocks", 1, "--disc-layers", 1, "--image-size", 16, "--load-size", 16, "--epochs", 1,
+                  "--decay-epoch", 0, "--pool-size", 2, "--steps-per-epoch", 1, *extra)  # fmt: skip
+
+
+def test_named_pipes_as_a_run_s_files_are_refused_at_once(tmp_path):
+    run = write_noise_run(tmp_path, 2)
+    state = RunLayout(run).checkpoint_state
+    state.unlink()
+    os.mkfifo(state)
+    watch = ReaderWatch(state)
+    message = f"{state} is not a regular file (a named pipe); move it away (the checkpoints are found from their ckpt-* files)"
+    assert_one_line_error(
+        invoke("translate", tmp_path / "A", "--model", run, "--direction", "a2b", "-o", tmp_path / "o"), message
+    )
+    assert_one_line_error(invoke("export", run, "--format", "keras", "-o", tmp_path / "k"), message)
+    assert_one_line_error(tiny_fit(run, tmp_path), message)
+    state.unlink()
+    [data] = RunLayout(run).checkpoints.glob("ckpt-1.data-*")
+    data.rename(tmp_path / "data")
+    os.mkfifo(data)
+    watch_data = ReaderWatch(data)
+    result = invoke("translate", tmp_path / "A", "--model", run, "--direction", "a2b", "-o", tmp_path / "o")
+    assert (
+        f"note: checkpoint {RunLayout(run).checkpoint(1)} is damaged ({data.name} is a named pipe, not a regular file)"
+        in result.stderr
+    )
+    assert_one_line_error(result, f"no checkpoint of {run} is intact")
+    data.unlink()
+    (tmp_path / "data").rename(data)
+    config = RunLayout(run).config
+    config.rename(tmp_path / "config.json")
+    os.mkfifo(config)
+    watch_config = ReaderWatch(config)
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run),
+        f"cannot read {config}: not a regular file (a named pipe); is this a tfcyclegan run directory?",
+    )
+    assert not watch.stop() and not watch_data.stop() and not watch_config.stop()
+
+
+def test_named_pipes_as_the_loss_log_figure_and_samples_never_block_the_run(tmp_path):
+    write_noise_domains(tmp_path, 2, (20, 20), names=("A", "B"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "samples").mkdir()
+    pipes = [run / "losses.csv", run / "losses.png", run / "samples" / "epoch_001.png"]
+    for pipe in pipes:
+        os.mkfifo(pipe)
+    watches = [ReaderWatch(pipe) for pipe in pipes]
+    result = tiny_fit(run, tmp_path)
+    assert [watch.stop() for watch in watches] == [False] * 3, "fit blocked on a named pipe"
+    assert result.exit_code == 0, result.output
+    assert all(stat.S_ISREG(os.lstat(path).st_mode) for path in pipes)  # the figure and the grid replaced them
+    assert (
+        f"note: cannot read {run / 'losses.csv'} (not a regular file (a named pipe)); moved it to "
+        f"{run / 'losses.csv.unreadable-1'} and began a new one" in result.stderr
+    )
+    assert (run / "losses.csv.unreadable-1").is_fifo() and (run / "losses.csv").read_text().count("\n") == 2
+
+
+def test_fit_lock_that_is_a_pipe_or_a_link_is_refused_and_nothing_is_truncated(tmp_path):
+    run = write_noise_run(tmp_path, 2)
+    os.mkfifo(RunLayout(run).lock)
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run),
+        f"{RunLayout(run).lock} is a named pipe, not a regular file; move it away (fit makes its own lock file)",
+    )
+    RunLayout(run).lock.unlink()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    RunLayout(run).lock.symlink_to(victim)
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run),
+        f"{RunLayout(run).lock} is a symbolic link; move it away (fit makes its own lock file)",
+    )
+    assert victim.read_text() == "keep me"
+
+
+def test_names_that_are_not_utf8_are_refused_before_anything_is_written(tmp_path):
+    run = write_noise_run(tmp_path, 2)
+    bad = str(tmp_path / "r\udcff")  # the byte 0xff, as Python keeps it from the command line
+    before = sorted(os.listdir(tmp_path))
+    assert_one_line_error(
+        tiny_fit(bad, tmp_path),
+        f"--run-dir {tmp_path}/r\\xff is not valid UTF-8, which TensorFlow needs in file names; "
+        "give --run-dir a name in UTF-8",
+    )
+    assert_one_line_error(
+        invoke("export", run, "--format", "keras", "-o", bad), f"--output {tmp_path}/r\\xff is not valid UTF-8"
+    )
+    assert sorted(os.listdir(tmp_path)) == before

@@ -5,7 +5,9 @@ and the report's arithmetic."""
 import http.client
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -78,8 +80,6 @@ class Served:
 @pytest.fixture
 def served(prepared, tmp_path):
     """A copy of the prepared study (its own answers.jsonl) being served."""
-    import shutil
-
     directory = tmp_path / "study"
     shutil.copytree(prepared, directory)
     server = Served(directory)
@@ -321,22 +321,23 @@ def test_study_report_cli_table_and_json(served, tmp_path):
     fooled = sum(t["choice"] != t["real"] for t in scored)
     result = CliRunner().invoke(main, ["study-report", str(served.study.dir), "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "r.json").read_text())
-    d = report["directions"][session["direction"]]
+    summary = json.loads((tmp_path / "r.json").read_text())
+    d = summary["directions"][session["direction"]]
     assert (d["participants"], d["scored_trials"], d["fooled"]) == (1, TRIALS, fooled)
     assert f"{fooled / TRIALS:.1%}" in result.stdout and session["participant"] in result.stdout
-    other = report["directions"]["b2a" if session["direction"] == "a2b" else "a2b"]
+    other = summary["directions"]["b2a" if session["direction"] == "a2b" else "a2b"]
     assert other["scored_trials"] == 0 and other["fooling_rate"] is None
 
 
-def test_study_report_with_the_domain_classifier(served, tmp_path, monkeypatch):
+def test_study_report_with_the_domain_classifier(tmp_path, monkeypatch):
+    # 11 images per domain, 6 of each in the a2b study: the classifier trains on the other 5.
     monkeypatch.setenv("TFCYCLEGAN_CACHE", str(tmp_path / "cache"))
-    result = analysis.report(served.study.dir, with_classifier=True, log=lambda m: None)
-    verdicts = result["classifier"]
-    for direction in ("a2b", "b2a"):
-        v = verdicts[direction]
-        assert v["images"] == 5 and 0 <= v["accuracy"] <= 1
-        assert (v["fooling_rate"] is None) == (not v["meaningful"])
+    run = write_noise_run(tmp_path, 11)
+    server.prepare(run, tmp_path / "study", directions=["a2b"], count=PRACTICE + TRIALS, log=lambda m: None)
+    result = analysis.analyse(tmp_path / "study", with_classifier=True, log=lambda m: None)
+    v = result["classifier"]["a2b"]
+    assert v["images"] == PRACTICE + TRIALS and 0 <= v["accuracy"] <= 1
+    assert (v["fooling_rate"] is None) == (not v["meaningful"])
     assert "domain classifier on the same images" in format_table(result)
 
 
@@ -375,8 +376,9 @@ def test_the_study_command_prints_its_url_and_stops_cleanly_on_ctrl_c(run_dir, t
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr
+    # Stopped before any session finished: it said "answers are in .../answers.jsonl", a file that did not exist.
     assert "Traceback" not in stderr and stderr.rstrip().endswith(
-        f"stopped; answers are in {tmp_path / 's' / 'answers.jsonl'}"
+        f"stopped before any session finished; no answers were recorded in {tmp_path / 's'}"
     )
 
 
@@ -408,3 +410,244 @@ def test_too_many_trials_are_refused_before_the_study_is_prepared(run_dir, tmp_p
     result = CliRunner().invoke(main, ["study", str(run_dir), "--trials", "5000", "--study-dir", str(tmp_path / "st")])
     assert result.exit_code == 1 and "--practice + --trials must be at most 1000" in result.stderr
     assert not (tmp_path / "st").exists()
+
+
+# Hostile study directories, answers and clients (issue #25 items 9, 11, 15, 17, 18).
+
+
+def study_copy(prepared, tmp_path):
+    import shutil
+
+    directory = tmp_path / "study"
+    shutil.copytree(prepared, directory)
+    return directory
+
+
+def test_an_image_linked_outside_the_study_is_never_served(prepared, tmp_path):
+    directory = study_copy(prepared, tmp_path)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"secret")
+    image = directory / "images" / f"{server.read_manifest(directory)['directions']['a2b']['real'][0]['id']}.png"
+    image.unlink()
+    image.symlink_to(secret)
+    with pytest.raises(UserError, match=f"{image} leads to {secret}, outside {directory / 'images'}"):
+        server.Study(directory, practice=PRACTICE, trials=TRIALS, log=lambda m: None)
+    # Linked after the server started: a 404, never the secret.
+    image.unlink()
+    shutil_copy = (directory / "sources").iterdir().__next__().read_bytes()
+    image.write_bytes(shutil_copy)
+    served = Served(directory)
+    try:
+        image.unlink()
+        image.symlink_to(secret)
+        status, _, body = served.request("GET", f"/images/{image.name}")
+        assert (status, json.loads(body)) == (404, {"error": "not found"})
+    finally:
+        served.stop()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m["directions"]["a2b"]["real"][0].update(id="../../../../tmp/secret"),
+         'a2b image id "../../../../tmp/secret" is not 16 hex digits'),
+        (lambda m: m["directions"]["b2a"]["fake"][1].update(id="0123456789abcdef\n"), "is not 16 hex digits"),
+        (lambda m: m.pop("model"), '"model" is not a path'),
+        (lambda m: m["directions"]["a2b"].update(real="x"), '"a2b" has no real images'),
+        (lambda m: m.update(domain_a=[]), '"domain_a" lacks its spec, name or root'),
+    ],
+)  # fmt: skip
+def test_a_tampered_manifest_is_refused_by_study_and_study_report(prepared, tmp_path, change, message):
+    directory = study_copy(prepared, tmp_path)
+    manifest = json.loads((directory / server.MANIFEST).read_text())
+    change(manifest)
+    (directory / server.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="not a study manifest as `tfcyclegan study` writes it") as caught:
+        server.Study(directory, log=lambda m: None)
+    assert message in str(caught.value)
+    result = CliRunner().invoke(main, ["study-report", str(directory)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {directory / server.MANIFEST} is not a study manifest") and message in line
+
+
+def run_cli(*args, timeout=120):
+    """The installed command in a child process (a hang fails the test instead of stalling it)."""
+    command = [os.path.join(os.path.dirname(sys.executable), "tfcyclegan"), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, preexec_fn=default_sigint)
+
+
+def test_answers_that_are_a_pipe_or_an_endless_device_are_refused_at_once(prepared, tmp_path):
+    directory = study_copy(prepared, tmp_path)
+    answers = directory / server.ANSWERS
+    for make, kind in ((os.mkfifo, "a named pipe"), (lambda p: p.symlink_to("/dev/zero"), "a character device")):
+        answers.unlink(missing_ok=True)
+        make(answers)
+        done = run_cli("study-report", directory)
+        assert done.returncode == 1, done.stderr
+        assert (
+            done.stderr
+            == f"error: cannot read {answers}: not a regular file ({kind}); move it away (the study starts a new one)\n"
+        )
+        with pytest.raises(UserError, match="not a regular file"):
+            server.Study(directory, practice=PRACTICE, trials=TRIALS, log=lambda m: None)
+        with pytest.raises(OSError, match="not a regular file"):
+            server.AnswerStore(answers).append({"participant": "x"})
+
+
+def test_malformed_answer_lines_are_skipped_with_a_note(served):
+    session = served.session()
+    assert served.post(answer_all(session, lambda i, t: "right"))[0] == 200
+    good = json.loads(lines(served.study.dir)[0])
+    other = "1" * 16
+    bad = [{**good, "participant": other, "trials": "many"}, {**good, "participant": other, "trials": 7},
+           {**good, "participant": other, "trials": [{k: v for k, v in t.items() if k != "choice"} for t in good["trials"]]},
+           {**good, "participant": ["a", "list"]}, {**good, "participant": other + "\n"}]  # fmt: skip
+    with open(served.study.dir / server.ANSWERS, "a") as file:
+        file.writelines(json.dumps(record) + "\n" for record in bad)
+    result = CliRunner().invoke(main, ["study-report", str(served.study.dir)])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "is not a recorded session" in line]
+    assert [line.split(" line ")[1].split(" is")[0] for line in notes] == ["2", "3", "4", "5", "6"]
+    assert "its trials are not a list" in notes[0] and "lacks its choice" in notes[2] and "not an id" in notes[3]
+    assert "1 sessions" in result.stdout
+    restarted = server.Study(served.study.dir, practice=PRACTICE, trials=TRIALS, log=lambda m: None)
+    assert restarted.recorded == {session["participant"]}
+
+
+def test_hostile_posts_get_a_400_not_a_traceback(served, capfd):
+    session = served.session()
+    good = answer_all(session, lambda i, t: "left")
+    body = json.dumps(good).encode()
+    for length in ("²", "١٢", "1\u00b2"):
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        connection.putrequest("POST", "/api/answers")
+        connection.putheader("Content-Length", length.encode())
+        connection.endheaders(body)
+        response = connection.getresponse()
+        assert (response.status, json.loads(response.read())) == (400, {"error": "Content-Length required"})
+        connection.close()
+    huge = {**good, "trials": [{**good["trials"][0], "rt_ms": 10**400}, *good["trials"][1:]]}
+    status, reply = served.post(huge)
+    assert (status, reply) == (400, {"error": f"trials[0].rt_ms must be between 0 and {server.MAX_MS}"})
+    status, reply = served.post({**good, "participant": session["participant"] + "\n"})
+    assert (status, reply) == (400, {"error": "participant must be the id the session came with"})
+    assert lines(served.study.dir) == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_client_gone_before_its_reply_leaves_no_traceback(served, capfd):
+    for gone in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset"), TimeoutError("timed out")):
+        try:
+            raise gone
+        except OSError:
+            served.server.handle_error(None, ("127.0.0.1", 1))
+    assert capfd.readouterr().err == ""
+    # A body cut short: a 400 saying so, not a JSON error about half a body.
+    connection = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+    connection.sendall(b"POST /api/answers HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}")
+    connection.shutdown(socket.SHUT_WR)
+    reply = connection.makefile("rb").read()
+    connection.close()
+    assert reply.startswith(b"HTTP/1.0 400") and b"body shorter than Content-Length" in reply
+
+
+def test_fifty_clients_connecting_at_once_are_all_queued(prepared):
+    # The server is not accepting yet: every connection waits in the listen backlog.
+    study = server.Study(prepared, practice=PRACTICE, trials=TRIALS, log=lambda m: None)
+    listening = server.StudyServer(study, "127.0.0.1", 0)
+    clients = []
+    try:
+        for _ in range(50):
+            clients.append(socket.create_connection(listening.server_address, timeout=2))
+    finally:
+        for client in clients:
+            client.close()
+        listening.server_close()
+    assert len(clients) == 50
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "answers.jsonl", "images/x.json"])
+def test_study_report_json_never_replaces_the_study_s_own_files(served, name):
+    target = served.study.dir / name
+    before = target.read_bytes() if target.exists() else None
+    result = CliRunner().invoke(main, ["study-report", str(served.study.dir), "--json", str(target)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr == (
+        f"error: --json {target} is a file of the study directory {served.study.dir}, which it would replace; "
+        "give a path outside its own files\n"
+    )
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
+def test_study_report_json_follows_nothing_and_replaces_no_special_file(served, tmp_path):
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("keep")
+    link, pipe = tmp_path / "link.json", tmp_path / "pipe.json"
+    link.symlink_to(elsewhere)
+    os.mkfifo(pipe)
+    for target, kind in ((link, "a symbolic link"), (pipe, "a named pipe"), (tmp_path, "a folder"),
+                         (os.devnull, "a character device")):  # fmt: skip
+        result = CliRunner().invoke(main, ["study-report", str(served.study.dir), "--json", str(target)])
+        assert result.exit_code == 1, result.output
+        assert (
+            result.stderr
+            == f"error: --json {target} is {kind}, not a regular file; give a new path or a regular file\n"
+        )
+    assert link.is_symlink() and elsewhere.read_text() == "keep" and pipe.is_fifo()
+    with pytest.raises(UserError, match="is a named pipe"):
+        analysis.write_json({}, pipe)
+    regular = tmp_path / "old.json"
+    regular.write_text("old")
+    assert CliRunner().invoke(main, ["study-report", str(served.study.dir), "--json", str(regular)]).exit_code == 0
+    assert json.loads(regular.read_text())["sessions"] == 0
+
+
+def test_the_classifier_never_trains_on_the_images_the_study_shows(prepared, run_dir, tmp_path, monkeypatch):
+    from tfcyclegan.quality import classifier
+
+    # All 5 images of each domain are in the study: nothing is left to train it on.
+    result = analysis.analyse(prepared, with_classifier=True, log=lambda m: None)
+    assert result["classifier"] == {
+        "unavailable": "classifier not measured: 0 (A) and 0 (B) training images are not in the study (at least 5 "
+        "per domain needed to train it on other images than it is scored on); give the domains a test split or more "
+        "images"
+    }
+    assert result["classifier"]["unavailable"] in format_table(result)
+    # With more images, it trains on the others only.
+    for domain in "AB":
+        for i in range(6):
+            Image.new("RGB", (36, 36), (40 * i, 0, 0)).save(run_dir.parent / domain / f"extra_{i}.png")
+    trained = []
+
+    class Judge:
+        def accuracy(self, real_a, real_b):
+            return {"accuracy": 1.0, "accuracy_a": 1.0, "accuracy_b": 1.0}
+
+        def fooling_rates(self, fake_b, fake_a):
+            return {"a2b": 0.5, "b2a": 0.5}
+
+    def load_or_train(files_a, files_b, size, cache_dir, log):
+        trained.append((files_a, files_b))
+        return Judge(), None, False
+
+    monkeypatch.setattr(classifier, "load_or_train", load_or_train)
+    try:
+        analysis.analyse(prepared, with_classifier=True, log=lambda m: None)
+    finally:
+        for extra in run_dir.parent.glob("?/extra_*.png"):
+            extra.unlink()
+    [(files_a, files_b)] = trained
+    assert sorted(os.path.basename(f) for f in files_a) == [f"extra_{i}.png" for i in range(6)]
+    assert sorted(os.path.basename(f) for f in files_b) == [f"extra_{i}.png" for i in range(6)]
+
+
+def test_ctrl_c_after_a_finished_session_names_the_answers(prepared, monkeypatch, tmp_path):
+    monkeypatch.setattr(server, "StudyServer", QuitAtOnce)
+    study_dir = tmp_path / "s"
+    shutil.copytree(prepared, study_dir)
+    answers = study_dir / server.ANSWERS
+    answers.write_text("")
+    result = CliRunner().invoke(main, ["study", str(prepared.parent / "run"), "--study-dir", str(study_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == f"stopped; answers are in {answers}"

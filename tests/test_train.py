@@ -1,14 +1,20 @@
 """train.fit end to end on tiny models: artifacts, exact resume, interruption, config checks."""
 
 import csv
+import dataclasses
 import json
 import os
+import random
 import shutil
 import signal
+import threading
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import tiny_config, write_noise_domains
 from PIL import Image
 
 from tfcyclegan import export
@@ -23,34 +29,14 @@ from tfcyclegan.util.errors import UserError
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("domains")
-    rng = np.random.default_rng(0)
-    for name, count in (("a", 6), ("b", 4)):
-        (root / name).mkdir()
-        for i in range(count):
-            pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / name / f"img {i}:x.png")
+    write_noise_domains(root, (6, 4), shape=(40, 40), file_name="img {}:x.png")
     return root
 
 
 def tiny(folders, run_dir, **overrides):
-    values = dict(
-        domain_a=str(folders / "a"),
-        domain_b=str(folders / "b"),
-        run_dir=str(run_dir),
-        epochs=2,
-        decay_epoch=1,
-        blocks=1,
-        ngf=4,
-        ndf=4,
-        image_size=32,
-        load_size=36,
-        pool_size=3,
-        steps_per_epoch=3,
-        sample_count=2,
-        log_every=1,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+    """tiny_config for domains folders/a and folders/b: two epochs of three steps, decaying from epoch 1."""
+    options = dict(epochs=2, decay_epoch=1, load_size=36, pool_size=3, steps_per_epoch=3, sample_count=2, log_every=1)
+    return tiny_config(domain_a=folders / "a", domain_b=folders / "b", run_dir=run_dir, **{**options, **overrides})
 
 
 def full_state(run_dir):
@@ -66,20 +52,19 @@ def loss_rows(run_dir):
 
 
 def signal_at(step, ruin=False):
-    """A Throughput that sends SIGTERM (SIGINT may be ignored under a background shell) to
+    """A callback that sends SIGTERM (SIGINT may be ignored under a background shell) to
     this process at the end of training step `step`, first turning a weight of G to NaN
     when `ruin`."""
 
-    class Signal(callbacks.Throughput):
+    class Signal(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            super().on_train_batch_end(batch, logs)
             if self.model.generator_optimizer.iterations.numpy() == step:
                 if ruin:
                     weights = self.model.generator_g.trainable_variables[0]
                     weights.assign(tf.fill(weights.shape, float("nan")))
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    return Signal
+    return Signal()
 
 
 def test_fit_writes_every_artifact(folders, tmp_path):
@@ -111,17 +96,14 @@ def straight(folders, tmp_path_factory):
     return run_dir
 
 
-def test_resume_after_an_epoch_matches_an_uninterrupted_run(folders, straight, tmp_path, monkeypatch):
+def test_resume_after_an_epoch_matches_an_uninterrupted_run(folders, straight, tmp_path):
     resumed = tmp_path / "resumed"
-    save = callbacks.CheckpointSaver.on_epoch_end
 
-    def stop_after_first_epoch(self, epoch, logs=None):
-        save(self, epoch, logs)
-        raise KeyboardInterrupt
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):  # after the checkpoint saver's
+            raise KeyboardInterrupt
 
-    with monkeypatch.context() as patch:
-        patch.setattr(callbacks.CheckpointSaver, "on_epoch_end", stop_after_first_epoch)
-        train.fit(tiny(folders, resumed), verbose=0)
+    train.fit(tiny(folders, resumed), verbose=0, callbacks=[StopAfterFirstEpoch()])
     assert tf.train.latest_checkpoint(resumed / "checkpoints").endswith("ckpt-3")
     train.fit(tiny(folders, resumed), verbose=0)
 
@@ -131,17 +113,15 @@ def test_resume_after_an_epoch_matches_an_uninterrupted_run(folders, straight, t
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
-def test_interrupt_mid_epoch_saves_and_resume_finishes_the_same_batches(folders, straight, tmp_path, monkeypatch):
+def test_interrupt_mid_epoch_saves_and_resume_finishes_the_same_batches(folders, straight, tmp_path):
     resumed = tmp_path / "resumed"
 
-    class Interrupt(callbacks.Throughput):
+    class Interrupt(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             if self.model.generator_optimizer.iterations.numpy() == 4:
                 raise KeyboardInterrupt
 
-    with monkeypatch.context() as patch:
-        patch.setattr(callbacks, "Throughput", Interrupt)
-        train.fit(tiny(folders, resumed), verbose=0)
+    train.fit(tiny(folders, resumed), verbose=0, callbacks=[Interrupt()])
     assert tf.train.latest_checkpoint(resumed / "checkpoints").endswith("ckpt-4")
     train.fit(tiny(folders, resumed), verbose=0)
     a, b = full_state(straight), full_state(resumed)
@@ -151,6 +131,56 @@ def test_interrupt_mid_epoch_saves_and_resume_finishes_the_same_batches(folders,
     for want, got in zip(loss_rows(straight), loss_rows(resumed), strict=True):
         assert want.keys() == got.keys()
         np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-5)
+
+
+def test_fit_leaves_the_callers_config_as_it_was(folders, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run directory, runs/a2b, lands here
+    config = dataclasses.replace(tiny(folders, "", steps_per_epoch=None, epochs=1, decay_epoch=0, ngf=8), run_dir=None)
+    given = dataclasses.replace(config)
+    assert train.fit(config, verbose=0) == Path("runs/a2b")
+    assert config == given
+    saved = rundir.load_config("runs/a2b")
+    assert (saved.run_dir, saved.steps_per_epoch) == ("runs/a2b", 6)
+    # Resumed with more epochs: the run is rescheduled (its decay epoch moves to 1).
+    longer = dataclasses.replace(config, epochs=2)
+    train.fit(longer, explicit={"epochs"}, verbose=0)
+    assert longer == dataclasses.replace(given, epochs=2)
+    assert rundir.load_config("runs/a2b").decay_epoch == 1
+    # A new run started from a model directory takes its ngf (4); the caller's stays 8.
+    export.export("runs/a2b", "keras", output=tmp_path / "model", log=lambda _: None)
+    fresh = dataclasses.replace(config, run_dir=str(tmp_path / "fresh"), ngf=4)
+    given_fresh = dataclasses.replace(fresh)
+    train.fit(fresh, verbose=0, init_from=tmp_path / "model")
+    assert fresh == given_fresh
+    assert rundir.load_config(tmp_path / "fresh").ngf == 8
+
+
+def test_fit_runs_on_another_thread_and_leaves_the_signal_handlers_alone(folders, tmp_path):
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    outcome = {}
+
+    def work():
+        try:
+            outcome["run"] = train.fit(tiny(folders, tmp_path / "run", epochs=1, decay_epoch=0), verbose=0)
+        except Exception as error:  # shown by the assertion below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert outcome == {"run": tmp_path / "run"}
+    assert tf.train.latest_checkpoint(tmp_path / "run" / "checkpoints").endswith("ckpt-3")
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
+
+
+def test_fit_leaves_the_callers_random_state_alone(folders, tmp_path):
+    random.seed(7)
+    np.random.seed(7)
+    expected = (random.random(), np.random.random())
+    random.seed(7)
+    np.random.seed(7)
+    train.fit(tiny(folders, tmp_path / "run", epochs=1, decay_epoch=0), verbose=0)
+    assert (random.random(), np.random.random()) == expected
 
 
 def test_resume_with_different_options_says_what_differs(folders, tmp_path):
@@ -167,11 +197,11 @@ def test_finished_run_is_not_trained_again(folders, tmp_path, capsys):
     assert "already finished" in capsys.readouterr().out
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folders, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folders, tmp_path):
     run_dir = tmp_path / "run"
     good = {}
 
-    class RuinSecondEpoch(callbacks.Throughput):
+    class RuinSecondEpoch(keras.callbacks.Callback):
         # Epoch 1 (steps 1-3) trains and is saved; then G's weights turn NaN, as after a blow-up.
         def on_train_batch_begin(self, batch, logs=None):
             if self.model.generator_optimizer.iterations.numpy() == 3 and not good:
@@ -179,9 +209,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folders, tmp_p
                 weights = self.model.generator_g.trainable_variables[0]
                 weights.assign(tf.fill(weights.shape, float("nan")))
 
-    monkeypatch.setattr(callbacks, "Throughput", RuinSecondEpoch)
     with pytest.raises(UserError, match="training diverged: .* at step .*lower --lr"):
-        train.fit(tiny(folders, run_dir), verbose=0)
+        train.fit(tiny(folders, run_dir), verbose=0, callbacks=[RuinSecondEpoch()])
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-3")
     kept = full_state(run_dir)
     assert good and kept.keys() == good.keys()
@@ -240,23 +269,22 @@ def test_load_generators_restores_the_trained_weights(folders, straight):
         np.testing.assert_array_equal(loaded.numpy(), trained.numpy())
 
 
-def test_extending_a_run_recomputes_the_schedule_and_may_change_precision(folders, tmp_path, monkeypatch, capsys):
+def test_extending_a_run_recomputes_the_schedule_and_may_change_precision(folders, tmp_path, capsys):
     run_dir = tmp_path / "run"
     train.fit(tiny(folders, run_dir), verbose=0)  # 2 epochs of 3 steps, decay from epoch 1
     rates = {}
 
-    class Record(callbacks.Throughput):
+    class Record(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             # Keras 3 evaluates the schedule at the optimizer's step: the rate this step runs at.
             optimizer = self.model.generator_optimizer
             rates[int(optimizer.iterations.numpy())] = float(optimizer.learning_rate)
 
-    monkeypatch.setattr(callbacks, "Throughput", Record)
     capsys.readouterr()
     # Checkpoints hold float32 variables: an extension may train in another precision, both ways.
     for epochs, precision in ((3, "mixed_bfloat16"), (4, "float32")):
         config = tiny(folders, run_dir, epochs=epochs, precision=precision)
-        train.fit(config, explicit={"epochs", "precision"}, verbose=0)
+        train.fit(config, explicit={"epochs", "precision"}, verbose=0, callbacks=[Record()])
         notes = capsys.readouterr().err  # notes on stderr (tfcyclegan.util.report)
         assert (
             f"extending {run_dir} from {epochs - 1} to {epochs} epochs; learning rate decays linearly from epoch "
@@ -311,8 +339,7 @@ def test_a_signal_in_an_epochs_last_batch_keeps_its_outputs_and_nan_weights_are_
         return save(manager, step)
 
     monkeypatch.setattr(callbacks, "save_checkpoint", record)
-    monkeypatch.setattr(callbacks, "Throughput", signal_at(3))  # the last step of epoch 1
-    train.fit(tiny(folders, run_dir), verbose=0)
+    train.fit(tiny(folders, run_dir), verbose=0, callbacks=[signal_at(3)])  # the last step of epoch 1
     assert f"interrupted: saved {run_dir / 'checkpoints' / 'ckpt-3'}" in capsys.readouterr().out
     assert saved == [3]  # the epoch's checkpoint, not saved a second time for the interrupt
     assert [row["epoch"] for row in loss_rows(run_dir)] == [1]
@@ -324,9 +351,8 @@ def test_a_signal_in_an_epochs_last_batch_keeps_its_outputs_and_nan_weights_are_
     assert ("epoch/loss_G", 1) in tags
 
     # G's weights turn NaN in step 4 and a signal arrives before any loss shows it.
-    monkeypatch.setattr(callbacks, "Throughput", signal_at(4, ruin=True))
     with pytest.raises(UserError, match="training diverged: the weights are not finite at step 4; the last good "):
-        train.fit(tiny(folders, run_dir), verbose=0)
+        train.fit(tiny(folders, run_dir), verbose=0, callbacks=[signal_at(4, ruin=True)])
     assert saved == [3] and tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-3")
 
 
@@ -340,7 +366,7 @@ def adam_and_weights(model):
 def test_checkpoints_restore_across_the_loss_scaled_layout_of_mixed_float16(tmp_path):
     """mixed_float16 checkpoints Adam inside a LossScaleOptimizer; float32 runs checkpoint
     Adam itself. Either restores into the other, every weight and Adam moment intact."""
-    config = TrainConfig(ngf=4, ndf=4, blocks=1, image_size=32, load_size=32, epochs=2, decay_epoch=1)
+    config = tiny_config(epochs=2, decay_epoch=1)
     source = train.build_model(config, steps_per_epoch=3)
     for variable in source.generator_optimizer.variables:
         variable.assign(tf.fill(variable.shape, tf.constant(7, variable.dtype)))
@@ -402,3 +428,191 @@ def test_discriminator_warm_up_freezes_the_generators_and_resumes_exactly_in_the
     assert a["discriminator_x_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 4 + 3
     for key in a:  # weights, Adam moments, step counters and both pools
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+# A run directory's config.json is the run's, checkpoint or not, and names its folders
+# absolute (issue #25 items 10 and 12). `_fit` is replaced: these check what would be trained.
+
+TINY = ("--ngf", 4, "--ndf", 4, "--blocks", 1, "--disc-layers", 1, "--image-size", 16, "--load-size", 16,
+        "--epochs", 2, "--decay-epoch", 1, "--pool-size", 2)  # fmt: skip
+
+
+def planned(monkeypatch):
+    """The _Plans `fit` hands to training, which is not run."""
+    plans = []
+    monkeypatch.setattr(train, "_fit", lambda plan, *rest: plans.append(plan) or plan.run_dir)
+    return plans
+
+
+def save_checkpoint(run):
+    """A checkpoint at step 0 of the run's own networks, as an interrupted first epoch leaves."""
+    model = train.build_model(rundir.load_config(run), steps_per_epoch=1)
+    tf.train.CheckpointManager(rundir.make_checkpoint(model), RunLayout(run).checkpoints, 1).save()
+
+
+def image_folders(root, count):
+    rng = np.random.default_rng(count)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_its_own_config(folders, tmp_path, monkeypatch):
+    from helpers import assert_one_line_error, invoke
+
+    plans = planned(monkeypatch)
+    run = tmp_path / "k1"
+    first = invoke("fit", "--domain-a", folders / "a", "--domain-b", folders / "b", "--run-dir", run, *TINY)
+    assert first.exit_code == 0, first.output
+    assert not rundir.has_checkpoint(run)  # as if killed before its first checkpoint
+    saved = RunLayout(run).config.read_text()
+    again = invoke("fit", "--run-dir", run)  # what the interrupted message suggests
+    assert again.exit_code == 0, again.output
+    assert f"note: {run} has no checkpoint yet; training it from the start with its config.json" in again.stderr
+    assert plans[-1].config == plans[0].config and plans[-1].config.ngf == 4
+    assert RunLayout(run).config.read_text() == saved
+    assert_one_line_error(invoke("fit", "--run-dir", run, "--ngf", 8), "(--ngf: run has 4, given 8)")
+
+
+def test_a_resume_from_another_folder_trains_on_the_run_s_own_images(tmp_path, monkeypatch):
+    from helpers import assert_one_line_error, invoke
+
+    plans = planned(monkeypatch)
+    project, other = (
+        image_folders(tmp_path / "project" / "data", 3).parent,
+        image_folders(tmp_path / "other" / "data", 5).parent,
+    )
+    monkeypatch.chdir(project)
+    assert invoke("fit", "--domain-a", "data/a", "--domain-b", "data/b", "--run-dir", "runs/rs", *TINY).exit_code == 0
+    saved = json.loads(RunLayout(project / "runs/rs").config.read_text())
+    folder = {side: str((project / "data" / side).resolve()) for side in "ab"}
+    assert (saved["domain_a"], saved["domain_b"]) == (folder["a"], folder["b"])
+    assert (saved["domains"], saved["images"]) == ({"A": folder["a"], "B": folder["b"]}, {"A": 3, "B": 3})
+    save_checkpoint(project / "runs/rs")
+    monkeypatch.chdir(other)
+    result = invoke("fit", "--run-dir", "../project/runs/rs")
+    assert result.exit_code == 0, result.output
+    assert {os.path.dirname(f) for f in plans[-1].files_a} == {folder["a"]} and len(plans[-1].files_b) == 3
+    assert_one_line_error(
+        invoke("fit", "--run-dir", "../project/runs/rs", "--domain-a", "data/a"),
+        f"(--domain-a: run has '{folder['a']}', given '{(other / 'data' / 'a').resolve()}')",
+    )
+
+
+def test_a_named_domain_under_another_data_root_is_refused(tmp_path, monkeypatch):
+    from helpers import assert_one_line_error, invoke
+
+    plans = planned(monkeypatch)
+    for root in ("first", "second"):  # two complete copies of horse2zebra, offline
+        for split in ("trainA", "trainB", "testA", "testB"):
+            image_folders(tmp_path / "split", 2)
+            shutil.move(tmp_path / "split" / "a", tmp_path / root / "horse2zebra" / split)
+            shutil.rmtree(tmp_path / "split")
+    run = tmp_path / "run"
+    env = {"TFCYCLEGAN_DATA": str(tmp_path / "first")}
+    assert (
+        invoke("fit", "--domain-a", "horses", "--domain-b", "zebras", "--run-dir", run, *TINY, env=env).exit_code == 0
+    )
+    assert json.loads(RunLayout(run).config.read_text())["domain_a"] == "horses"
+    save_checkpoint(run)
+    assert invoke("fit", "--run-dir", run, env=env).exit_code == 0
+    assert_one_line_error(
+        invoke("fit", "--run-dir", run, env={"TFCYCLEGAN_DATA": str(tmp_path / "second")}),
+        f"{run} trained on domain A images in {tmp_path / 'first' / 'horse2zebra'}, but its domain 'horses' resolves "
+        f"to {tmp_path / 'second' / 'horse2zebra'} here",
+    )
+    assert len(plans) == 2
+    # A relative --data-root is saved absolute, and the same --data-root given again is no change.
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other"
+    assert invoke("fit", "--domain-a", "horses", "--domain-b", "zebras", "--data-root", "first", "--run-dir", other,
+                  *TINY).exit_code == 0  # fmt: skip
+    assert json.loads(RunLayout(other).config.read_text())["data_root"] == str(tmp_path / "first")
+    save_checkpoint(other)
+    assert invoke("fit", "--run-dir", other, "--data-root", "first").exit_code == 0
+    assert len(plans) == 4
+
+
+def test_an_old_config_with_relative_folders_resumes_on_the_images_of_its_own_folder(tmp_path, monkeypatch):
+    from helpers import invoke
+
+    plans = planned(monkeypatch)
+    project = image_folders(tmp_path / "project" / "data", 3).parent
+    image_folders(tmp_path / "other" / "data", 5)
+    monkeypatch.chdir(project)
+    assert invoke("fit", "--domain-a", "data/a", "--domain-b", "data/b", "--run-dir", "runs/rs", *TINY).exit_code == 0
+    config = RunLayout(project / "runs/rs").config
+    old = {key: value for key, value in json.loads(config.read_text()).items() if key != "domains"}
+    config.write_text(json.dumps({**old, "domain_a": "data/a", "domain_b": "data/b", "run_dir": "runs/rs"}))
+    save_checkpoint(project / "runs/rs")
+    own = str((project / "data" / "a").resolve())
+    for where, run_dir in ((project, "runs/rs"), (tmp_path / "other", "../project/runs/rs")):
+        monkeypatch.chdir(where)
+        result = invoke("fit", "--run-dir", run_dir)
+        assert result.exit_code == 0, result.output
+        assert {os.path.dirname(f) for f in plans[-1].files_a} == {own}
+        assert json.loads(config.read_text())["domain_a"] == own  # saved absolute from now on
+        config.write_text(json.dumps({**old, "domain_a": "data/a", "domain_b": "data/b", "run_dir": "runs/rs"}))
+
+
+def test_bfloat16_on_a_cpu_without_it_says_so_and_auto_falls_back_to_float32(folders, tmp_path, capsys):
+    # On an AMD EPYC (Zen 3, no avx512_bf16, no AMX) a mixed_bfloat16 step took 7x float32's time, unannounced.
+    zen3 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx2 fma\n"
+    amx = "processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16\n"
+    config = tiny(folders, tmp_path, precision="mixed_bfloat16")
+    train.settle_precision(config, cpuinfo=zen3, gpu_capabilities=[])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: this CPU (AMD EPYC 7B13) has neither avx512_bf16 nor amx_bf16")
+    assert config.precision == "mixed_bfloat16"
+    train.settle_precision(config, cpuinfo=amx, gpu_capabilities=[])
+    assert capsys.readouterr().err == ""
+    for cpuinfo, chosen in ((zen3, "float32"), (amx, "mixed_bfloat16")):
+        config = tiny(folders, tmp_path, precision="auto")
+        train.settle_precision(config, cpuinfo=cpuinfo, gpu_capabilities=[])
+        assert config.precision == chosen
+        assert capsys.readouterr().err.startswith(f"--precision auto: {chosen} (")
+
+
+def test_precision_auto_trains_and_saves_what_it_chose(folders, tmp_path):
+    run_dir = tmp_path / "run"
+    train.fit(tiny(folders, run_dir, epochs=1, decay_epoch=0, precision="auto"), verbose=0)
+    expected, _ = train.cpu.choose_precision(train.cpu.read_cpuinfo())
+    assert json.loads((run_dir / "config.json").read_text())["precision"] == expected
+
+
+def test_fit_with_mobile_generators_trains_resumes_exactly_translates_and_exports(folders, tmp_path, monkeypatch):
+    from tfcyclegan.core.networks import MobileResnetGenerator
+
+    straight_run, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train.fit(tiny(folders, straight_run, generator="mobile"), verbose=0)
+    save = callbacks.CheckpointSaver.on_epoch_end
+
+    def stop_after_first_epoch(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.CheckpointSaver, "on_epoch_end", stop_after_first_epoch)
+        train.fit(tiny(folders, resumed, generator="mobile"), verbose=0)
+    train.fit(tiny(folders, resumed), verbose=0)  # config.json's generator wins on resume
+    a, b = full_state(straight_run), full_state(resumed)
+    assert a.keys() == b.keys() and any("depthwise_1" in key for key in a)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+    generator_g, generator_f, config = rundir.load_generators(resumed)
+    assert isinstance(generator_g, MobileResnetGenerator) and config.generator == "mobile"
+    result = export.export(resumed, "keras", output=tmp_path / "keras")
+    assert set(result.parity) == {"a2b", "b2a"}
+    with pytest.raises(UserError, match="--generator: run has 'mobile', given 'resnet'"):
+        train.fit(tiny(folders, resumed, generator="resnet", epochs=3), explicit={"generator"}, verbose=0)
+
+
+def test_a_config_json_from_before_generator_existed_loads_as_resnet(tmp_path):
+    TrainConfig().save(tmp_path / "config.json")
+    values = json.loads((tmp_path / "config.json").read_text())
+    del values["generator"]
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert TrainConfig.load(tmp_path / "config.json").generator == "resnet"

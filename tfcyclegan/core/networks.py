@@ -8,8 +8,8 @@ parameter counts match it exactly, and so does the pixel alignment: every
 stride-2 convolution pads by 1 on both sides as PyTorch's Conv2d(k3, s2, p1)
 does (Keras' padding="same" pads only after, one pixel off), and every
 transposed convolution crops its full output to [1, 2H + 1) as PyTorch's
-ConvTranspose2d(k3, s2, p1, output_padding=1) does (computed directly,
-networks.Conv2DTranspose). Weights of the official
+ConvTranspose2d(k3, s2, p1, output_padding=1) does
+(FractionalStridedConv2D). Weights of the official
 generators therefore give PyTorch's outputs (tfcyclegan.models.pretrained).
 
 Every layer and network is registered for Keras serialization under the package
@@ -25,9 +25,10 @@ a model never changes global state; every variable is float32 in any policy.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import layers, ops
+
+from tfcyclegan.core import kernels
 
 
 def variables_by_path(network):
@@ -41,7 +42,7 @@ def variables_by_path(network):
 
     def walk(stack, prefix):
         for layer in stack:
-            if isinstance(layer, ResidualBlock):
+            if isinstance(layer, (ResidualBlock, MobileResidualBlock)):
                 walk(layer.body, f"{prefix}{layer.name}/")
             else:
                 found.update((f"{prefix}{layer.name}/{v.name}", v) for v in layer.weights)
@@ -118,9 +119,9 @@ class InstanceNormalization(layers.Layer):
         # Instance norm of (image n, channel c) is batch norm of channel n*c once the
         # batch is folded into the channels (a free reshape at batch 1), so mixed-precision
         # training runs the fused batch-norm kernels: bf16/fp16 in and out, float32
-        # statistics inside, no casts, 1.2-2.7x faster than the plain ops in bf16
-        # (docs/benchmarks.md). float32 keeps the plain ops: there the kernel saves only
-        # 4% of a step, and its rounding depends on how the batch is split and on the
+        # statistics inside, no casts, faster than the plain ops in bf16
+        # (docs/benchmarks.md). float32 keeps the plain ops: there the kernel saves little
+        # of a step, and its rounding depends on how the batch is split and on the
         # thread count, so one device and two replicas (or a run and its resume on
         # another machine) would no longer agree to float32 rounding (docs/benchmarks.md,
         # "Kernel choices"). Inference keeps the plain ops, which every TFLite converter
@@ -198,28 +199,32 @@ class ResidualBlock(layers.Layer):
         return {**super().get_config(), "filters": self.filters, "dropout": self.dropout, "affine": self.affine}
 
 
-@keras.saving.register_keras_serializable(package="tfcyclegan")
-class Conv2DTranspose(layers.Conv2DTranspose):
-    """u(k): PyTorch's ConvTranspose2d(k3, s2, p1, output_padding=1), 2H x 2W from H x W.
+# The two layers below are registered and (through __name__) named as the Keras layers
+# they extend: the .keras format names a list's layers by class name (conv2d_transpose,
+# conv2d...), and these names must stay what they were for model files written before
+# to load (tests/fixtures/v1).
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan", name="Conv2DTranspose")
+class FractionalStridedConv2D(layers.Conv2DTranspose):
+    """u(k), the paper's 3x3 fractional-strided convolution with stride 1/2: PyTorch's
+    ConvTranspose2d(k3, s2, p1, output_padding=1), 2H x 2W from H x W.
 
     That is rows and columns [1, 2H + 1) of the full (2H + 1)-wide transposed
-    convolution. In training it is computed directly (explicit padding of the
-    forward convolution: one row and column before, none after) rather than
-    computed whole and cropped: TensorFlow then runs its own kernels instead of
-    oneDNN's, 0.62-0.72x the time of forward plus backward for these two layers on
-    this CPU (docs/benchmarks.md), same outputs to float32 rounding. Inference
-    computes it whole and crops, because TFLite's TRANSPOSE_CONV takes only SAME or
-    VALID padding. Named as Keras' layer so that .keras files keep their weight
-    paths (Keras names list members by class).
+    convolution (kernels.upsample_window): computed directly in training, where it is
+    the faster form on CPU (docs/benchmarks.md, "Kernel choices"), whole and cropped
+    otherwise, because TFLite's TRANSPOSE_CONV takes only SAME or VALID padding. Both
+    give the same outputs to float32 rounding.
     """
 
     def __init__(self, filters, kernel_size=3, strides=2, **kwargs):
         if kernel_size not in (3, (3, 3)) or strides not in (2, (2, 2)):
-            raise ValueError(f"Conv2DTranspose here is u(k): kernel 3, stride 2, not {kernel_size}, {strides}")
+            raise ValueError(f"u(k) is kernel 3, stride 2, not {kernel_size}, {strides}")
         super().__init__(filters, kernel_size, strides=strides, **kwargs)
 
     def call(self, x, training=None):
-        y = tf.ensure_shape(upsample_window(x, self.kernel, direct=bool(training)), self.compute_output_shape(x.shape))
+        y = kernels.upsample_window(x, self.kernel, direct=bool(training))
+        y = tf.ensure_shape(y, self.compute_output_shape(x.shape))
         return ops.add(y, ops.reshape(self.bias, (1, 1, 1, -1)))
 
     def compute_output_shape(self, input_shape):
@@ -227,63 +232,30 @@ class Conv2DTranspose(layers.Conv2DTranspose):
         return (n, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
 
 
-@keras.saving.register_keras_serializable(package="tfcyclegan")
-class Conv2D(layers.Conv2D):
-    """c7s1-3: Keras' stride-1 VALID Conv2D, computed on 2x2 pixel blocks.
+FractionalStridedConv2D.__name__ = "Conv2DTranspose"
 
-    oneDNN computes output channels in blocks of 16, so a 3-channel output costs
-    what 16 would (34 GFLOP/s on this CPU against 190 for the residual
-    convolutions). With each 2x2 block of the input as one pixel of 4C channels
-    (space-to-depth), the same convolution is a 4 x 4 one producing the 4 x 3
-    outputs of each block (depth-to-space back): 1.3x the multiply-adds at full
-    speed, 0.62x the time of forward plus backward, 2 % of a training step
-    (docs/benchmarks.md). Same outputs to float32 rounding, same weights. Needs an
-    even-sized input, which the generator always gives it (sizes are multiples
-    of 4, padded by 2 x 3). Named as Keras' layer so that .keras files keep their
-    weight paths (Keras names list members by class).
+
+@keras.saving.register_keras_serializable(package="tfcyclegan", name="Conv2D")
+class PixelBlockConv2D(layers.Conv2D):
+    """c7s1-k: Keras' 7x7 stride-1 VALID Conv2D, computed on 2x2 pixel blocks
+    (kernels.conv_on_pixel_blocks).
+
+    For the 3-channel output layer this is the faster form on CPU (docs/benchmarks.md,
+    "Kernel choices"); same weights, same outputs to float32 rounding. Needs an
+    even-sized input, which the generator always gives it (sizes are multiples of 4,
+    padded by 2 x 3).
     """
 
     def __init__(self, filters, kernel_size=7, **kwargs):
         if kernel_size not in (7, (7, 7)) or kwargs.get("strides", 1) not in (1, (1, 1)):
-            raise ValueError(f"Conv2D here is c7s1-k: kernel 7, stride 1, not {kernel_size}")
+            raise ValueError(f"c7s1-k is kernel 7, stride 1, not {kernel_size}")
         super().__init__(filters, kernel_size, **kwargs)
 
     def call(self, x):
-        return ops.add(conv_on_pixel_blocks(x, self.kernel), ops.reshape(self.bias, (1, 1, 1, -1)))
+        return ops.add(kernels.conv_on_pixel_blocks(x, self.kernel), ops.reshape(self.bias, (1, 1, 1, -1)))
 
 
-def upsample_window(x, kernel, direct):
-    """Rows and columns [1, 2H + 1) of the stride-2 transposed convolution of x with a 3x3
-    `kernel` (kh, kw, out, in), no bias: directly by explicit padding, or whole and cropped."""
-    n, h, w, filters = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], tf.shape(kernel)[2]
-    if direct:
-        shape = tf.stack([n, 2 * h, 2 * w, filters])
-        return tf.nn.conv2d_transpose(x, kernel, shape, 2, padding=[[0, 0], [1, 0], [1, 0], [0, 0]])
-    shape = tf.stack([n, 2 * h + 1, 2 * w + 1, filters])
-    return tf.nn.conv2d_transpose(x, kernel, shape, 2, padding="VALID")[:, 1:, 1:]
-
-
-def conv_on_pixel_blocks(x, kernel):
-    """The stride-1 VALID convolution of an even-sized x with a 7x7 `kernel`, no bias, as a
-    4x4 convolution over 2x2 pixel blocks (space-to-depth, then depth-to-space back)."""
-    # blocks[u, v, (r, s, c), (a, b, o)] = kernel[2u + r - a, 2v + s - b, c, o], or 0 off the kernel.
-    taps = tf.constant(_BLOCK_TAPS, x.dtype)
-    c, filters = kernel.shape[2], kernel.shape[3]
-    blocks = tf.reshape(tf.einsum("uraI,vsbJ,IJco->uvrscabo", taps, taps, kernel), (4, 4, 4 * c, 4 * filters))
-    return tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(x, 2), blocks, 1, "VALID"), 2)
-
-
-def _block_taps():
-    """taps[u, r, a, i] = 1 where tap i of a 7-wide kernel is tap u of the 4-wide kernel over
-    2-pixel blocks, for input phase r and output phase a: i = 2u + r - a."""
-    taps = np.zeros((4, 2, 2, 7), "float32")
-    for u, r, a in np.ndindex(4, 2, 2):
-        if 0 <= 2 * u + r - a < 7:
-            taps[u, r, a, 2 * u + r - a] = 1
-    return taps
-
-
-_BLOCK_TAPS = _block_taps()
+PixelBlockConv2D.__name__ = "Conv2D"
 
 
 class _LayerStack(keras.Model):
@@ -304,6 +276,8 @@ class ResnetGenerator(_LayerStack):
     blocks' (off by default, as the official pretrained generators); neither
     changes the default parameter count.
     """
+
+    block_class = ResidualBlock  # R-k; MobileResnetGenerator swaps in its separable block
 
     def __init__(self, ngf=64, n_blocks=6, dropout=False, affine=False, **kwargs):
         super().__init__(**kwargs)
@@ -328,12 +302,12 @@ class ResnetGenerator(_LayerStack):
                 layers.ReLU(name=f"relu_down_{i}", dtype=policy),
             ]
         stack += [
-            ResidualBlock(ngf * 4, dropout=dropout, affine=affine, name=f"block_{i}", dtype=policy)
+            self.block_class(ngf * 4, dropout=dropout, affine=affine, name=f"block_{i}", dtype=policy)
             for i in range(1, n_blocks + 1)
         ]
         for i, mult in enumerate((2, 1), 1):  # u128, u64: PyTorch's ConvTranspose2d(k3, s2, p1, output_padding=1)
             stack += [
-                Conv2DTranspose(
+                FractionalStridedConv2D(
                     ngf * mult, 3, strides=2, kernel_initializer=_init(), name=f"conv_up_{i}", dtype=policy
                 ),
                 InstanceNormalization(affine=affine, name=f"norm_up_{i}", dtype=policy),
@@ -341,7 +315,7 @@ class ResnetGenerator(_LayerStack):
             ]
         stack += [
             ReflectionPadding2D(3, name="pad_out", dtype=policy),
-            Conv2D(3, 7, kernel_initializer=_init(), name="conv_out", dtype=policy),  # c7s1-3
+            PixelBlockConv2D(3, 7, kernel_initializer=_init(), name="conv_out", dtype=policy),  # c7s1-3
             # tanh in float32: under mixed precision the output image keeps full range.
             layers.Activation("tanh", name="tanh", dtype="float32"),
         ]
@@ -397,3 +371,56 @@ class PatchDiscriminator(_LayerStack):
 
     def get_config(self):
         return {**super().get_config(), "ndf": self.ndf, "n_layers": self.n_layers}
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class MobileResidualBlock(layers.Layer):
+    """R-k of GAN Compression's mobile generator (Li et al. 2020): each 3x3 convolution of
+    ResidualBlock becomes a depthwise 3x3 convolution, instance norm and a pointwise 1x1
+    convolution (their SeparableConv2d), then instance norm (and ReLU after the first).
+
+    y = x + N(P2(N(D2(pad(R(N(P1(N(D1(pad(x))))))))))): with k channels the block holds
+    2 (9k + k + k^2 + k) weights and biases against ResidualBlock's 2 (9k^2 + k), 0.13x
+    at k = 64. Every op is a TFLite builtin the GPU delegate runs.
+    """
+
+    def __init__(self, filters, dropout=False, affine=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.dropout = dropout
+        self.affine = affine
+        policy = self.dtype_policy
+        body = []
+        for i in (1, 2):
+            body += [
+                ReflectionPadding2D(1, name=f"pad_{i}", dtype=policy),
+                layers.DepthwiseConv2D(3, depthwise_initializer=_init(), name=f"depthwise_{i}", dtype=policy),
+                InstanceNormalization(affine=affine, name=f"norm_depthwise_{i}", dtype=policy),
+                layers.Conv2D(filters, 1, kernel_initializer=_init(), name=f"pointwise_{i}", dtype=policy),
+                InstanceNormalization(affine=affine, name=f"norm_{i}", dtype=policy),
+            ]
+            if i == 1:
+                body.append(layers.ReLU(name="relu_1", dtype=policy))
+                if dropout:
+                    body.append(layers.Dropout(0.5, name="dropout", dtype=policy))
+        self.body = body
+
+    build = ResidualBlock.build
+    call = ResidualBlock.call
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "dropout": self.dropout, "affine": self.affine}
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class MobileResnetGenerator(ResnetGenerator):
+    """The ResNet generator with GAN Compression's separable residual blocks (MobileResidualBlock).
+
+    Stem, both downsamplings, both upsamplings and the c7s1-3 output are ResnetGenerator's;
+    only R(4ngf) x n_blocks changes. At ngf 16 and 9 blocks it holds 0.14 M parameters and
+    runs 0.95 G multiply-adds on a 256 x 256 image, against 11.4 M and 49.6 G of the
+    9-block ResnetGenerator at ngf 64 (tfcyclegan.core.cost). A subclass, so everything
+    that takes a ResnetGenerator (readers, exports, checkpoints by layer path) takes it.
+    """
+
+    block_class = MobileResidualBlock

@@ -16,7 +16,7 @@ _PER_REPLICA = dict(
     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
     trainable=False,
 )
-_VALUE = "VARIABLE_VALUE"  # the attribute a plain variable is saved under
+_SAVED_AS = "VARIABLE_VALUE"  # the attribute a plain variable is saved under
 
 
 class _EveryReplica(tf.__internal__.tracking.Trackable):
@@ -38,10 +38,10 @@ class _EveryReplica(tf.__internal__.tracking.Trackable):
 
     def _serialize_to_tensors(self):
         values = [v.read_value() for v in self._replicas()]
-        return {_VALUE: values[0] if len(values) == 1 else tf.stack(values)}
+        return {_SAVED_AS: values[0] if len(values) == 1 else tf.stack(values)}
 
     def _restore_from_tensors(self, restored_tensors):
-        value = restored_tensors[_VALUE]
+        value = restored_tensors[_SAVED_AS]
         replicas = self._replicas()
         if value.shape.rank == self.variable.shape.rank:
             values = [value] * len(replicas)

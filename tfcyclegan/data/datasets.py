@@ -119,6 +119,23 @@ def default_data_root():
     return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets"
 
 
+def check_data_root(data_root, given):
+    """A UserError when the data root (`given`: by --data-root, else $TFCYCLEGAN_DATA or the
+    default) exists and is not a folder, before anything is made in it."""
+    path = Path(data_root).expanduser()
+    if not path.exists() or path.is_dir():
+        return
+    kind = fsutil.kind_of(path.stat().st_mode)
+    if given:
+        raise UserError(f"--data-root {path} is {kind}, not a folder; give a folder for the datasets (made if missing)")
+    if os.environ.get("TFCYCLEGAN_DATA"):
+        raise UserError(
+            f"TFCYCLEGAN_DATA={os.environ['TFCYCLEGAN_DATA']} is {kind}, not a folder; set it to a folder for the "
+            "datasets (made if missing)"
+        )
+    raise UserError(f"the dataset folder {path} is {kind}; move it away or set TFCYCLEGAN_DATA to a folder")
+
+
 def find_archive(domain_a, domain_b=None):
     """The archive holding named domains domain_a and domain_b (either order), or holding domain_a alone."""
     a = domain_a.lower()
@@ -328,6 +345,15 @@ def _kind(spec):
     )
 
 
+def folder_spec(spec):
+    """A domain spec as a run saves it: a folder as its absolute, resolved path (so that a run
+    resumed from another working folder finds the same images), a name or demo: as it is."""
+    spec = str(spec)
+    if spec.lower().startswith("demo:") or not Path(spec).expanduser().exists():
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
 def resolve_domains(domain_a, domain_b, data_root=None, download=True):
     """Domains A and B from two specs: an existing folder, a named domain or a demo: domain.
 
@@ -335,9 +361,12 @@ def resolve_domains(domain_a, domain_b, data_root=None, download=True):
     each side as asked (photos + ukiyoe is ukiyoe2photo with A = its trainB). A name
     next to a folder or demo domain must be held by a single archive.
     """
+    given = bool(data_root)
     data_root = Path(data_root).expanduser() if data_root else default_data_root()
     specs = (str(domain_a), str(domain_b))
     kinds = [_kind(s) for s in specs]
+    if set(kinds) - {"folder"}:
+        check_data_root(data_root, given)
     domains = []
     for i, (spec, kind) in enumerate(zip(specs, kinds)):
         if kind == "folder":
@@ -355,3 +384,18 @@ def resolve_domains(domain_a, domain_b, data_root=None, download=True):
             f"warning: domains A and B are the same images ({domains[0].root}); the model can only learn the identity"
         )
     return domains[0], domains[1]
+
+
+def resolve_domain(spec, data_root=None, download=True):
+    """One domain from a spec, as resolve_domains resolves each of two (a named domain is
+    taken from the one archive that holds it)."""
+    kind = _kind(str(spec))
+    if kind == "folder":
+        return _folder_domain(spec)
+    data_root = Path(data_root).expanduser() if data_root else default_data_root()
+    if kind == "demo":
+        root = Path(demo.ensure_demo_data(data_root))
+        return _split_domain(spec.lower(), root, demo.DEMO_DOMAINS[spec.lower()])
+    name = find_archive(spec, None)
+    side = "A" if ARCHIVES[name].domain_a == spec.lower() else "B"
+    return _split_domain(spec.lower(), _archive_folder(name, data_root, download), side)

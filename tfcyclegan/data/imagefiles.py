@@ -4,12 +4,11 @@ Pixels are uint8 in files and float32 in [-1, 1] in the model: x = u / 127.5 - 1
 """
 
 import codecs
-import contextlib
 import io
 import os
 import stat
+import struct
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -180,23 +179,28 @@ def _read_file(path):
     return data
 
 
-_PILLOW_LIMIT = threading.Lock()
+def _open(data):
+    """Image.open of `data` (reads the header only) without Pillow's decompression-bomb check.
 
-
-@contextlib.contextmanager
-def _pillow_limit_lifted():
-    """Pillow's own pixel check off for the block; yields its limit (Image.MAX_IMAGE_PIXELS).
-
-    Pillow warns (a raw DecompressionBombWarning naming its own source file) above that
-    limit and raises above twice it; `_decode` checks the size itself instead and says
-    what to do. The limit is module-wide, hence the lock.
+    That check reads the module-wide Image.MAX_IMAGE_PIXELS: above it Pillow warns (a raw
+    DecompressionBombWarning naming its own source file), above twice it raises. `_decode`
+    checks the size against the same limit itself and says what to do, and lets
+    --allow-large go past it, all without changing the limit for the host process. The
+    plugins are tried in Pillow's order (Image.ID, Image.OPEN), as Image.open does.
     """
-    with _PILLOW_LIMIT:
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    Image.preinit()  # the common formats first, then every plugin, as Image.open registers them
+    Image.init()
+    prefix = data[:16]
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        verdict = accept(prefix) if accept else True
+        if not verdict or isinstance(verdict, str):  # a string is a plugin's "not quite" note
+            continue
         try:
-            yield saved
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            return factory(io.BytesIO(data), "")
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise Image.UnidentifiedImageError("cannot identify image file")
 
 
 def _unusable(path, data, error):
@@ -223,18 +227,16 @@ def _decode(path, draft=None, allow_large=False):
     if not data:
         raise ImageError(path, "file is empty")
     try:
-        with _pillow_limit_lifted() as limit:
-            im = Image.open(io.BytesIO(data))  # reads the header only
+        im = _open(data)
     except Exception as e:
         raise _unusable(path, data, e) from None
+    limit = Image.MAX_IMAGE_PIXELS
     if limit and not allow_large and im.size[0] * im.size[1] > limit:
         raise ImageTooLarge(path, im.size, limit)
     try:
         if draft:
             im.draft(None, (draft, draft))
-        # Full decode of the first frame, so truncation shows up here.
-        with _pillow_limit_lifted() if allow_large else contextlib.nullcontext():
-            im.load()
+        im.load()  # full decode of the first frame, so truncation shows up here
     except Exception as e:
         raise _unusable(path, data, e) from None
     try:

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfcyclegan import inference
+from tfcyclegan.core.networks import MobileResnetGenerator
 from tfcyclegan.export import parity, samples, savedmodel, tflite
 from tfcyclegan.export.options import FORMATS, QUANTIZE
 from tfcyclegan.models import identify, modeldir, publish
 from tfcyclegan.models import metadata as model_metadata
 from tfcyclegan.models.export_format import tflite_file
 from tfcyclegan.models.metadata import ModelMetadata
-from tfcyclegan.util import report
+from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UsageError
 from tfcyclegan.version import __version__
 
@@ -77,6 +78,7 @@ def _load(source, checkpoint=None):
             domain_b=meta.domain_b,
             data_root=meta.data_root,
             image_size=meta.image_size or 256,
+            generator="mobile" if isinstance(first, MobileResnetGenerator) else "resnet",
             blocks=first.n_blocks,
             ngf=first.ngf,
             model_dir=str(source.resolve()),
@@ -109,6 +111,7 @@ def export(
     check_options(fmt, quantize, calibration_dirs)
     run_dir = Path(run_dir).expanduser()
     target = Path(output).expanduser() if output else default_output(run_dir, fmt, quantize)
+    fsutil.check_utf8(target, "--output")
     publish.check_target(target, fmt)  # before any work
     generators, described = _load(run_dir, checkpoint)
     generator_g, generator_f = generators["a2b"], generators.get("b2a")

@@ -11,7 +11,7 @@ The names below are imported from their module on first use, so that importing t
 package (as the command line does for its option lists) loads no TensorFlow.
 """
 
-from tfcyclegan.inference.options import DIRECTIONS, FORMATS, MIN_SIDE, MULTIPLE
+from tfcyclegan.inference.options import DIRECTIONS, IMAGE_FORMATS, MIN_SIDE, MULTIPLE
 from tfcyclegan.util import lazy
 
 _LAZY = {
@@ -24,11 +24,11 @@ _LAZY = {
     "IMAGE_SPEC": "loaders",
     "keras_translator": "loaders",
     "load_translator": "loaders",
-    "TranslateReport": "files",
+    "TranslateOutcome": "files",
     "check_output_dir": "files",
     "plan_outputs": "files",
     "translate_files": "files",
 }
-__all__ = ["DIRECTIONS", "FORMATS", "MIN_SIDE", "MULTIPLE", *_LAZY]
+__all__ = ["DIRECTIONS", "IMAGE_FORMATS", "MIN_SIDE", "MULTIPLE", *_LAZY]
 
 __getattr__, __dir__ = lazy.attach(__name__, globals(), _LAZY)

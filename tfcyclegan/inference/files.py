@@ -4,7 +4,7 @@ Which input goes to which output is planned and checked before any work (plan_ou
 inputs are read one by one (tfcyclegan.data), translated in batches of one size, and
 each output is written whole under a temporary name and then published (tfcyclegan.util.fsutil),
 never replacing a file that exists unless asked. Unreadable or unusable inputs are
-skipped with a note; what happened is returned as a TranslateReport.
+skipped with a note; what happened is returned as a TranslateOutcome.
 """
 
 import os
@@ -15,14 +15,14 @@ import numpy as np
 from PIL import Image
 
 from tfcyclegan.data import imagefiles
-from tfcyclegan.inference.options import FORMATS, MIN_SIDE
+from tfcyclegan.inference.options import IMAGE_FORMATS, MIN_SIDE
 from tfcyclegan.util import fsutil
 from tfcyclegan.util.errors import UserError, first_line
 from tfcyclegan.util.report import note
 
 
 @dataclass
-class TranslateReport:
+class TranslateOutcome:
     """What translate_files did: files written, inputs skipped (path, reason), inputs downscaled.
 
     `too_small` and `too_large` are the skipped inputs that were read but could not be
@@ -71,9 +71,9 @@ def plan_outputs(inputs, output_dir, fmt="png"):
     any work is done. An output folder inside an input folder is left out of that
     input: what is in it are earlier outputs, never inputs.
     """
-    if fmt not in FORMATS:
-        raise UserError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    suffix = FORMATS[fmt][1]
+    if fmt not in IMAGE_FORMATS:
+        raise UserError(f"format must be one of {', '.join(IMAGE_FORMATS)}, not {fmt!r}")
+    suffix = IMAGE_FORMATS[fmt][1]
     output_dir = Path(output_dir).expanduser()
     check_output_dir(output_dir)
     out_real = _key(os.path.realpath(output_dir))
@@ -120,10 +120,10 @@ def plan_outputs(inputs, output_dir, fmt="png"):
 
 def _save(array, target, fmt, overwrite=True):
     """Write `target`; False if it exists (appeared since planning) and not `overwrite`."""
-    kind, _, options = FORMATS[fmt]
+    kind, _, options = IMAGE_FORMATS[fmt]
     partial = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.make_folders(target.parent)
         # Written under a unique hidden name beside the target and then given its name, so
         # an interrupted run leaves no half image and two runs never share a temporary file.
         file, partial = fsutil.unique_file(target.parent, f".{target.name}.", ".part")
@@ -150,7 +150,7 @@ def translate_files(
     allow_large=False,
     overwrite=False,
 ):
-    """Translate image files and folders into `output_dir`; returns a TranslateReport.
+    """Translate image files and folders into `output_dir`; returns a TranslateOutcome.
 
     Images of the same size are batched (up to `batch_size`). An image whose longer side
     exceeds `max_size` is downscaled (aspect kept) before translation, with a note; one
@@ -158,7 +158,7 @@ def translate_files(
     over the decoder's pixel limit (imagefiles.ImageTooLarge) is skipped unless `allow_large`
     or `max_size` is given. An unreadable input is reported through `log` in one line and
     skipped. `progress(done, total)` is called as inputs finish. An output that already
-    exists is left as it is and its input not translated (report.existing), unless
+    exists is left as it is and its input not translated (outcome.existing), unless
     `overwrite`.
     """
     if batch_size < 1:
@@ -166,9 +166,9 @@ def translate_files(
     if max_size is not None and max_size < MIN_SIDE:
         raise UserError(f"--max-size must be >= {MIN_SIDE} (got {max_size})")
     plan = plan_outputs(inputs, output_dir, fmt)
-    report = TranslateReport()
+    outcome = TranslateOutcome()
     if not overwrite:
-        report.existing = [str(target) for _, target in plan if os.path.lexists(target)]
+        outcome.existing = [str(target) for _, target in plan if os.path.lexists(target)]
         plan = [(source, target) for source, target in plan if not os.path.lexists(target)]
     total, done = len(plan), 0
     pending = {}  # (h, w) -> [(image, target)]
@@ -186,13 +186,13 @@ def translate_files(
         out = translator.translate_uint8(images)
         for array, (_, target) in zip(out, batch):
             if _save(array, target, fmt, overwrite):
-                report.written.append(str(target))
+                outcome.written.append(str(target))
             else:
-                report.existing.append(str(target))
+                outcome.existing.append(str(target))
         finish(len(batch))
 
     def skip(source, reason, kind=None):
-        report.skipped.append((str(source), reason))
+        outcome.skipped.append((str(source), reason))
         if kind is not None:
             kind.append((str(source), reason))
         log(f"skipped {source}: {reason}")
@@ -203,7 +203,9 @@ def translate_files(
             image = imagefiles.load_image(source, allow_large=allow_large or max_size is not None)
         except imagefiles.ImageTooLarge as error:
             skip(
-                source, f"{error.reason}; pass --max-size to translate it downscaled or --allow-large", report.too_large
+                source,
+                f"{error.reason}; pass --max-size to translate it downscaled or --allow-large",
+                outcome.too_large,
             )
             continue
         except imagefiles.ImageError as error:
@@ -218,15 +220,15 @@ def translate_files(
                     source,
                     f"too small at --max-size {max_size}: {w}x{h} would become {size[0]}x{size[1]}, "
                     f"and at least {MIN_SIDE}x{MIN_SIDE} is needed",
-                    report.too_small,
+                    outcome.too_small,
                 )
                 continue
             image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
-            report.downscaled.append((str(source), (w, h), size))
+            outcome.downscaled.append((str(source), (w, h), size))
             log(f"note: {source} is {w}x{h}; translated at {size[0]}x{size[1]} (--max-size {max_size})")
             h, w = image.shape[:2]
         if min(h, w) < MIN_SIDE:
-            skip(source, f"too small ({w}x{h}; at least {MIN_SIDE}x{MIN_SIDE} needed)", report.too_small)
+            skip(source, f"too small ({w}x{h}; at least {MIN_SIDE}x{MIN_SIDE} needed)", outcome.too_small)
             continue
         pending.setdefault((h, w), []).append((image, target))
         if len(pending[(h, w)]) == batch_size:
@@ -236,4 +238,4 @@ def translate_files(
             flush(max(pending, key=lambda k: len(pending[k])))
     for size in list(pending):
         flush(size)
-    return report
+    return outcome

@@ -7,11 +7,11 @@ here while `tfcyclegan --help` loads no TensorFlow.
 
 from tfcyclegan.models.export_format import DIRECTIONS
 
-__all__ = ["DIRECTIONS", "FORMATS", "MIN_SIDE", "MULTIPLE"]
+__all__ = ["DIRECTIONS", "IMAGE_FORMATS", "MIN_SIDE", "MULTIPLE"]
 
 # Two stride-2 convolutions: the generator maps H x W to H x W only for multiples of 4.
 MULTIPLE = 4
 # The residual blocks reflection-pad by 1 at a quarter of the size, which needs >= 2 pixels.
 MIN_SIDE = 8
 # Output image formats: name -> (PIL format, file extension, PIL save options).
-FORMATS = {"png": ("PNG", ".png", {}), "jpg": ("JPEG", ".jpg", {"quality": 95})}
+IMAGE_FORMATS = {"png": ("PNG", ".png", {}), "jpg": ("JPEG", ".jpg", {"quality": 95})}

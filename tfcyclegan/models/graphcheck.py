@@ -15,8 +15,11 @@ SavedModel (no object graph) would run its own restore and init ops while loadin
 tfcyclegan never writes one: it is refused. `--trust-model` skips the check.
 """
 
+import os
 from pathlib import Path
 
+from tfcyclegan.models.export_format import SAVEDMODEL_FILE, SAVEDMODEL_TEXT_FILE
+from tfcyclegan.util import fsutil
 from tfcyclegan.util.errors import UserError
 
 # The ops of tfcyclegan export's SavedModels (any ngf, blocks, affine norm, dropout layout),
@@ -138,6 +141,11 @@ def check_savedmodel(path):
     from tensorflow.python.saved_model import loader_impl
 
     path = Path(path)
+    for name in (SAVEDMODEL_FILE, SAVEDMODEL_TEXT_FILE):
+        file = path / name
+        if os.path.lexists(file) and not file.is_file():  # the parser would block on a named pipe
+            kind = fsutil.kind_of(file.stat().st_mode) if file.exists() else "a broken link"
+            raise UserError(f"SavedModel {path}: {name} is not a regular file ({kind}); {REEXPORT}")
     try:
         # The parser tf.saved_model.load uses, so that what is checked is what would load.
         saved_model = loader_impl.parse_saved_model(str(path))

@@ -27,6 +27,7 @@ from tfcyclegan.models.export_format import (
     TFLITE_MAGIC_OFFSET,
 )
 from tfcyclegan.models.metadata import ModelMetadata
+from tfcyclegan.util import fsutil
 from tfcyclegan.util.errors import UsageError, UserError, first_line
 from tfcyclegan.util.runmarker import CONFIG_FILE
 
@@ -98,7 +99,11 @@ def identify(path):
 
 def directions(path, kind):
     """The directions the model at `path` translates, or None when its file decides (.tflite, .pth)."""
-    if kind in (RUN_DIR, SAVEDMODEL):
+    if kind is RUN_DIR:
+        from tfcyclegan.runs import rundir
+
+        return rundir.directions(path)  # a distilled student translates a2b only
+    if kind is SAVEDMODEL:
         return DIRECTIONS
     if kind is MODEL_DIR:
         return tuple(modeldir.directions(path))
@@ -126,10 +131,14 @@ class Accepts:
         if not path.exists():
             raise UserError(f"{self.role} {path}: no such file or folder; give {give}")
         if not path.is_dir() and not path.is_file():  # a named pipe or a device would block or never end
-            raise UserError(f"{self.role} {path} is not a regular file; {expected}")
+            raise UserError(
+                f"{self.role} {path} is not a regular file ({fsutil.kind_of(path.stat().st_mode)}); {expected}"
+            )
         kind = identify(path)
         if kind is None:
-            raise UserError(f"{path} is not a model: {expected}")
+            # A folder named like a model file (x.pth, x.tflite) is said to be one.
+            what = "a folder, " if path.is_dir() and path.suffix else ""
+            raise UserError(f"{path} is {what}not a model: {expected}")
         if kind not in self.kinds:
             advice = self.advice.get(kind, f"give {give}").format(path=path)
             raise UserError(f"{self.role} {path} is {kind.name}, which this command does not take; {advice}")
@@ -145,9 +154,12 @@ def check_checkpoint_kind(path, kind, checkpoint):
 def _run_generators(path, wanted, checkpoint=None):
     from tfcyclegan.runs import rundir
 
+    if "b2a" in (wanted or ()) and "b2a" not in rundir.directions(path):
+        raise UserError(f"{path} is a distilled student, which translates a2b only; use --direction a2b")
     generator_g, generator_f, config, checkpoint = rundir.restore_generators(path, checkpoint)
     described = ModelMetadata.of_run(config, run_dir=str(path.resolve()), checkpoint=Path(checkpoint).name)
-    return {"a2b": generator_g, "b2a": generator_f}, described
+    generators = {"a2b": generator_g, "b2a": generator_f}
+    return {d: g for d, g in generators.items() if g is not None}, described
 
 
 def _model_dir_generators(path, wanted):

@@ -36,7 +36,17 @@ from tfcyclegan.util.errors import UserError
 METADATA_FILE = "metadata.json"
 GENERATORS_KEY = "generators"
 REMEDY = "import or export the model again"
-_TEXT = ("format", "tfcyclegan_version", "domain_a", "domain_b", "data_root", "run_dir", "checkpoint", "model_dir")
+_TEXT = (
+    "format",
+    "tfcyclegan_version",
+    "generator",
+    "domain_a",
+    "domain_b",
+    "data_root",
+    "run_dir",
+    "checkpoint",
+    "model_dir",
+)
 _NUMBERS = ("image_size", "blocks", "ngf")  # each also an option of `fit`, with its bounds
 _LISTINGS = {"generators": GENERATORS_KEY, "files": FILES_KEY}
 
@@ -51,6 +61,7 @@ class ModelMetadata:
     domain_b: str | None = None
     data_root: str | None = None
     image_size: int | None = None
+    generator: str | None = None  # resnet or mobile (TrainConfig.generator)
     blocks: int | None = None
     ngf: int | None = None
     generators: dict | None = None
@@ -65,7 +76,8 @@ class ModelMetadata:
     def of_run(cls, config, **provenance):
         """The description of a run's generators, from its TrainConfig."""
         return cls(domain_a=config.domain_a, domain_b=config.domain_b, data_root=config.data_root,
-                   image_size=config.image_size, blocks=config.blocks, ngf=config.ngf, **provenance)  # fmt: skip
+                   image_size=config.image_size, generator=config.generator, blocks=config.blocks, ngf=config.ngf,
+                   **provenance)  # fmt: skip
 
     def with_extra(self, **extra):
         """This description with `extra` keys added (or replaced)."""

@@ -23,7 +23,7 @@ from tfcyclegan.util.errors import UserError, first_line
 
 GENERATOR_FILES = {"a2b": "generator_g.keras", "b2a": "generator_f.keras"}
 # What a .keras generator file may ask for (_check_file): tfcyclegan's generator, its options.
-REGISTERED = "tfcyclegan>ResnetGenerator"
+REGISTERED = ("tfcyclegan>ResnetGenerator", "tfcyclegan>MobileResnetGenerator")
 OPTIONS = frozenset({"name", "trainable", "dtype", "ngf", "n_blocks", "dropout", "affine"})
 WEIGHTS = "model.weights.h5"
 MAX_CONFIG_BYTES = 1 << 20
@@ -119,7 +119,9 @@ def _check_file(file):
             if not isinstance(config, dict):
                 _refuse(file, "has a config.json that is not a JSON object")
             kind = config.get("registered_name") or config.get("class_name")
-            if config.get("class_name") != "ResnetGenerator" or kind != REGISTERED:
+            # A MobileResnetGenerator has fewer weights than the ResnetGenerator of its options,
+            # so the same bounds hold it.
+            if kind not in REGISTERED or config.get("class_name") != kind.split(">")[-1]:
                 _refuse(file, f"holds a {str(kind)[:60]}, not a tfcyclegan ResnetGenerator")
             options = config.get("config")
             if not isinstance(options, dict) or not set(options) <= OPTIONS:

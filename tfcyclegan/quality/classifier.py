@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tfcyclegan.data import imagefiles, pipeline
-from tfcyclegan.util import fsutil, report
+from tfcyclegan.util import fsutil, report, seeding
 from tfcyclegan.util.errors import UserError, first_line
 
 # Part of the cache key: a change to the network or its training recipe must retrain.
@@ -132,7 +132,6 @@ def train_classifier(images_a, images_b, epochs=10, batch_size=32, seed=0, verbo
     n_a, n_b = len(images_a), len(images_b)
     y = np.concatenate([np.zeros(n_a, np.float32), np.ones(n_b, np.float32)])
     w = np.concatenate([np.full(n_a, 0.5 / n_a), np.full(n_b, 0.5 / n_b)]).astype(np.float32) * len(x)
-    keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     steps = -(-len(x) // batch_size)
 
@@ -146,7 +145,8 @@ def train_classifier(images_a, images_b, epochs=10, batch_size=32, seed=0, verbo
                 images[flip] = images[flip, :, ::-1]
                 yield images, y[pick], w[pick]
 
-    network = build_network(x.shape[1])
+    with seeding.seeded(seed):
+        network = build_network(x.shape[1])
     network.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
     network.fit(batches(), epochs=epochs, steps_per_epoch=steps, verbose=verbose, shuffle=False)  # batches() shuffles
     return DomainClassifier(network, x.shape[1])

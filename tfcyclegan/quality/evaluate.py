@@ -20,7 +20,7 @@ Progress and notes go to `log` (report.note: stderr); the result is returned, an
 written as JSON by write_json. Its text table is presentation: tfcyclegan_cli.evaluate.
 
 NumPy and the TensorFlow-backed modules are imported where they are used, so that the
-command line takes SPLITS, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
+command line takes SPLIT_CHOICES, HOLDOUT_FRACTION and MIN_IMAGE_SIZE from here while
 `tfcyclegan --help` loads neither (it works where they are not even installed).
 """
 
@@ -34,7 +34,7 @@ from tfcyclegan.util.errors import UserError
 
 # What `evaluate` takes as its model: anything `translate` takes.
 ACCEPTS = identify.Accepts("model", identify.ANY)
-SPLITS = ("test", "train")
+SPLIT_CHOICES = ("test", "train")
 # Without a test split this seeded fraction of a domain's training images is held out:
 # the classifier never trains on it, and (for --split test) it is what is evaluated.
 HOLDOUT_FRACTION = 0.2
@@ -45,12 +45,16 @@ MAX_IMAGE_SIZE = LIMITS["image_size"][1]  # fit's: no model is trained larger
 # The evaluation images held at once (real, translated, reconstructed: float32 RGB) may take this much.
 MAX_IMAGE_BYTES = 4 << 30
 HELD_COPIES = 3
+# The sections of a result, in order; evaluate(..., sections=...) computes some of them only.
+SECTIONS = ("cycle", "classifier", "fid_kid", "health", "ground_truth")
+# Those `--checkpoints all` computes for each checkpoint: FID/KID's Inception pass would dominate the time.
+CHECKPOINT_SECTIONS = ("cycle", "classifier", "health")
 SCALE = "pixels on [0, 1]: L1 = mean |p - q| (x 255 for grey levels); PSNR and SSIM with max_val = 1"
 
 
 def _check_split(split):
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if split not in SPLIT_CHOICES:
+        raise UserError(f"--split must be one of {', '.join(SPLIT_CHOICES)}, not {split!r}")
 
 
 def _load_translators(model, trust_model=False, checkpoint=None):
@@ -138,15 +142,30 @@ def _ground_truth(files, translations, sources, image_size):
     return metrics.ground_truth_metrics(sources, translations, truths)
 
 
-def _fid_kid(weights, images, log):
-    """The fid_kid section for {"real_a", "real_b", "fake_a", "fake_b": image batch or None}."""
+def _ground_truth_section(domains, splits, files, reals, fakes, image_size):
+    """The ground_truth section: G(a) against b* and F(b) against a* (None for a direction
+    not translated, `fakes` None), for the test splits of demo:flat and demo:striped."""
+    a, b = domains
+    if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
+        return {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}
+    if splits != ("test", "test"):
+        return {"unavailable": "the demo training splits are unpaired; use --split test"}
+    return {
+        direction: None if fake is None else _ground_truth(domain_files, fake, real, image_size)
+        for direction, domain_files, real, fake in zip(("a2b", "b2a"), files, reals, fakes)
+    }
+
+
+def _fid_kid(make_features, images, log):
+    """The fid_kid section for {"real_a", "real_b", "fake_a", "fake_b": image batch or None};
+    `make_features()` gives the feature extractor (metrics.InceptionFeatures)."""
     from tfcyclegan.quality import metrics
 
     real_a, real_b = images["real_a"], images["real_b"]
     if min(len(real_a), len(real_b)) < 2:  # covariances and unbiased MMD need two images per set
         return {"unavailable": f"needs at least 2 images per domain, got A {len(real_a)} and B {len(real_b)}"}
     try:
-        features = metrics.InceptionFeatures(weights)
+        features = make_features()
     except UserError as error:
         return {"unavailable": str(error)}
     log(
@@ -238,7 +257,12 @@ def evaluate_checkpoints(run_dir, log=report.note, trust_model=False, **options)
         log(f"checkpoint {number} ({i} of {len(numbers)})")
         translators, missing = _load_translators(run_dir, trust_model, number)
         result = evaluate_translators(
-            translators, missing=missing, source=f"{run_dir} checkpoint {number}", log=log, fid_kid=False, **options
+            translators,
+            missing=missing,
+            source=f"{run_dir} checkpoint {number}",
+            log=log,
+            sections=CHECKPOINT_SECTIONS,
+            **options,
         )
         step = rundir.checkpoint_step(str(layout.checkpoint(number)))
         rows.append({"checkpoint": number, "step": step, "epoch": step / config.steps_per_epoch, **_summary(result)})
@@ -284,18 +308,25 @@ def evaluate_translators(
     data_root=None,
     image_size=None,
     inception_weights="imagenet",
+    inception_cache=None,
+    features=None,
     classifier_cache=None,
+    sections=SECTIONS,
     log=report.note,
-    fid_kid=True,
 ):
     """Evaluate {direction: inference.Translator} (a2b is G, b2a is F) on `split` images of two domains.
 
     `missing` maps each absent direction to why it is absent. Domains and image size
     default to those the translators' info names (training config or export metadata).
     Images are resized (bicubic, no crop) to image_size. `inception_weights` is
-    "imagenet", a local weights file or None (random weights: plumbing only). Progress
-    and notes go to `log`; `fid_kid=False` skips FID/KID. Returns a JSON-ready dict (see
-    the module docstring); `to_json` writes non-finite numbers as strings.
+    "imagenet" (downloaded once into `inception_cache`, default Keras' cache), a local
+    weights file or None (random weights: plumbing only). `features` replaces InceptionV3
+    for FID and KID: a callable from an (N, H, W, 3) batch in [-1, 1] to (N, d) features,
+    with attributes `source` and `input_size`. `classifier_cache` is the domain
+    classifier's cache folder (classifier.load_or_train). Only the SECTIONS in `sections` are
+    computed (fit ends a demo run with the ground truth alone). Progress and notes go to
+    `log`. Returns a JSON-ready dict (see the module docstring); `to_json` writes non-finite
+    numbers as strings.
     """
     from tfcyclegan.data import datasets, pipeline
     from tfcyclegan.quality import metrics
@@ -335,29 +366,33 @@ def evaluate_translators(
         "scale": SCALE,
     }
 
-    if g and f:
+    if "cycle" in sections and g and f:
         result["cycle"] = {"a": metrics.cycle_metrics(real_a, f(fake_b)), "b": metrics.cycle_metrics(real_b, g(fake_a))}
-    else:
+    elif "cycle" in sections:
         result["cycle"] = {"unavailable": f"needs both directions; {next(iter(missing.values()))}"}
 
-    result["classifier"] = _classifier(
-        trained=(train_a, train_b), scored=(score_a, score_b), files=(files_a, files_b), real=(real_a, real_b),
-        fakes=(fake_b, fake_a), image_size=image_size, cache=classifier_cache, log=log,
-    )  # fmt: skip
+    if "classifier" in sections:
+        result["classifier"] = _classifier(
+            trained=(train_a, train_b), scored=(score_a, score_b), files=(files_a, files_b), real=(real_a, real_b),
+            fakes=(fake_b, fake_a), image_size=image_size, cache=classifier_cache, log=log,
+        )  # fmt: skip
 
-    images = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a, "fake_b": fake_b}
-    result["fid_kid"] = _fid_kid(inception_weights, images, log) if fid_kid else {"unavailable": "not computed"}
-    result["health"] = _health(real_a, fake_b, real_b, fake_a)
+    def make_features():
+        if features is not None:
+            return features
+        return metrics.InceptionFeatures(inception_weights, cache_dir=inception_cache)
 
-    if not (a.name.startswith("demo:") and b.name.startswith("demo:") and a.name != b.name):
-        result["ground_truth"] = {"unavailable": "exact counterparts exist only between demo:flat and demo:striped"}
-    elif split_a != "test" or split_b != "test":
-        result["ground_truth"] = {"unavailable": "the demo training splits are unpaired; use --split test"}
-    else:
-        result["ground_truth"] = {
-            "a2b": _ground_truth(files_a, fake_b, real_a, image_size) if g else None,
-            "b2a": _ground_truth(files_b, fake_a, real_b, image_size) if f else None,
-        }
+    if "fid_kid" in sections:
+        images = {"real_a": real_a, "real_b": real_b, "fake_a": fake_a, "fake_b": fake_b}
+        result["fid_kid"] = _fid_kid(make_features, images, log)
+
+    if "health" in sections:
+        result["health"] = _health(real_a, fake_b, real_b, fake_a)
+
+    if "ground_truth" in sections:
+        result["ground_truth"] = _ground_truth_section(
+            (a, b), (split_a, split_b), (files_a, files_b), (real_a, real_b), (fake_b, fake_a), image_size
+        )
     return result
 
 

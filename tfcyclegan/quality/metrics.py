@@ -5,8 +5,9 @@ Pixel metrics take float images in the model's [-1, 1] range and measure them on
 SSIM use max_val = 1. Each is computed per image and averaged over the set.
 """
 
+import os
 import socket
-from contextlib import contextmanager
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,9 @@ INCEPTION_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
 INCEPTION_SIZE = 299
 INCEPTION_MIN_SIZE = 75  # the smallest input keras.applications.InceptionV3 accepts
-# Where the downloaded weights are kept; None is Keras' cache ($KERAS_HOME or ~/.keras, then models/).
-INCEPTION_CACHE_DIR = None
-# Seconds any single network operation of the download may stall before it fails: an
-# offline machine whose firewall drops packets must not hang the evaluation.
-NETWORK_TIMEOUT = 15
+# Seconds the weights' host may take to accept a connection before the download is
+# given up: an offline machine whose firewall drops packets must not hang the evaluation.
+CONNECT_TIMEOUT = 15
 
 
 def _unit(x):
@@ -161,47 +160,47 @@ def kid(features1, features2, subsets=100, subset_size=1000, seed=0):
     return float(np.mean(values)), float(np.std(values))
 
 
-@contextmanager
-def _network_timeout(seconds):
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
+def _imagenet_weights(cache_dir, timeout):
+    """Local path of Keras' ImageNet InceptionV3 weights in `cache_dir`/models (None: Keras'
+    cache, $KERAS_HOME or ~/.keras), downloading them once if needed.
 
-
-def _imagenet_weights():
-    """Local path of Keras' ImageNet InceptionV3 weights, downloading them once if needed."""
+    keras.utils.get_file has no time-out, so before a download the weights' host must
+    accept a connection within `timeout` seconds; the process's default socket time-out
+    is left as it is.
+    """
     import keras
 
-    with _network_timeout(NETWORK_TIMEOUT), report.stdout_as_notes():
+    cache_dir = Path(cache_dir or os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
+    url = urllib.parse.urlsplit(INCEPTION_URL)
+    if url.hostname and not (cache_dir / "models" / INCEPTION_FILE).is_file():
+        port = url.port or (80 if url.scheme == "http" else 443)
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    with report.stdout_as_notes():
         return keras.utils.get_file(
-            INCEPTION_FILE,
-            INCEPTION_URL,
-            cache_subdir="models",
-            file_hash=INCEPTION_MD5,
-            cache_dir=INCEPTION_CACHE_DIR,
+            INCEPTION_FILE, INCEPTION_URL, cache_subdir="models", file_hash=INCEPTION_MD5, cache_dir=str(cache_dir)
         )
 
 
 class InceptionFeatures:
     """2048-d InceptionV3 pool features: keras.applications.InceptionV3(include_top=False, pooling="avg").
 
-    `weights` is "imagenet" (Keras' download, cached), a local .h5 weights file, or None
-    for random weights (only to test the plumbing). Images, float in [-1, 1] as the model
+    `weights` is "imagenet" (Keras' download, cached in `cache_dir`, see _imagenet_weights;
+    a host silent for `timeout` seconds fails it), a local .h5 weights file, or None for
+    random weights (only to test the plumbing). Images, float in [-1, 1] as the model
     makes them and as InceptionV3's own preprocessing expects, are resized bilinearly to
     `input_size` (299 for ImageNet weights). Loading raises UserError with a one-line reason.
     """
 
-    def __init__(self, weights="imagenet", input_size=INCEPTION_SIZE, batch_size=32):
+    def __init__(
+        self, weights="imagenet", input_size=INCEPTION_SIZE, batch_size=32, cache_dir=None, timeout=CONNECT_TIMEOUT
+    ):
         import keras
 
         if input_size < INCEPTION_MIN_SIZE:
             raise ValueError(f"InceptionV3 needs inputs of at least {INCEPTION_MIN_SIZE}px, got {input_size}")
         if weights == "imagenet":
             try:
-                weights = _imagenet_weights()
+                weights = _imagenet_weights(cache_dir, timeout)
             except Exception as error:
                 cause = error.__context__ or error
                 reason = getattr(cause, "reason", None) or first_line(cause)

@@ -6,20 +6,32 @@ full (TensorFlow checks every tensor's CRC32C) before it is used, newest first, 
 truncated, deleted or bit-flipped checkpoint falls back to the newest intact one.
 """
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tensorflow as tf
 
 from tfcyclegan.runs.layout import CHECKPOINT_FILES, MAX_TO_KEEP, STATE_FILE, checkpoint_number, checkpoint_prefix
-from tfcyclegan.util.errors import first_line
+from tfcyclegan.util import fsutil
+from tfcyclegan.util.errors import UserError, first_line
 
 
 def listed_newest(checkpoint_dir):
-    """Number of the newest checkpoint the state file lists, or None if it is missing or unreadable."""
+    """Number of the newest checkpoint the state file lists, or None if it is missing or unreadable.
+
+    A state file that is not a regular file (a named pipe, a link to a device) is a
+    UserError: TensorFlow's CheckpointManager would read it too, and block or never end.
+    """
+    path = Path(checkpoint_dir) / STATE_FILE
     try:
-        text = (Path(checkpoint_dir) / STATE_FILE).read_text()
+        text = fsutil.read_regular_text(path)
+    except fsutil.NotRegularFile as error:
+        raise UserError(
+            f"{path} is {first_line(error)}; move it away (the checkpoints are found from their ckpt-* files)"
+        ) from None
     except (OSError, UnicodeDecodeError):
         return None
     found = re.findall(r'^model_checkpoint_path: "([^"\n]*)"$', text, re.M)
@@ -45,6 +57,14 @@ def _damage(prefix):
     """Why the checkpoint at `prefix` cannot be used, or None when every tensor reads back intact."""
     if not Path(f"{prefix}.index").is_file():
         return "its .index file is missing"
+    # TensorFlow opens them blocking: a named pipe among them would hang the reader for good.
+    for part in Path(prefix).parent.glob(f"{Path(prefix).name}.*"):
+        try:
+            mode = os.stat(part).st_mode
+        except OSError as error:
+            return f"{part.name} cannot be read: {first_line(error)}"
+        if not stat.S_ISREG(mode):
+            return f"{part.name} is {fsutil.kind_of(mode)}, not a regular file"
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as error:

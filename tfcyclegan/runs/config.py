@@ -5,12 +5,15 @@ import json
 import math
 from pathlib import Path
 
-from tfcyclegan.util.errors import UsageError, UserError
+from tfcyclegan.util import fsutil
+from tfcyclegan.util.errors import UsageError, UserError, first_line
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# "auto" is settled to one of the others before a run trains (training.train.settle_precision).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+GENERATORS = ("resnet", "mobile")  # networks.ResnetGenerator, networks.MobileResnetGenerator
 HEALTH = ("on", "off")
-CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES, "health": HEALTH}
+CHOICES = {"precision": PRECISIONS, "strategy": STRATEGIES, "generator": GENERATORS, "health": HEALTH}
 
 # Inclusive (low, high) of every number. The upper bounds are far above any useful value;
 # they keep a typo or a hostile config.json / metadata.json from building a network for
@@ -38,8 +41,10 @@ LIMITS = {
     "lambda_gan": (0.0, math.inf),
     "lambda_identity": (0.0, math.inf),
     "lambda_cycle": (0.0, math.inf),
+    "lambda_l1": (0.0, math.inf),
+    "lambda_feature": (0.0, math.inf),
 }
-KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 @dataclasses.dataclass
@@ -57,6 +62,7 @@ class TrainConfig:
     lambda_gan: float = 1.0
     lambda_identity: float = 5.0
     lambda_cycle: float = 10.0
+    generator: str = "resnet"
     blocks: int = 6
     ngf: int = 64
     ndf: int = 64
@@ -81,7 +87,9 @@ class TrainConfig:
     def problems(self, name=lambda field: "--" + field.replace("_", "-")):
         """What is wrong with the options, one string each; `name(field)` spells an option in them
         (--ngf on the command line, "ngf" in a config.json)."""
-        wrong = [p for p in (value_problem(f.name, getattr(self, f.name), name(f.name)) for f in FIELDS) if p]
+        kinds = {f.name: f.type for f in dataclasses.fields(self)}
+        wrong = [value_problem(f, getattr(self, f), name(f), kinds) for f in kinds]
+        wrong = [p for p in wrong if p]
         if wrong:  # the checks below compare values, which needs the right types
             return wrong
         if not self.decay_epoch <= self.epochs:
@@ -128,15 +136,16 @@ class TrainConfig:
         """The config saved at `path`, held to the same types and bounds as the command line's
         options (`problems`); a key missing, mistyped or out of range is a UserError naming it."""
         try:
-            values = json.loads(Path(path).read_text())
+            values = json.loads(fsutil.read_regular_text(path))
         except (OSError, ValueError) as error:
-            raise UserError(f"cannot read {path}: {error}; is this a tfcyclegan run directory?") from None
+            raise UserError(f"cannot read {path}: {first_line(error)}; is this a tfcyclegan run directory?") from None
         if not isinstance(values, dict):
             problems = ["not a JSON object"]
         else:
-            config = cls(**{**ADDED_LATER, **{f.name: values[f.name] for f in FIELDS if f.name in values}})
+            fields = dataclasses.fields(cls)
+            config = cls(**{**ADDED_LATER, **{f.name: values[f.name] for f in fields if f.name in values}})
             problems = config.problems(name=lambda field: json.dumps(field))
-            missing = [json.dumps(f.name) for f in FIELDS if f.name not in values and f.name not in ADDED_LATER]
+            missing = [json.dumps(f.name) for f in fields if f.name not in values and f.name not in ADDED_LATER]
             if len(missing) > 3:
                 problems.append(f"{', '.join(missing[:3])} and {len(missing) - 3} more keys are missing")
             elif missing:
@@ -151,27 +160,28 @@ class TrainConfig:
 
 FIELDS = dataclasses.fields(TrainConfig)
 # Options added after runs were first saved, with the value a config.json without them means.
-ADDED_LATER = {"health": "on", "keep_every": 0, "warmup_discriminators": 0}
+ADDED_LATER = {"generator": "resnet", "health": "on", "keep_every": 0, "warmup_discriminators": 0}
 KINDS = {f.name: f.type for f in FIELDS}
 
 
-def value_problem(field, value, name=None):
+def value_problem(field, value, name=None, kinds=None):
     """What is wrong with one value of option `field` (None if nothing): its type, a
-    non-finite number, its range (LIMITS) or its choices. `name` spells the option."""
+    non-finite number, its range (LIMITS) or its choices. `name` spells the option;
+    `kinds` maps fields to types (default: TrainConfig's)."""
     name = name or field
-    kind = KINDS[field]
+    kind = (kinds or KINDS)[field]
     optional = type(None) in getattr(kind, "__args__", ())
     if optional:
         kind = next(k for k in kind.__args__ if k is not type(None))
     if value is None:
-        return None if optional else f"{name} must be {KIND_NAMES[kind]} (got null)"
+        return None if optional else f"{name} must be {TYPE_NAMES[kind]} (got null)"
     # JSON true/false are Python bools, which are ints too: a number must not be a bool.
     if kind is bool:
         ok = isinstance(value, bool)
     else:
         ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
     if not ok:
-        return f"{name} must be {KIND_NAMES[kind]} (got {json.dumps(value)})"
+        return f"{name} must be {TYPE_NAMES[kind]} (got {json.dumps(value)})"
     if kind is float and not math.isfinite(value):
         return f"{name} must be a finite number (got {value})"
     if field in CHOICES and value not in CHOICES[field]:

@@ -16,6 +16,7 @@ which the image listing (below this package) reads too.
 import re
 from pathlib import Path
 
+from tfcyclegan.util import fsutil, runmarker
 from tfcyclegan.util.runmarker import CHECKPOINT_DIR, CONFIG_FILE
 
 # tf.train.CheckpointManager's `checkpoint_name` and `max_to_keep`, and the name of its state file.
@@ -60,3 +61,11 @@ class RunLayout:
     def sample(self, epoch):
         """The sample grid of `epoch` (counted from 1)."""
         return self.samples / f"epoch_{epoch:03d}.png"
+
+
+def owning_run(path):
+    """The run directory whose own file `path` is (a path of RunLayout, or anything in its
+    folders), or None: what a result written for the user must never replace."""
+    run = RunLayout("")
+    own = [run.config, run.checkpoints, run.lock, run.logs, run.losses_csv, run.losses_png, run.samples]
+    return fsutil.owning_folder(path, runmarker.is_run_dir, [p.name for p in own])

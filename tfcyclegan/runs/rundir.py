@@ -8,16 +8,19 @@ generators (restore_generators); fit.lock keeps one `fit` at a time in it. Reade
 files are intact is tfcyclegan.runs.checkpoints' job.
 """
 
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from tfcyclegan.core.networks import ResnetGenerator, variables_by_path
+from tfcyclegan.core.networks import MobileResnetGenerator, ResnetGenerator, variables_by_path
 from tfcyclegan.runs import checkpoints
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.runs.distillconfig import DistillConfig, is_distilled
 from tfcyclegan.runs.layout import CHECKPOINT_FILES, CONFIG_FILE, RunLayout
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError
@@ -38,9 +41,18 @@ class RunLock:
     def acquire(self):
         path = RunLayout(self.run_dir).lock
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Never through a link (the truncation below would empty what it leads to), never a pipe or device.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UserError(f"{path} is a symbolic link; move it away (fit makes its own lock file)") from None
             raise UserError(f"cannot create {path}: {error.strerror}; pass a --run-dir you can write") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise UserError(
+                f"{path} is {fsutil.kind_of(mode)}, not a regular file; move it away (fit makes its own lock file)"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -104,10 +116,11 @@ def check_outside(run_dir, domains):
 
 def build_generators(config, dtype=None):
     """G: X -> Y and F: Y -> X as the config describes (computing in `dtype`, a Keras dtype
-    policy; None: float32)."""
+    policy; None: float32): ResnetGenerators, or MobileResnetGenerators for --generator mobile."""
+    kind = MobileResnetGenerator if config.generator == "mobile" else ResnetGenerator
     return (
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_g", dtype=dtype),
-        ResnetGenerator(ngf=config.ngf, n_blocks=config.blocks, name="generator_f", dtype=dtype),
+        kind(ngf=config.ngf, n_blocks=config.blocks, name="generator_g", dtype=dtype),
+        kind(ngf=config.ngf, n_blocks=config.blocks, name="generator_f", dtype=dtype),
     )
 
 
@@ -219,22 +232,36 @@ def every_nth_epoch(every, steps_per_epoch):
 
 
 def load_config(run_dir):
-    """The TrainConfig saved in `run_dir`; a damaged, incomplete or foreign config.json is a UserError."""
-    return TrainConfig.load(RunLayout(run_dir).config)
+    """The TrainConfig saved in `run_dir` (a DistillConfig for a distilled student); a damaged,
+    incomplete or foreign config.json is a UserError."""
+    kind = DistillConfig if is_distilled(run_dir) else TrainConfig
+    return kind.load(RunLayout(run_dir).config)
 
 
-def save_config(config, run_dir, counts, **extra):
-    """Write <run_dir>/config.json: `config`, the image counts {"A": n, "B": m} it trained on
-    and the `extra` keys (JSON values) beside them."""
+def directions(run_dir):
+    """The directions run directory `run_dir` translates: a2b alone for a distilled student."""
+    return ("a2b",) if is_distilled(run_dir) else ("a2b", "b2a")
+
+
+def save_config(config, run_dir, counts, roots, **extra):
+    """Write <run_dir>/config.json: `config`, the image counts {"A": n, "B": m} and the
+    folders {"A": path, "B": path} (absolute) of the domains it trained on, and the `extra`
+    keys (JSON values) beside them."""
     # Written whole then renamed: a kill mid-write must not leave a run that cannot resume.
     path = RunLayout(run_dir).config
     try:
         with fsutil.replacing(path) as partial:
-            config.save(partial, images=counts, **extra)
+            config.save(partial, images=counts, domains=roots, **extra)
     except OSError as error:
         raise UserError(
             f"cannot write {path}: {error.strerror or error}; free some disk space or pass a --run-dir on another disk"
         ) from None
+
+
+def has_config(run_dir):
+    """Whether `run_dir` holds a config.json (of any kind: a run killed before its first
+    checkpoint is still that run, and a config.json that cannot be read is an error, not a new run)."""
+    return os.path.lexists(RunLayout(run_dir).config)
 
 
 def has_checkpoint(run_dir):
@@ -344,7 +371,7 @@ def load_generators(run_dir, checkpoint=None):
 def restore_generators(run_dir, checkpoint=None):
     """(G, F, config, checkpoint path) from a run directory's newest intact checkpoint (a newer
     damaged one is skipped with a note: newest_checkpoint), or from checkpoint number
-    `checkpoint` (chosen_checkpoint)."""
+    `checkpoint` (chosen_checkpoint). F is None for a distilled student."""
     run_dir = Path(run_dir)
     if not RunLayout(run_dir).config.exists():
         raise UserError(f"{run_dir} is not a tfcyclegan run directory (no {CONFIG_FILE})")
@@ -354,9 +381,11 @@ def restore_generators(run_dir, checkpoint=None):
     else:
         found = checkpoints.Found(path=chosen_checkpoint(run_dir, checkpoint))
     generator_g, generator_f = build_generators(config)
-    probe = tf.zeros((1, 32, 32, 3))
-    generator_g(probe), generator_f(probe)
-    networks = {"generator_g": generator_g, "generator_f": generator_f}
+    if isinstance(config, DistillConfig):
+        generator_f = None
+    networks = {name: g for name, g in (("generator_g", generator_g), ("generator_f", generator_f)) if g}
+    for network in networks.values():
+        network(tf.zeros((1, 32, 32, 3)))
     check_matches(found.path, networks, run_dir)
     positional = _positional(tf.train.load_checkpoint(found.path).get_variable_to_shape_map())
     variables = {name: network_variables(network, positional) for name, network in networks.items()}

@@ -12,8 +12,7 @@ import math
 from pathlib import Path
 
 from tfcyclegan.study import server
-from tfcyclegan.util import fsutil
-from tfcyclegan.util import report as reporting
+from tfcyclegan.util import fsutil, report
 
 Z95 = 1.959963984540054  # standard normal quantile at 0.975
 
@@ -67,14 +66,29 @@ def _classifier(manifest, study_dir, cache_dir, log):
     """The domain classifier's verdicts on the study's own images, as `evaluate` computes them.
 
     Its accuracy is measured on the study's real images: the target images shown and the
-    source images the translations were made from.
+    source images the translations were made from. It trains on the domains' training
+    images less every image the study shows or translated (a study without a test split
+    draws them from the training images): scored on images it trained on, it would look
+    accurate whatever it learned. With fewer than evaluate.MIN_SCORED training images left
+    in a domain it is not measured, and says so.
     """
     from tfcyclegan.data import datasets, pipeline
     from tfcyclegan.quality import classifier
+    from tfcyclegan.quality.evaluate import MIN_SCORED
 
     size = manifest["image_size"]
     a, b = datasets.resolve_domains(manifest["domain_a"]["spec"], manifest["domain_b"]["spec"], manifest["data_root"])
-    judge, path, cached = classifier.load_or_train(a.train_files, b.train_files, size, cache_dir, log)
+    shown = {
+        image["from"] for entry in manifest["directions"].values() for kind in ("real", "fake") for image in entry[kind]
+    }
+    trained = [[str(p) for p in domain.train_files if str(p) not in shown] for domain in (a, b)]
+    if min(map(len, trained)) < MIN_SCORED:
+        return {
+            "unavailable": f"classifier not measured: {len(trained[0])} (A) and {len(trained[1])} (B) training images "
+            f"are not in the study (at least {MIN_SCORED} per domain needed to train it on other images than it is "
+            "scored on); give the domains a test split or more images"
+        }
+    judge, path, cached = classifier.load_or_train(*trained, size, cache_dir, log)
 
     def load(folder, images):
         files = [study_dir / folder / f"{image['id']}.png" for image in images]
@@ -94,12 +108,12 @@ def _classifier(manifest, study_dir, cache_dir, log):
     return result
 
 
-def report(study_dir, with_classifier=False, classifier_cache=None, log=reporting.note):
+def analyse(study_dir, with_classifier=False, classifier_cache=None, log=report.note):
     """Everything `study-report` prints, as a JSON-ready dict; see the module docstring
     (the command line's format_table shows it as text)."""
     study_dir = Path(study_dir).expanduser()
     manifest = server.read_manifest(study_dir)
-    records = server.AnswerStore(study_dir / server.ANSWERS).read(log)
+    records = server.AnswerStore(study_dir / server.ANSWERS).read(log, check=server.recorded_problem)
     result = {
         "study": str(study_dir),
         "model": manifest["model"],
@@ -115,7 +129,7 @@ def report(study_dir, with_classifier=False, classifier_cache=None, log=reportin
 
 
 def to_json(result):
-    """Strict JSON text of a report() result."""
+    """Strict JSON text of an analyse() result."""
     return json.dumps(result, indent=2, allow_nan=False) + "\n"
 
 

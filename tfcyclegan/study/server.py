@@ -24,6 +24,8 @@ import os
 import re
 import secrets
 import socket
+import stat
+import sys
 import threading
 import urllib.parse
 from http import HTTPStatus
@@ -52,7 +54,9 @@ MAX_POST_BYTES = 256 * 1024
 MAX_TRIALS = 1000
 # Longest believable response time or session: a day, in milliseconds.
 MAX_MS = 24 * 3600 * 1000
-_ID = re.compile(r"^[0-9a-f]{16}$")
+# What secrets.token_hex(8) gives: image ids (file names) and participant ids. Matched whole
+# (fullmatch: `$` would let a trailing newline through).
+_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def _now():
@@ -79,19 +83,68 @@ def target_domain(direction):
 
 
 def read_manifest(study_dir):
-    """The study's manifest.json as a dict; UserError when it is missing or not a study manifest."""
+    """The study's manifest.json as a dict; UserError when it is missing, not a regular file or
+    not a study manifest as `prepare` writes it (_manifest_problem)."""
     path = Path(study_dir).expanduser() / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"{path.parent} is not a study directory (no {MANIFEST}); make one with `tfcyclegan study`")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(fsutil.read_regular_text(path))
     except (OSError, ValueError) as error:
         raise UserError(
-            f"cannot read {path}: {error}; delete the study directory and run `tfcyclegan study` again"
+            f"cannot read {path}: {first_line(error)}; delete the study directory and run `tfcyclegan study` again"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{path} is not a tfcyclegan study manifest (format {FORMAT}); run `tfcyclegan study` again")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise UserError(
+            f"{path} is not a study manifest as `tfcyclegan study` writes it ({problem}); "
+            "delete the study directory and run `tfcyclegan study` again"
+        )
     return manifest
+
+
+def _manifest_problem(manifest):
+    """What makes a format-1 manifest unusable, or None: a key missing or of another type, or an
+    image id other than 16 hex digits (an id is a file name: `../../x` would reach outside)."""
+
+    def kind(value, expected):
+        return isinstance(value, expected) and not isinstance(value, bool)
+
+    if not kind(manifest.get("model"), str):
+        return '"model" is not a path'
+    for side in ("domain_a", "domain_b"):
+        domain = manifest.get(side)
+        if not isinstance(domain, dict) or not all(kind(domain.get(key), str) for key in ("spec", "name", "root")):
+            return f'"{side}" lacks its spec, name or root'
+    if not (manifest.get("data_root") is None or kind(manifest.get("data_root"), str)):
+        return '"data_root" is not a path'
+    if not kind(manifest.get("image_size"), int) or not kind(manifest.get("seed"), int):
+        return '"image_size" or "seed" is not an integer'
+    directions = manifest.get("directions")
+    if not isinstance(directions, dict) or not set(directions) <= set(DIRECTIONS):
+        return f'"directions" is not a mapping of {" and ".join(DIRECTIONS)}'
+    for direction, entry in directions.items():
+        if not isinstance(entry, dict):
+            return f'"{direction}" lacks its images'
+        for kind_name in ("real", "fake"):
+            images = entry.get(kind_name)
+            if not isinstance(images, list) or not images:
+                return f'"{direction}" has no {kind_name} images'
+            for image in images:
+                if not isinstance(image, dict) or not kind(image.get("from"), str):
+                    return f'a {kind_name} image of "{direction}" lacks its id or source'
+                if not isinstance(image.get("id"), str) or not _ID.fullmatch(image["id"]):
+                    return f"{direction} image id {json.dumps(image.get('id'))} is not 16 hex digits"
+    return None
+
+
+def owning_study(path):
+    """The study directory whose own file (manifest, answers, images) `path` is, or None."""
+    return fsutil.owning_folder(
+        path, lambda folder: os.path.lexists(folder / MANIFEST), (MANIFEST, ANSWERS, IMAGES, SOURCES)
+    )
 
 
 def _write_json(path, value):
@@ -228,8 +281,13 @@ class AnswerStore:
     def append(self, record):
         line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
         with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            # O_NONBLOCK and the fstat: a named pipe put in its place would block the write.
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
             try:
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):
+                    raise fsutil.NotRegularFile(self.path, mode)
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 before = os.fstat(fd).st_size
                 # A line torn by something else (a copy cut short) must not swallow ours.
@@ -243,27 +301,54 @@ class AnswerStore:
             finally:
                 os.close(fd)
 
-    def read(self, log=report.note):
-        """Every record, in file order; a line that is not a JSON object is skipped with a note."""
+    def read(self, log=report.note, check=None):
+        """Every record, in file order; a line that is not a JSON object, or that `check(record)`
+        finds a problem with (a string; recorded_problem for the sessions Study.record writes),
+        is skipped with a note."""
         try:
-            text = self.path.read_bytes().decode("utf-8", errors="replace")
+            text = fsutil.read_regular(self.path).decode("utf-8", errors="replace")
         except FileNotFoundError:
             return []
         except OSError as error:
-            raise UserError(f"cannot read {self.path}: {first_line(error)}") from None
+            raise UserError(
+                f"cannot read {self.path}: {first_line(error)}; move it away (the study starts a new one)"
+            ) from None
         records = []
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 record = None
-            if isinstance(record, dict):
-                records.append(record)
-            else:
+            if not isinstance(record, dict):
                 log(f"note: {self.path} line {number} is not a JSON object; skipped")
+                continue
+            problem = check and check(record)
+            if problem:
+                log(f"note: {self.path} line {number} is not a recorded session ({problem}); skipped")
+            else:
+                records.append(record)
         return records
+
+
+def recorded_problem(record):
+    """What keeps an answers.jsonl line from being counted, or None: the keys and types
+    `study-report` and a restarted server rely on."""
+    if not isinstance(record.get("participant"), str) or not _ID.fullmatch(record["participant"]):
+        return "its participant is not an id"
+    if record.get("direction") not in DIRECTIONS:
+        return f"its direction is not {' or '.join(DIRECTIONS)}"
+    trials = record.get("trials")
+    if not isinstance(trials, list):
+        return "its trials are not a list"
+    for trial in trials:
+        if not (isinstance(trial, dict) and trial.get("choice") in ("left", "right")
+                and trial.get("real") in ("left", "right") and isinstance(trial.get("practice"), bool)):  # fmt: skip
+            return "a trial lacks its choice, real side or practice flag"
+    if not isinstance(record.get("start"), (str, type(None))):
+        return "its start is not a time"
+    return None
 
 
 class BadAnswer(Exception):
@@ -271,8 +356,14 @@ class BadAnswer(Exception):
 
 
 def _number(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or isinstance(value, float)
+        and not math.isfinite(value)
+    ):
         raise BadAnswer(f"{name} must be a number")
+    # Compared as it is: an integer of 400 digits is fine to compare, not to make a float of.
     if not 0 <= value <= MAX_MS:
         raise BadAnswer(f"{name} must be between 0 and {MAX_MS}")
     return round(float(value), 1)
@@ -299,7 +390,7 @@ class Study:
         self.practice, self.trials, self.exposure_ms = int(practice), int(trials), int(exposure_ms)
         self.log = log
         self.store = AnswerStore(self.dir / ANSWERS)
-        self.recorded = {r.get("participant") for r in self.store.read(log)}
+        self.recorded = {r["participant"] for r in self.store.read(log, check=recorded_problem)}
         self._issued = len(self.recorded)  # sessions keep alternating directions across restarts
         self._lock = threading.Lock()
         self._rng = secrets.SystemRandom()
@@ -311,6 +402,8 @@ class Study:
                 for image in entry[kind]:
                     self.truth[direction][image["id"]] = kind
                     self.files[f"/{IMAGES}/{image['id']}.png"] = self.dir / IMAGES / f"{image['id']}.png"
+        for file in self.files.values():
+            self.confined(file, strict=True)
         for direction in self.directions:
             entry = self.manifest["directions"][direction]
             shortest = min(len(entry["real"]), len(entry["fake"]))
@@ -319,6 +412,21 @@ class Study:
                     f"note: {direction} has {shortest} image pairs for {self.practice + self.trials} trials; "
                     "images repeat within a session"
                 )
+
+    def confined(self, file, strict=False):
+        """The real path of served `file` when it resolves inside its own folder (the page's
+        folder or the study's images/), else None (`strict`: a UserError naming the file, for a
+        study directory whose images were replaced by links leading elsewhere)."""
+        home = PAGE_DIR if file.parent == PAGE_DIR else self.dir / IMAGES
+        real = Path(os.path.realpath(file))
+        if real.parent == Path(os.path.realpath(home)):
+            return real
+        if strict:
+            raise UserError(
+                f"{file} leads to {real}, outside {home}; the study serves only its own files: "
+                "delete the study directory and run `tfcyclegan study` again"
+            )
+        return None
 
     def _cycle(self, items, count):
         """`count` items: shuffled passes over `items`, so repeats come only after all were used."""
@@ -362,7 +470,7 @@ class Study:
         if set(answer) != expected:
             raise BadAnswer(f"expected exactly the keys {', '.join(sorted(expected))}")
         participant, direction = answer["participant"], answer["direction"]
-        if not isinstance(participant, str) or not _ID.match(participant):
+        if not isinstance(participant, str) or not _ID.fullmatch(participant):
             raise BadAnswer("participant must be the id the session came with")
         if direction not in self.directions:
             raise BadAnswer(f"direction must be one of {', '.join(self.directions)}")
@@ -463,10 +571,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/session":
             return self._json(HTTPStatus.OK, study.new_session())
         file = study.files.get(path)
-        if file is None:
+        # Resolved again at each request: a file swapped for a link since the start is not followed out.
+        real = file and study.confined(file)
+        if real is None:
             return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
         try:
-            body = file.read_bytes()
+            body = fsutil.read_regular(real)
         except OSError:
             return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
         self._send(HTTPStatus.OK, body, CONTENT_TYPES[file.suffix])
@@ -475,12 +585,15 @@ class _Handler(BaseHTTPRequestHandler):
         if urllib.parse.urlsplit(self.path).path != "/api/answers":
             return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"}, close=True)
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
+        # ASCII digits only: str.isdigit also takes "²" and "١", which int() refuses or reads.
+        if not (length.isascii() and length.isdigit()):
             return self._json(HTTPStatus.BAD_REQUEST, {"error": "Content-Length required"}, close=True)
         if int(length) > MAX_POST_BYTES:
             # The body is left unread, so this connection cannot carry another request.
             return self._json(HTTPStatus.BAD_REQUEST, {"error": f"body over {MAX_POST_BYTES} bytes"}, close=True)
         body = self.rfile.read(int(length))
+        if len(body) != int(length):  # the client stopped sending
+            return self._json(HTTPStatus.BAD_REQUEST, {"error": "body shorter than Content-Length"}, close=True)
         status, reply = self.server.study.record(body)
         self._json(status, reply)
 
@@ -492,6 +605,8 @@ class StudyServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer for one Study; IPv6 when the host is an IPv6 address."""
 
     daemon_threads = True
+    # The listen backlog: socketserver's 5 resets connections when a class of 50 starts at once.
+    request_queue_size = 128
 
     def __init__(self, study, host="127.0.0.1", port=8765):
         self.study = study
@@ -503,6 +618,14 @@ class StudyServer(ThreadingHTTPServer):
             if error.errno == errno.EADDRINUSE:
                 raise UserError(f"port {port} is in use; pass another --port (0 picks a free one)") from None
             raise UserError(f"cannot serve on {host}:{port}: {first_line(error)}; check --host and --port") from None
+
+    def handle_error(self, request, client_address):
+        """A client gone before its reply (or silent past the handler's timeout) is nothing to
+        report; anything else is one line on stderr instead of socketserver's traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        self.study.log(f"error: a request from {client_address[0]} failed: {first_line(error, whole=True)}")
 
     @property
     def url(self):

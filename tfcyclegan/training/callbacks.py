@@ -1,6 +1,7 @@
 """Side work during `fit`, as Keras callbacks: checkpoints, logs, figures, samples."""
 
 import csv
+import io
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tfcyclegan.core.model import LOSS_NAMES
 from tfcyclegan.data.imagefiles import to_uint8
 from tfcyclegan.runs import checkpoints
 from tfcyclegan.runs.layout import RunLayout
-from tfcyclegan.training.figures import image_grid, save_loss_figure
+from tfcyclegan.training.figures import LOSS_PANELS, image_grid, save_loss_figure
 from tfcyclegan.util import fsutil, report
 from tfcyclegan.util.errors import UserError, first_line
 
@@ -48,15 +49,16 @@ class CheckpointSaver(keras.callbacks.Callback):
     A checkpoint is numbered by global step, but always above `taken`, the highest number
     already on disk that must not be overwritten (a damaged checkpoint a resumed run fell
     back from), and above every number this saver used. `restored` is the checkpoint the
-    run resumed from, so a save at its step is not repeated. With `keep` (a predicate on a
-    checkpoint's path) the manager keeps every checkpoint and each save is followed by
-    checkpoints.retain: the newest three, and the older ones `keep` holds (`--keep-every`).
-    `warmed` returns the discriminator warm-up steps done, which move no step counter of G
-    but must be saved too.
+    run resumed from, so a save at its step is not repeated. `names` are the model's losses.
+    With `keep` (a predicate on a checkpoint's path) the manager keeps every checkpoint and
+    each save is followed by checkpoints.retain: the newest three, and the older ones `keep`
+    holds (`--keep-every`). `warmed` returns the discriminator warm-up steps done, which move
+    no step counter of G but must be saved too.
     """
 
-    def __init__(self, manager, step_variable, taken=0, restored=None, keep=None, warmed=lambda: 0):
+    def __init__(self, manager, step_variable, taken=0, restored=None, names=LOSS_NAMES, keep=None, warmed=lambda: 0):
         super().__init__()
+        self.names = names
         self.manager = manager
         self.keep = keep
         self.warmed = warmed
@@ -81,7 +83,7 @@ class CheckpointSaver(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         # An epoch with a non-finite mean loss ruined the weights: keep the last good checkpoint.
-        if all(np.isfinite(float(logs[name])) for name in LOSS_NAMES):
+        if all(np.isfinite(float(logs[name])) for name in self.names):
             self.save()
 
 
@@ -108,23 +110,25 @@ class LossLog(keras.callbacks.Callback):
 
     A losses.csv this class cannot read back (re-saved by a spreadsheet with `;`
     separators, edited, damaged) is set aside as losses.csv.unreadable-N with a note, and
-    a new log begins: the log never stops a run.
+    a new log begins: the log never stops a run. `names` and `panels` are another model's
+    losses and figure panels (default: CycleGAN's, Figure 9's).
     """
 
-    FIELDS = ("epoch", *LOSS_NAMES)
-
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, names=LOSS_NAMES, panels=LOSS_PANELS):
         super().__init__()
+        self.names, self.panels = names, panels
+        self.fields = ("epoch", *names)
         layout = RunLayout(run_dir)
         self.csv_path, self.png_path = layout.losses_csv, layout.losses_png
 
     def rows(self):
         try:
-            with open(self.csv_path, newline="", encoding="utf-8") as f:
+            # Only a regular file: a named pipe would block the run (and its SIGTERM) for good.
+            with io.TextIOWrapper(fsutil.open_regular(self.csv_path), encoding="utf-8", newline="") as f:
                 reader = csv.DictReader(f)
                 rows = [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in reader]
-                if tuple(reader.fieldnames or ()) != self.FIELDS:
-                    raise ValueError(f"its columns are not {','.join(self.FIELDS)}")
+                if tuple(reader.fieldnames or ()) != self.fields:
+                    raise ValueError(f"its columns are not {','.join(self.fields)}")
             return rows
         except FileNotFoundError:
             return []
@@ -141,23 +145,27 @@ class LossLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         # A resumed run may repeat an epoch that was interrupted: keep only its newest row.
         rows = [row for row in self.rows() if row["epoch"] < epoch + 1]
-        rows.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in LOSS_NAMES}})
+        rows.append({"epoch": epoch + 1, **{name: float(logs[name]) for name in self.names}})
         with fsutil.replacing(self.csv_path) as partial, open(partial, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+            writer = csv.DictWriter(f, fieldnames=self.fields)
             writer.writeheader()
             writer.writerows(rows)
-        save_loss_figure(rows, self.png_path)
+        # Written beside and renamed over, like every file of the run: a named pipe or a link in
+        # its place is replaced, never written into (a pipe would block the run for good).
+        with fsutil.replacing(self.png_path, suffix=".png") as partial:
+            save_loss_figure(rows, partial, self.panels)
 
 
 class TensorBoardLog(keras.callbacks.Callback):
     """Scalars for TensorBoard: the seven losses and the learning rate.
 
     Every `log_every` steps the running epoch means go under their plain names
-    (`loss_G`, ...) at the global step; each epoch's means go under `epoch/`.
+    (`loss_G`, ...; `names`) at the global step; each epoch's means go under `epoch/`.
     """
 
-    def __init__(self, writer, optimizer, log_every):
+    def __init__(self, writer, optimizer, log_every, names=LOSS_NAMES):
         super().__init__()
+        self.names = names
         self.writer = writer
         self.optimizer = optimizer
         self.log_every = log_every
@@ -166,14 +174,14 @@ class TensorBoardLog(keras.callbacks.Callback):
         step = int(self.optimizer.iterations.numpy())
         if step % self.log_every == 0:
             with self.writer.as_default(step=step):
-                for name in LOSS_NAMES:
+                for name in self.names:
                     tf.summary.scalar(name, logs[name])
                 # Keras 3 evaluates the schedule at the optimizer's step when read.
                 tf.summary.scalar("learning_rate", self.optimizer.learning_rate)
 
     def on_epoch_end(self, epoch, logs=None):
         with self.writer.as_default(step=epoch + 1):
-            for name in (*LOSS_NAMES, "images_per_sec"):
+            for name in (*self.names, "images_per_sec"):
                 if name in logs:
                     tf.summary.scalar(f"epoch/{name}", logs[name])
         self.writer.flush()
@@ -197,7 +205,8 @@ class Samples(keras.callbacks.Callback):
         cycled_b = g(fake_a, training=False)
         self.layout.samples.mkdir(exist_ok=True)
         grid = image_grid([to_uint8(x) for x in (self.real_a, fake_b, self.real_b, fake_a)])
-        Image.fromarray(grid).save(self.layout.sample(epoch + 1))
+        with fsutil.replacing(self.layout.sample(epoch + 1), suffix=".png") as partial:
+            Image.fromarray(grid).save(partial)
         with self.writer.as_default(step=epoch + 1):
             for tag, batch in (("a2b", (self.real_a, fake_b, cycled_a)), ("b2a", (self.real_b, fake_a, cycled_b))):
                 strips = image_grid([to_uint8(x) for x in batch])
@@ -259,15 +268,16 @@ def all_finite(variables):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stop at the first non-finite loss instead of saving a ruined model."""
+    """Stop at the first non-finite loss (of `names`) instead of saving a ruined model."""
 
-    def __init__(self, step_variable):
+    def __init__(self, step_variable, names=LOSS_NAMES):
         super().__init__()
+        self.names = names
         self.step_variable = step_variable
         self.bad = None
 
     def on_train_batch_end(self, batch, logs=None):
-        for name in LOSS_NAMES:
+        for name in self.names:
             if not np.isfinite(float(logs[name])):
                 self.bad = (int(self.step_variable.numpy()), name, float(logs[name]))
                 self.model.stop_training = True

@@ -1,10 +1,7 @@
 """Pictures a run leaves behind: the loss figure and sample grids."""
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; training machines usually have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 # The panels of the paper's Figure 9, in its order.
 LOSS_PANELS = (
@@ -16,18 +13,21 @@ LOSS_PANELS = (
 )
 
 
-def save_loss_figure(rows, path):
-    """Plot per-epoch losses (a list of dicts with 'epoch' and loss names) in Figure 9's layout."""
-    fig, axes = plt.subplots(1, len(LOSS_PANELS), figsize=(4 * len(LOSS_PANELS), 3.2))
+def save_loss_figure(rows, path, panels=LOSS_PANELS):
+    """Plot per-epoch losses (a list of dicts with 'epoch' and loss names) in Figure 9's layout,
+    or in `panels` ((key, title) pairs) of another model."""
+    # A Figure of its own, not pyplot's: no backend is chosen and no window can open, so
+    # the host process's matplotlib stays as it was (training machines have no display).
+    fig = Figure(figsize=(4 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels))
     epochs = [row["epoch"] for row in rows]
-    for ax, (key, title) in zip(axes, LOSS_PANELS):
+    for ax, (key, title) in zip(axes, panels):
         ax.plot(epochs, [row[key] for row in rows], marker="o" if len(rows) < 20 else None)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def image_grid(columns, gap=4):

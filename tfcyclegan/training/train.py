@@ -2,10 +2,12 @@
 
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import keras
@@ -13,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfcyclegan.core.model import CycleGAN
-from tfcyclegan.core.networks import PatchDiscriminator
+from tfcyclegan.core.networks import MobileResnetGenerator, PatchDiscriminator
 from tfcyclegan.core.schedules import LinearDecay
 from tfcyclegan.data import datasets, imagefiles, pipeline, splits
 from tfcyclegan.models import identify
@@ -21,7 +23,7 @@ from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.config import TrainConfig
 from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
 from tfcyclegan.training import callbacks, distribute, health
-from tfcyclegan.util import report
+from tfcyclegan.util import cpu, fsutil, report, seeding
 from tfcyclegan.util.errors import UsageError, UserError
 
 # What `fit --init-generators` starts G and F from: any model holding Keras generators.
@@ -132,11 +134,18 @@ def _check_resume(config, run_dir, explicit):
     Returns the config to train with and the one saved before (for _reschedule).
     """
     saved = rundir.load_config(run_dir)
-    before = dataclasses.replace(saved)
+    _place_relative_domains(saved, run_dir)
+
+    def given(name):  # a folder as the run saves it: absolute
+        value = getattr(config, name)
+        if name == "data_root" and value:
+            return str(Path(value).expanduser().absolute())
+        return datasets.folder_spec(value) if name in ("domain_a", "domain_b") else value
+
     differs = [
-        f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {getattr(config, name)!r}"
+        f"--{name.replace('_', '-')}: run has {getattr(saved, name)!r}, given {given(name)!r}"
         for name in sorted(explicit)
-        if name not in CHANGEABLE_ON_RESUME and getattr(saved, name) != getattr(config, name)
+        if name not in CHANGEABLE_ON_RESUME and getattr(saved, name) != given(name)
     ]
     if differs:
         raise UserError(
@@ -147,13 +156,54 @@ def _check_resume(config, run_dir, explicit):
         report.note(f"resuming with --lr {config.lr:g} (the run had {saved.lr:g})")
     if "precision" in explicit and config.precision != saved.precision:
         report.note(f"resuming with --precision {config.precision} (the run had {saved.precision})")
-    for name in CHANGEABLE_ON_RESUME:
-        if name in explicit:
-            setattr(saved, name, getattr(config, name))
+    given = {name: getattr(config, name) for name in CHANGEABLE_ON_RESUME if name in explicit}
+    resumed = dataclasses.replace(saved, **{**given, "run_dir": config.run_dir})
     if "epochs" in explicit and "decay_epoch" not in explicit:
-        saved.decay_epoch = min(saved.decay_epoch, saved.epochs)  # for validate; _reschedule decides
-    saved.run_dir = config.run_dir
-    return saved, before
+        # For validate; _reschedule decides.
+        resumed = dataclasses.replace(resumed, decay_epoch=min(resumed.decay_epoch, resumed.epochs))
+    return resumed, saved
+
+
+def _place_relative_domains(saved, run_dir):
+    """Make the folders of a config.json written before they were saved absolute (issue #25)
+    absolute where they were typed: relative to the working folder of the `fit` that wrote
+    it, which its run_dir, typed in that same folder, tells (runs/x found at /p/runs/x: /p).
+    A run dir given by an absolute path, or moved since, leaves them to the current folder,
+    as before."""
+    typed = Path(saved.run_dir or "")
+    if not saved.run_dir or typed.is_absolute():
+        return
+    here = Path(run_dir).resolve()
+    base = next((folder for folder in here.parents if (folder / typed).resolve() == here), None)
+    if base is None:
+        return
+    for side in ("domain_a", "domain_b"):
+        spec = getattr(saved, side)
+        if (
+            not spec.lower().startswith("demo:")
+            and not Path(spec).expanduser().is_absolute()
+            and (base / spec).exists()
+        ):
+            setattr(saved, side, str((base / spec).resolve()))
+    if saved.data_root and not Path(saved.data_root).expanduser().is_absolute():
+        saved.data_root = str(base / saved.data_root)
+
+
+def _check_same_images(run_dir, domains):
+    """A resumed run must train on the folders it trained on (config.json's "domains", saved
+    since issue #25): a named domain under another data root, or a folder of that name in
+    the working folder (a folder wins over a name), is refused by name."""
+    # load_config has read this file as a JSON object already, under the run's lock.
+    saved = json.loads(fsutil.read_regular_text(RunLayout(run_dir).config)).get("domains")
+    if not isinstance(saved, dict):
+        return  # a config.json written before the folders were saved
+    for label, domain in zip("AB", domains):
+        if saved.get(label) != os.path.abspath(domain.root):
+            raise UserError(
+                f"{run_dir} trained on domain {label} images in {saved.get(label)}, but its domain {domain.name!r} "
+                f"resolves to {domain.root} here; resume it with the same --data-root (or TFCYCLEGAN_DATA) and "
+                "from where those images are, or pass a new --run-dir"
+            )
 
 
 def _reschedule(config, before, explicit, step, steps, run_dir):
@@ -165,6 +215,7 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
     decay epoch, or, when the run is already past it (a finished run), starts the decay
     where the run stands, so the added epochs decay from the initial rate to 0. Fewer
     epochs than the run has trained are an error; the change is said in one line.
+    Returns the config with the decay epoch it trains with.
     """
     if step > config.epochs * steps:
         least = -(-step // steps)
@@ -173,9 +224,9 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
             f"give --epochs {least} or more, or pass a new --run-dir"
         )
     if config.epochs != before.epochs and "decay_epoch" not in explicit:
-        config.decay_epoch = min(max(before.decay_epoch, step // steps), config.epochs)
+        config = dataclasses.replace(config, decay_epoch=min(max(before.decay_epoch, step // steps), config.epochs))
     if (config.epochs, config.decay_epoch) == (before.epochs, before.decay_epoch):
-        return
+        return config
     if config.epochs == before.epochs:
         change = f"resuming {run_dir} with --decay-epoch {config.decay_epoch} (the run had {before.decay_epoch})"
     else:
@@ -184,6 +235,7 @@ def _reschedule(config, before, explicit, step, steps, run_dir):
     report.note(
         f"{change}; learning rate decays linearly from epoch {config.decay_epoch} to 0 at epoch {config.epochs}"
     )
+    return config
 
 
 def _held_out(run_dir, resuming, domains):
@@ -195,7 +247,7 @@ def _held_out(run_dir, resuming, domains):
     """
     saved = {}
     if resuming:
-        saved = json.loads(RunLayout(run_dir).config.read_text()).get(health.HELD_OUT_KEY) or {}
+        saved = json.loads(fsutil.read_regular_text(RunLayout(run_dir).config)).get(health.HELD_OUT_KEY) or {}
     held, train = {}, {}
     for label, domain in domains.items():
         record = saved.get(label) if isinstance(saved, dict) else None
@@ -217,7 +269,7 @@ def _note_changed_counts(run_dir, counts, steps):
     """Say in one line that a resumed run's domains changed size since config.json recorded
     them (its "images" key, {"A": n, "B": m}); the run keeps its steps per epoch."""
     # load_config has read this file as a JSON object already, under the run's lock.
-    saved = json.loads(RunLayout(run_dir).config.read_text()).get("images")
+    saved = json.loads(fsutil.read_regular_text(RunLayout(run_dir).config)).get("images")
     if not isinstance(saved, dict) or saved == counts:
         return  # a config.json written before image counts were saved
     report.note(
@@ -226,12 +278,34 @@ def _note_changed_counts(run_dir, counts, steps):
     )
 
 
-def init_generators(folder, config, explicit=frozenset()):
-    """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from.
+def settle_precision(config, cpuinfo=None, gpu_capabilities=None):
+    """Resolve --precision auto (util.cpu.choose_precision) and say in one line what it chose
+    and why; for mixed_bfloat16 on a CPU without native bfloat16, say it will be slow.
 
-    The run takes the generators' blocks and ngf; an explicit --blocks / --ngf that
-    differs is an error naming both. A model without F (pretrained files are one
-    way) starts F fresh, said in one line.
+    `cpuinfo` and `gpu_capabilities` default to this machine's (/proc/cpuinfo; the CUDA
+    compute capability of each visible GPU).
+    """
+    if config.precision not in ("auto", "mixed_bfloat16"):
+        return
+    if gpu_capabilities is None:
+        gpus = tf.config.list_physical_devices("GPU")
+        gpu_capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in gpus]
+    cpuinfo = cpu.read_cpuinfo() if cpuinfo is None else cpuinfo
+    if config.precision == "auto":
+        config.precision, why = cpu.choose_precision(cpuinfo, gpu_capabilities)
+        report.note(f"--precision auto: {config.precision} ({why})")
+    elif not gpu_capabilities:
+        warning = cpu.bfloat16_warning(cpuinfo)
+        if warning:
+            report.note(warning)
+
+
+def init_generators(folder, config, explicit=frozenset()):
+    """{direction: generator} of `folder` (any kind of INIT_ACCEPTS) to start a new run from,
+    and `config` with the generators' kind, blocks and ngf, which the run takes.
+
+    An explicit --generator / --blocks / --ngf that differs is an error naming both. A model without F
+    (pretrained files are one way) starts F fresh, said in one line.
     """
     generators, _, _ = identify.load_generators(folder, INIT_ACCEPTS)
     folder = Path(folder).expanduser()
@@ -242,13 +316,13 @@ def init_generators(folder, config, explicit=frozenset()):
             f"{shapes['b2a'][0]} blocks and ngf {shapes['b2a'][1]}; a run trains two generators of one shape"
         )
     for direction, generator in generators.items():
-        for option, theirs in (("blocks", generator.n_blocks), ("ngf", generator.ngf)):
+        kind = "mobile" if isinstance(generator, MobileResnetGenerator) else "resnet"
+        for option, theirs in (("generator", kind), ("blocks", generator.n_blocks), ("ngf", generator.ngf)):
             if option in explicit and getattr(config, option) != theirs:
                 raise UsageError(
                     f"--{option} {getattr(config, option)} disagrees with --init-generators {folder}, whose "
                     f"{direction} generator has {option} {theirs}; drop --{option}"
                 )
-            setattr(config, option, theirs)
         if generator.affine:
             raise UserError(
                 f"--init-generators {folder}: its {direction} generator uses affine instance norm, which `fit` does "
@@ -258,33 +332,64 @@ def init_generators(folder, config, explicit=frozenset()):
             report.note(f"note: {folder}'s {direction} generator was trained with dropout; fit trains it without")
     if "b2a" not in generators:
         report.note(f"note: {folder} holds no second generator (F: B -> A); F starts from scratch")
-    return generators
+    blocks, ngf = shapes["a2b"]
+    return generators, dataclasses.replace(config, blocks=blocks, ngf=ngf)
 
 
-def fit(config, explicit=frozenset(), verbose=None, init_from=None):
-    """Train (or resume) the run in config.run_dir; returns the run directory.
+def resolve(config, explicit=frozenset(), init_from=None, resume=False):
+    """The options a run trains with, from `config` (left as it is) and its run directory.
 
-    `explicit` names the options the user set, checked against a run being resumed.
-    `verbose` is Keras' (default: a progress bar on a terminal, a line per epoch in logs).
-    `init_from` is a model directory whose generators a new run starts from
-    (init_generators); a resumed run continues from its checkpoint instead.
+    The run directory defaults to runs/<a>2<b>. A run directory holding a config.json is
+    resumed, from its checkpoint or, killed before its first one, from the start: its saved
+    options win, except those a resumed run may change (CHANGEABLE_ON_RESUME) named in
+    `explicit`; other explicit options that disagree are an error (`resume` requires a
+    config.json). A run started from model directory `init_from` (new, or without a
+    checkpoint yet) takes its generators' blocks and ngf (init_generators). Returns
+    (config, before, start): the validated config, the config the run was saved with
+    (None for a new run) and the generators to start from (None unless init_from).
     """
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
-    config.run_dir = config.run_dir or default_run_dir(config)
+    config = dataclasses.replace(config, run_dir=config.run_dir or default_run_dir(config))
     run_dir = Path(config.run_dir)
-    resuming = rundir.has_checkpoint(run_dir)
-    before = None
+    fsutil.check_utf8(run_dir, "--run-dir")
+    # A run directory's config.json is the run's, checkpoint or not (issue #25: a run killed
+    # before its first checkpoint must not be replaced by a run of the default options).
+    resuming, checkpointed = rundir.has_config(run_dir), rundir.has_checkpoint(run_dir)
+    if resume and not resuming:
+        raise UserError(f"--resume: {run_dir} has no config.json, so no run to resume")
+    before = start = None
     if resuming:
         config, before = _check_resume(config, run_dir, explicit)
-        if init_from:
+        if init_from and checkpointed:
             report.note(f"note: resuming {run_dir} from its checkpoint; --init-generators {init_from} is not used")
-    start = init_generators(init_from, config, explicit) if init_from and not resuming else None
+        elif not checkpointed:
+            report.note(f"note: {run_dir} has no checkpoint yet; training it from the start with its config.json")
+    if init_from and not checkpointed:
+        # A run's saved shape stands: the generators must match it, as an explicit --blocks / --ngf would.
+        start, config = init_generators(init_from, config, explicit | ({"blocks", "ngf"} if resuming else set()))
     if not start and not resuming and config.warmup_discriminators:
         raise UsageError("--warmup-discriminators applies with --init-generators (generators to keep frozen)")
     config.validate()
+    return config, before, start
+
+
+def fit(config, explicit=frozenset(), verbose=None, init_from=None, resume=False, callbacks=()):
+    """Train (or resume) the run of `config` (resolve: `config` itself is left as it is);
+    returns the run directory.
+
+    `explicit` names the options the user set, checked against a run being resumed;
+    `resume` requires a checkpoint to resume from. `verbose` is Keras' (default: a
+    progress bar on a terminal, a line per epoch in logs). `init_from` is a model
+    directory whose generators a new run starts from (init_generators); a resumed run
+    continues from its checkpoint instead. `callbacks` are Keras callbacks run beside
+    the run's own, after its checkpoint saver.
+    """
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    config, before, start = resolve(config, explicit, init_from, resume)
+    run_dir = Path(config.run_dir)
     # First: a multi-worker strategy must exist before TensorFlow runs anything.
     strategy = distribute.make_strategy(config.strategy, config.simulate_devices, config.worker_timeout)
+    settle_precision(config)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UsageError(
@@ -298,48 +403,54 @@ def fit(config, explicit=frozenset(), verbose=None, init_from=None):
         if RunLayout(run_dir).config.exists():
             lock.acquire()  # before any work: another fit may be training in it
     try:
-        return _prepare_and_fit(
-            config,
-            strategy,
-            chief=chief,
-            run_dir=run_dir,
-            verbose=verbose,
-            lock=lock,
-            start=start,
-            before=before,
-            explicit=explicit,
-        )
+        plan = _plan(config, before, explicit, start, strategy, chief, verbose)
+        with seeding.seeded(config.seed):
+            return _write_and_train(plan, lock, callbacks)
     finally:
         lock.release()
 
 
-@dataclasses.dataclass
-class _Plan:
-    """What `fit` settled before training: the run, where it trains, on which images, and
-    from where (the checkpoint found, or generators to start from)."""
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What `fit` settled before training: the run's options (run directory, steps per
+    epoch and schedule resolved), where it trains, on which images, and from where (the
+    checkpoint found, or generators to start from)."""
 
     config: TrainConfig
     strategy: tf.distribute.Strategy
     chief: bool  # only the chief writes the run directory
     run_dir: Path
-    out_dir: Path  # the run directory, or a worker's temporary folder
-    files_a: list
-    files_b: list
+    roots: tuple  # the folders of domains A and B
+    files_a: tuple
+    files_b: tuple
     found: checkpoints.Found
     start: dict | None
     verbose: int
     held_out: dict  # {"A": files, "B": files} the health checks translate each epoch
+    held_out_record: dict  # how config.json records them (_held_out)
+
+    @property
+    def counts(self):
+        return {"A": len(self.files_a), "B": len(self.files_b)}
 
 
-def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, before, explicit):
-    """Everything between the checks of `fit` and training: data, schedule, config.json.
+def _plan(config, before, explicit, start, strategy, chief, verbose):
+    """The Plan of a resolved config: the domains' readable images, the steps per epoch,
+    the checkpoint to resume from and the schedule it resumes on. Writes nothing.
 
     `before` is the config a resumed run was saved with (None for a new run).
     """
+    run_dir = Path(config.run_dir)
     resuming = before is not None
-    keras.utils.set_random_seed(config.seed)
-    replicas = strategy.num_replicas_in_sync
     domain_a, domain_b = datasets.resolve_domains(config.domain_a, config.domain_b, config.data_root)
+    if resuming:
+        _check_same_images(run_dir, (domain_a, domain_b))
+    config = dataclasses.replace(
+        config,
+        domain_a=datasets.folder_spec(config.domain_a),
+        domain_b=datasets.folder_spec(config.domain_b),
+        data_root=str(Path(config.data_root).expanduser().absolute()) if config.data_root else None,
+    )
     if chief:
         rundir.check_outside(run_dir, [("A", domain_a.root), ("B", domain_b.root)])
     held_out, kept = _held_out(run_dir, resuming, {"A": domain_a, "B": domain_b})
@@ -351,40 +462,62 @@ def _prepare_and_fit(config, strategy, *, chief, run_dir, verbose, lock, start, 
     # Resolved once and saved as a number, so a resumed run keeps its epochs whatever
     # images were added or removed since (issue #15).
     steps = config.steps_per_epoch or pipeline.default_steps_per_epoch(len(files_a), len(files_b), config.batch_size)
-    config.steps_per_epoch = steps
+    config = dataclasses.replace(config, steps_per_epoch=steps)
     if config.warmup_discriminators is None:  # a new run: one epoch's steps after --init-generators
-        config.warmup_discriminators = steps if start else 0
-    counts = {"A": len(files_a), "B": len(files_b)}
+        config = dataclasses.replace(config, warmup_discriminators=steps if start else 0)
     has_any = checkpoints.candidates(RunLayout(run_dir).checkpoints)
     found = rundir.newest_checkpoint(run_dir) if has_any else checkpoints.Found()
-    if resuming:
-        _note_changed_counts(run_dir, counts, steps)
+    if before is not None:
+        _note_changed_counts(run_dir, {"A": len(files_a), "B": len(files_b)}, steps)
         if found.path:
-            _reschedule(config, before, explicit, rundir.checkpoint_step(found.path), steps, run_dir)
+            config = _reschedule(config, before, explicit, rundir.checkpoint_step(found.path), steps, run_dir)
+    roots = (os.path.abspath(domain_a.root), os.path.abspath(domain_b.root))
+    return Plan(
+        config,
+        strategy,
+        chief,
+        run_dir,
+        roots,
+        tuple(files_a),
+        tuple(files_b),
+        found,
+        start,
+        verbose,
+        checked,
+        held_out,
+    )
 
+
+def _write_and_train(plan, lock, extra_callbacks):
+    """Write the run's config.json (the chief, under the run's lock), then train."""
+    config, run_dir = plan.config, plan.run_dir
     # Only the chief writes the run; other workers save their checkpoints (which every
     # worker must take part in) to a temporary folder that is removed at the end.
-    out_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="tfcyclegan-worker-"))
-    if chief:
+    out_dir = run_dir if plan.chief else Path(tempfile.mkdtemp(prefix="tfcyclegan-worker-"))
+    if plan.chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not lock.held:  # a new run directory: locked as soon as it exists
             lock.acquire()
-        rundir.save_config(config, run_dir, counts, **{health.HELD_OUT_KEY: held_out})
+        rundir.save_config(
+            config, run_dir, plan.counts, dict(zip("AB", plan.roots)), **{health.HELD_OUT_KEY: plan.held_out_record}
+        )
     report.note(config.describe())
-    report.note(f"A: {len(files_a)} images from {domain_a.root}\nB: {len(files_b)} images from {domain_b.root}")
+    report.note(
+        f"A: {len(plan.files_a)} images from {plan.roots[0]}\nB: {len(plan.files_b)} images from {plan.roots[1]}"
+    )
+    replicas = plan.strategy.num_replicas_in_sync
     if replicas > 1:
         report.note(f"training on {replicas} replicas, {config.batch_size // replicas} images each per step")
     try:
-        plan = _Plan(config, strategy, chief, run_dir, out_dir, files_a, files_b, found, start, verbose, checked)
-        return _fit(plan)
+        return _fit(plan, out_dir, extra_callbacks)
     finally:
-        if not chief:
+        if not plan.chief:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _restored_model(plan):
+def _restored_model(plan, out_dir):
     """The model, restored from the checkpoint found or started from `plan.start`, and the
-    CheckpointManager that saves it."""
+    CheckpointManager that saves it into `out_dir`."""
     with plan.strategy.scope():
         model = build_model(plan.config, plan.config.steps_per_epoch)
     folder = RunLayout(plan.run_dir).checkpoints
@@ -397,7 +530,7 @@ def _restored_model(plan):
     # With --keep-every the saver prunes (checkpoints.retain) instead of the manager.
     manager = tf.train.CheckpointManager(
         rundir.make_checkpoint(model),
-        RunLayout(plan.out_dir).checkpoints,
+        RunLayout(out_dir).checkpoints,
         None if plan.config.keep_every else MAX_TO_KEEP,
         checkpoint_name=CHECKPOINT_PREFIX,
     )
@@ -410,9 +543,10 @@ def _restored_model(plan):
     return model, manager
 
 
-def _side_work(plan, model, manager, writer, done_in_epoch):
-    """The callbacks of the run, in order; the divergence guard and the checkpoint saver
-    are returned apart as well, for what happens after training."""
+def _side_work(plan, model, manager, writer, done_in_epoch, extra):
+    """The callbacks of the run, in order, with the caller's `extra` after the checkpoint
+    saver; the divergence guard and the checkpoint saver are returned apart as well, for
+    what happens after training."""
     config, step_variable = plan.config, model.generator_optimizer.iterations
     guard = callbacks.StopOnNonFinite(step_variable)
     # Checkpoints are numbered by step, but above any damaged one left in place; saved
@@ -422,7 +556,7 @@ def _side_work(plan, model, manager, writer, done_in_epoch):
     saver = callbacks.CheckpointSaver(
         manager, step_variable, taken=taken, restored=plan.found.path, keep=keep, warmed=_warmed(model)
     )
-    side_work = [callbacks.Throughput(config.batch_size), guard, saver]
+    side_work = [callbacks.Throughput(config.batch_size), guard, saver, *extra]
     if done_in_epoch:
         carried = rundir.epoch_loss_variables(model)
         side_work.append(callbacks.ContinueEpoch(carried, [v.numpy() for v in carried]))
@@ -534,10 +668,14 @@ def _warm_up(plan, model, writer, stopper):
     )
 
 
-def _fit(plan):
-    """Train the planned run to its last epoch; an interrupt saves a checkpoint and returns."""
+def _fit(plan, out_dir, extra_callbacks):
+    """Train the planned run to its last epoch; an interrupt saves a checkpoint and returns.
+
+    SIGINT and SIGTERM are caught only when fit runs on the main thread, the only one
+    Python lets set signal handlers; on another thread the caller's handlers stay.
+    """
     config, run_dir = plan.config, plan.run_dir
-    model, manager = _restored_model(plan)
+    model, manager = _restored_model(plan, out_dir)
     step_variable = model.generator_optimizer.iterations
     first_epoch, done_in_epoch = divmod(int(step_variable.numpy()), config.steps_per_epoch)
     if first_epoch >= config.epochs:
@@ -546,15 +684,17 @@ def _fit(plan):
     if plan.found.path:
         report.note(f"resuming {run_dir} at epoch {first_epoch + 1}, step {int(step_variable.numpy())}")
 
-    writer = tf.summary.create_file_writer(str(RunLayout(plan.out_dir).logs))
-    side_work, guard, saver = _side_work(plan, model, manager, writer, done_in_epoch)
+    writer = tf.summary.create_file_writer(str(RunLayout(out_dir).logs))
+    side_work, guard, saver = _side_work(plan, model, manager, writer, done_in_epoch, extra_callbacks)
     # SIGINT and SIGTERM stop at the next batch boundary (StopOnSignal): an interrupt
     # raised wherever Python happens to be can land in a garbage-collection callback,
     # where Python prints and drops it, and training would go on.
     stopper = callbacks.StopOnSignal()
     side_work.append(stopper)  # last: see StopOnSignal
     ruined = False
-    watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    watched = []
+    if threading.current_thread() is threading.main_thread():
+        watched = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous = {signum: signal.signal(signum, stopper.handle) for signum in watched}
     try:
         _warm_up(plan, model, writer, stopper)

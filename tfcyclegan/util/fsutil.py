@@ -101,15 +101,92 @@ def replacing(target, suffix=".part"):
         raise
 
 
+def read_regular(path):
+    """The bytes of `path` when it is a regular file (open_regular); OSError otherwise."""
+    with open_regular(path) as file:
+        return file.read()
+
+
+def read_regular_text(path):
+    """The text (UTF-8) of `path` when it is a regular file; OSError or UnicodeDecodeError otherwise."""
+    return read_regular(path).decode("utf-8")
+
+
+def make_folders(path):
+    """mkdir -p without recursion: `path` and its missing parents, made one by one from the top
+    (Path.mkdir(parents=True) recurses once per missing folder and fails with RecursionError
+    some thousand folders deep); OSError as mkdir raises it."""
+    path = Path(path)
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o777)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+
+
+def printable(path):
+    """`path` as text that can be printed: bytes of a name that are not UTF-8 (which Python
+    keeps as surrogates) shown as \\xNN."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def check_utf8(path, option):
+    """A UserError when `path` is not valid UTF-8: TensorFlow takes file names as UTF-8 strings
+    and fails on such a name after the work has begun."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{option} {printable(path)} is not valid UTF-8, which TensorFlow needs in file names; "
+            f"give {option} a name in UTF-8"
+        ) from None
+
+
+def check_new_or_regular(path, option):
+    """Before writing a result to `path`: it must be a new name or a regular file. Never a
+    symbolic link (followed silently, it would write elsewhere; replaced, the link is lost),
+    a named pipe, a device or a folder, which a rename would replace by a file."""
+    try:
+        mode = os.lstat(Path(path).expanduser()).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UserError(f"cannot use {option} {path}: {first_line(error)}; choose another {option} file") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{option} {path} is {kind_of(mode)}, not a regular file; give a new path or a regular file")
+
+
+def owning_folder(path, is_owner, names):
+    """The nearest folder above `path` (its folder resolved) for which `is_owner(folder)` holds,
+    when `path` is one of that folder's own files or folders `names` or lies inside one; else
+    None. What a result written for the user must never replace: a run's config.json, a
+    study's manifest.json..."""
+    path = Path(path).expanduser()
+    path = Path(os.path.realpath(path.parent)) / path.name
+    for folder in path.parents:
+        if is_owner(folder):
+            return folder if path.relative_to(folder).parts[0] in names else None
+    return None
+
+
 def write_atomic(target, data):
     """Replace `target` with `data` (str, written as UTF-8, or bytes) whole or not at all (see replacing)."""
     with replacing(target) as temporary:
         temporary.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
-def write_for_user(path, text, remedy):
-    """Write `text` to a file the user named (`path`, ~ expanded) whole or not at all; when it
-    cannot be written, a UserError naming it and ending in `remedy`."""
+def write_for_user(path, text, remedy, option="--json"):
+    """Write `text` to a file the user named with `option` (`path`, ~ expanded) whole or not at
+    all, only onto a new name or a regular file (check_new_or_regular); when it cannot be
+    written, a UserError naming it and ending in `remedy`."""
+    check_new_or_regular(path, option)
     try:
         write_atomic(Path(path).expanduser(), text)
     except OSError as error:
