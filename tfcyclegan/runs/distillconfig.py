@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from tfcyclegan.runs.config import TrainConfig
+from tfcyclegan.util import fsutil
 
 DIRECTIONS = ("a2b", "b2a")
 # Options of fit a distillation does not use; kept in config.json for the readers, not printed.
@@ -60,7 +61,8 @@ class DistillConfig(TrainConfig):
 def is_distilled(run_dir):
     """Whether run directory `run_dir` holds a distilled student (its config.json names a teacher)."""
     try:
-        values = json.loads((Path(run_dir) / "config.json").read_text())
+        # Only a regular file: a named pipe would block the command for good.
+        values = json.loads(fsutil.read_regular_text(Path(run_dir) / "config.json"))
     except (OSError, ValueError):
         return False
     return isinstance(values, dict) and TEACHER_KEY in values
