@@ -151,7 +151,7 @@ def test_an_unwritable_json_file_is_a_user_error_and_leaves_nothing_behind(tmp_p
     assert json.loads((tmp_path / "result.json").read_text()) == {"psnr": "inf"}
     with pytest.raises(UserError) as error:
         evaluate.write_json(summary, tmp_path)
-    assert_says(str(error.value), f"cannot write {tmp_path}: Is a directory", "choose another --json file")
+    assert_says(str(error.value), f"--json {tmp_path} is a folder, not a regular file", "give a new path")
     with pytest.raises(UserError, match="No such file or directory; choose another --json file$"):
         evaluate.write_json(summary, tmp_path / "missing" / "result.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
