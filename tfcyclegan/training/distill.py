@@ -311,7 +311,8 @@ def _prepare_and_distill(config, teacher, run_dir, lock, before, explicit, verbo
     run_dir.mkdir(parents=True, exist_ok=True)
     if not lock.held:
         lock.acquire()
-    rundir.save_config(config, run_dir, {"A": len(files_a), "B": len(files_b or [])})
+    roots = {"A": str(Path(domain_a.root).resolve()), "B": str(Path(domain_b.root).resolve()) if files_b else None}
+    rundir.save_config(config, run_dir, {"A": len(files_a), "B": len(files_b or [])}, roots)
     report.note(config.describe())
     report.note(f"teacher: {teacher.path} ({teacher.direction}), weights SHA-256 {teacher.sha256[:16]}...")
     report.note(f"A: {len(files_a)} images from {domain_a.root}")
