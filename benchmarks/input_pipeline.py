@@ -2,7 +2,7 @@
 
 Trains the same small-but-real CycleGAN (ResNet-6 generators, ngf 64, PatchGAN
 discriminators) on ukiyoe2photo at 128 px, batch 1, fed once by
-`data.make_train_dataset` and once by one in-memory batch repeated
+`pipeline.make_train_dataset` and once by one in-memory batch repeated
 (`Dataset.from_tensors(...).repeat()`). The two feeds alternate, one epoch each per
 round after a warm-up round, so load from other processes hits both alike. The
 pipeline's share of a step is 1 - t_memory / t_pipeline, t being the median seconds
@@ -25,9 +25,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfcyclegan import data  # noqa: E402
 from tfcyclegan.core.model import CycleGAN  # noqa: E402
 from tfcyclegan.core.networks import PatchDiscriminator, ResnetGenerator  # noqa: E402
+from tfcyclegan.data import imagefiles, pipeline  # noqa: E402
 
 DEFAULT_DATASETS = os.environ.get(
     "TFCYCLEGAN_SHARED_DATASETS", str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
@@ -63,10 +63,10 @@ def main():
     args = parser.parse_args()
 
     root = Path(args.datasets) / "ukiyoe2photo"
-    files_a, files_b = data.list_images(root / "trainA"), data.list_images(root / "trainB")
+    files_a, files_b = imagefiles.list_images(root / "trainA"), imagefiles.list_images(root / "trainB")
 
-    def pipeline(steps, epochs):
-        return data.make_train_dataset(
+    def batches(steps, epochs):
+        return pipeline.make_train_dataset(
             files_a,
             files_b,
             image_size=args.image_size,
@@ -76,7 +76,7 @@ def main():
             epochs=epochs,
         )
 
-    raw = pipeline(args.raw_batches, 1)
+    raw = batches(args.raw_batches, 1)
     start, start_cpu = time.perf_counter(), time.process_time()
     for _ in raw:
         pass
@@ -96,10 +96,10 @@ def main():
         pool_size=50,
     )
     model.compile()
-    in_memory = tf.data.Dataset.from_tensors(next(iter(pipeline(1, 1)))).repeat()
+    in_memory = tf.data.Dataset.from_tensors(next(iter(batches(1, 1)))).repeat()
     times = {"memory": [], "pipeline": []}
     for round_ in range(args.rounds + 1):
-        for feed, dataset in (("memory", in_memory), ("pipeline", pipeline(args.steps, 1))):
+        for feed, dataset in (("memory", in_memory), ("pipeline", batches(args.steps, 1))):
             measured = seconds_per_step(model, dataset, args.steps)
             if round_:  # round 0 warms up: tracing, allocator, caches
                 times[feed].append(measured)

@@ -33,7 +33,7 @@ class Cost:
 def _layers(network):
     """The layers of a generator in the order they run, residual blocks opened."""
     for layer in network.stack:
-        if isinstance(layer, (networks.ResidualBlock, networks.MobileResidualBlock)):
+        if isinstance(layer, networks.ResidualBlock):  # MobileResidualBlock too
             yield from layer.body
         else:
             yield layer

@@ -42,7 +42,7 @@ def variables_by_path(network):
 
     def walk(stack, prefix):
         for layer in stack:
-            if isinstance(layer, (ResidualBlock, MobileResidualBlock)):
+            if isinstance(layer, ResidualBlock):  # MobileResidualBlock too
                 walk(layer.body, f"{prefix}{layer.name}/")
             else:
                 found.update((f"{prefix}{layer.name}/{v.name}", v) for v in layer.weights)
@@ -171,8 +171,10 @@ class ResidualBlock(layers.Layer):
         self.filters = filters
         self.dropout = dropout
         self.affine = affine
-        policy = self.dtype_policy
-        self.body = [
+        self.body = self._body(filters, dropout, affine, self.dtype_policy)
+
+    def _body(self, filters, dropout, affine, policy):
+        return [
             ReflectionPadding2D(1, name="pad_1", dtype=policy),
             layers.Conv2D(filters, 3, kernel_initializer=_init(), name="conv_1", dtype=policy),
             InstanceNormalization(affine=affine, name="norm_1", dtype=policy),
@@ -374,7 +376,7 @@ class PatchDiscriminator(_LayerStack):
 
 
 @keras.saving.register_keras_serializable(package="tfcyclegan")
-class MobileResidualBlock(layers.Layer):
+class MobileResidualBlock(ResidualBlock):
     """R-k of GAN Compression's mobile generator (Li et al. 2020): each 3x3 convolution of
     ResidualBlock becomes a depthwise 3x3 convolution, instance norm and a pointwise 1x1
     convolution (their SeparableConv2d), then instance norm (and ReLU after the first).
@@ -384,12 +386,7 @@ class MobileResidualBlock(layers.Layer):
     at k = 64. Every op is a TFLite builtin the GPU delegate runs.
     """
 
-    def __init__(self, filters, dropout=False, affine=False, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.dropout = dropout
-        self.affine = affine
-        policy = self.dtype_policy
+    def _body(self, filters, dropout, affine, policy):
         body = []
         for i in (1, 2):
             body += [
@@ -403,13 +400,7 @@ class MobileResidualBlock(layers.Layer):
                 body.append(layers.ReLU(name="relu_1", dtype=policy))
                 if dropout:
                     body.append(layers.Dropout(0.5, name="dropout", dtype=policy))
-        self.body = body
-
-    build = ResidualBlock.build
-    call = ResidualBlock.call
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "dropout": self.dropout, "affine": self.affine}
+        return body
 
 
 @keras.saving.register_keras_serializable(package="tfcyclegan")

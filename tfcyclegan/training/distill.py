@@ -24,12 +24,12 @@ from PIL import Image
 from tfcyclegan.core.distill import Distiller
 from tfcyclegan.core.networks import MobileResnetGenerator, PatchDiscriminator, variables_by_path
 from tfcyclegan.core.schedules import LinearDecay
-from tfcyclegan.data import datasets, imagefiles, pipeline
+from tfcyclegan.data import datasets, imagefiles, pipeline, splits
 from tfcyclegan.models import identify
 from tfcyclegan.runs import checkpoints, rundir
 from tfcyclegan.runs.distillconfig import DistillConfig, is_distilled
 from tfcyclegan.runs.layout import CHECKPOINT_PREFIX, MAX_TO_KEEP, RunLayout
-from tfcyclegan.training import callbacks
+from tfcyclegan.training import callbacks, train
 from tfcyclegan.training.figures import image_grid
 from tfcyclegan.util import report
 from tfcyclegan.util.errors import UsageError, UserError
@@ -182,12 +182,7 @@ def _reschedule(config, before, explicit, step, steps):
 
 def _readable(spec, label, data_root):
     domain = datasets.resolve_domain(spec, data_root)
-    good, bad = imagefiles.scan_images(domain.train_files)
-    for path, reason in bad:
-        report.note(f"skipping {path}: {reason}")
-    if not good:
-        raise UserError(f"{label} {spec} has no readable training image; check {domain.root}")
-    return domain, good
+    return domain, splits.readable(domain.train_files, "training", label, domain)
 
 
 def build_distiller(config, teacher, steps_per_epoch):
@@ -293,11 +288,11 @@ def distill(config, explicit=frozenset(), verbose=None):
 
 def _prepare_and_distill(config, teacher, run_dir, lock, before, explicit, verbose):
     keras.utils.set_random_seed(config.seed)
-    domain_a, files_a = _readable(config.domain_a, "--domain-a", config.data_root)
+    domain_a, files_a = _readable(config.domain_a, "A", config.data_root)
     folders = [("A", domain_a.root)]
     files_b = None
     if config.domain_b:
-        domain_b, files_b = _readable(config.domain_b, "--domain-b", config.data_root)
+        domain_b, files_b = _readable(config.domain_b, "B", config.data_root)
         folders.append(("B", domain_b.root))
     rundir.check_outside(run_dir, folders)
     steps = config.steps_per_epoch or pipeline.default_steps_per_epoch(len(files_a), len(files_a), config.batch_size)
@@ -311,7 +306,7 @@ def _prepare_and_distill(config, teacher, run_dir, lock, before, explicit, verbo
     run_dir.mkdir(parents=True, exist_ok=True)
     if not lock.held:
         lock.acquire()
-    roots = {label: str(Path(root).absolute()) for label, root in folders}
+    roots = {"A": str(Path(domain_a.root).resolve()), "B": str(Path(domain_b.root).resolve()) if files_b else None}
     rundir.save_config(config, run_dir, {"A": len(files_a), "B": len(files_b or [])}, roots)
     report.note(config.describe())
     report.note(f"teacher: {teacher.path} ({teacher.direction}), weights SHA-256 {teacher.sha256[:16]}...")
@@ -355,7 +350,8 @@ def _train(config, model, manager, found, files_a, files_b, run_dir, verbose):
     previous = {signum: signal.signal(signum, stopper.handle) for signum in watched}
     resume = f"tfcyclegan distill {config.teacher} --domain-a {config.domain_a} --run-dir {run_dir}"
     try:
-        _train_epochs(config, model, side_work, files_a, files_b, first_epoch, done_in_epoch, verbose)
+        # Without --domain-b the second stream is unused: A again.
+        train.train_epochs(config, model, files_a, files_b or files_a, side_work, verbose, first_epoch, done_in_epoch)
     except KeyboardInterrupt:
         if callbacks.all_finite(model.student.weights):
             path = saver.save()
@@ -376,42 +372,3 @@ def _train(config, model, manager, found, files_a, files_b, run_dir, verbose):
         raise UserError(f"distillation diverged: {what}; {kept} is kept; resume with a lower --lr: {resume}")
     report.result(f"done: {run_dir} (checkpoints, logs, losses.png, samples/)")
     return run_dir
-
-
-def _train_epochs(config, model, side_work, files_a, files_b, first_epoch, done_in_epoch, verbose):
-    """model.fit from where the run stands, as fit does: the rest of a cut epoch on exactly its
-    remaining batches, then whole epochs. Without --domain-b the second stream (unused) is A again."""
-    steps = config.steps_per_epoch
-
-    def dataset(first, last):
-        return pipeline.make_train_dataset(
-            files_a,
-            files_b or files_a,
-            image_size=config.image_size,
-            load_size=config.load_size,
-            batch_size=config.batch_size,
-            steps_per_epoch=steps,
-            epochs=last,
-            initial_epoch=first,
-            flip=config.flip,
-            seed=config.seed,
-        )
-
-    options = dict(callbacks=side_work, verbose=verbose, shuffle=False)
-    if done_in_epoch:
-        model.fit(
-            dataset(first_epoch, first_epoch + 1).skip(done_in_epoch),
-            epochs=first_epoch + 1,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps - done_in_epoch,
-            **options,
-        )
-        first_epoch += 1
-    if first_epoch < config.epochs and not model.stop_training:
-        model.fit(
-            dataset(first_epoch, config.epochs),
-            epochs=config.epochs,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps,
-            **options,
-        )

@@ -579,14 +579,19 @@ def _side_work(plan, model, manager, writer, done_in_epoch, extra):
 
 
 def _train_epochs(plan, model, side_work, first_epoch, done_in_epoch):
-    """model.fit from where the run stands to its last epoch: first the rest of an epoch an
-    interruption cut short, on exactly the batches it had left, then whole epochs."""
-    config, steps = plan.config, plan.config.steps_per_epoch
+    train_epochs(plan.config, model, plan.files_a, plan.files_b, side_work, plan.verbose, first_epoch, done_in_epoch)
+
+
+def train_epochs(config, model, files_a, files_b, side_work, verbose, first_epoch, done_in_epoch):
+    """model.fit from where a run stands to its last epoch (fit's and distill's): first the
+    rest of an epoch an interruption cut short, on exactly the batches it had left, then
+    whole epochs."""
+    steps = config.steps_per_epoch
 
     def dataset(first, last):
         return pipeline.make_train_dataset(
-            plan.files_a,
-            plan.files_b,
+            files_a,
+            files_b,
             image_size=config.image_size,
             load_size=config.load_size,
             batch_size=config.batch_size,
@@ -598,7 +603,7 @@ def _train_epochs(plan, model, side_work, first_epoch, done_in_epoch):
         )
 
     # shuffle=False: the dataset is already shuffled, per epoch and reproducibly.
-    options = dict(callbacks=side_work, verbose=plan.verbose, shuffle=False)
+    options = dict(callbacks=side_work, verbose=verbose, shuffle=False)
     if done_in_epoch:
         model.fit(
             dataset(first_epoch, first_epoch + 1).skip(done_in_epoch),
