@@ -14,6 +14,14 @@ trust_model_option = click.option(
     help="Load a SavedModel whose graph holds ops no translator has (file, process, network or Python ops), "
     "which are refused otherwise; only for a model from a source you trust.",
 )
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="A run directory's checkpoint ckpt-N instead of its newest (`tfcyclegan evaluate RUN --checkpoints all` "
+    "lists and scores them).",
+)
 
 
 def user_errors(command):

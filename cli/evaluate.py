@@ -3,7 +3,7 @@
 import math
 
 import click
-from tfcyclegan_cli.common import check_result_file, trust_model_option, user_errors
+from tfcyclegan_cli.common import check_result_file, checkpoint_option, trust_model_option, user_errors
 
 # Stdlib only at import (see its docstring): `tfcyclegan --help` takes its constants without TensorFlow.
 from tfcyclegan.quality import evaluate as evaluation
@@ -39,13 +39,7 @@ from tfcyclegan.quality import evaluate as evaluation
     help="Local InceptionV3 notop .h5 weights for FID/KID [default: Keras' ImageNet download, cached].",
 )
 @trust_model_option
-@click.option(
-    "--checkpoint",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="A run directory's checkpoint ckpt-N instead of its newest.",
-)
+@checkpoint_option
 @click.option(
     "--checkpoints",
     "every",

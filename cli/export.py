@@ -2,7 +2,7 @@
 files or .keras files, parity-checked."""
 
 import click
-from tfcyclegan_cli.common import user_errors
+from tfcyclegan_cli.common import checkpoint_option, user_errors
 
 # Stdlib only at import: `tfcyclegan --help` takes the choice lists without TensorFlow.
 from tfcyclegan.export import options
@@ -40,14 +40,7 @@ from tfcyclegan.export import options
     default=None,
     help="Export folder [default: saved_models/<run name>/savedmodel, .../tflite or .../tflite-<quantize>].",
 )
-@click.option(
-    "--checkpoint",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="A run directory's checkpoint ckpt-N instead of its newest (`tfcyclegan evaluate RUN --checkpoints all` "
-    "lists and scores them).",
-)
+@checkpoint_option
 @user_errors
 def export(run_dir, fmt, quantize, calibration_dir, output, checkpoint):
     """Export MODEL and verify it against the Keras generators.

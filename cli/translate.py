@@ -4,7 +4,7 @@ import contextlib
 import sys
 
 import click
-from tfcyclegan_cli.common import trust_model_option, user_errors
+from tfcyclegan_cli.common import checkpoint_option, trust_model_option, user_errors
 
 # Its option lists are stdlib-only constants (tfcyclegan.inference.options): `tfcyclegan --help`
 # takes them without loading TensorFlow.
@@ -64,14 +64,7 @@ def _fresh_line(bar):
     help="Replace outputs that already exist in --output [default: leave them as they are and skip their inputs].",
 )
 @trust_model_option
-@click.option(
-    "--checkpoint",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="A run directory's checkpoint ckpt-N instead of its newest (`tfcyclegan evaluate RUN --checkpoints all` "
-    "lists and scores them).",
-)
+@checkpoint_option
 @user_errors
 def translate(
     inputs, model, direction, output, batch_size, max_size, fmt, allow_large, overwrite, trust_model, checkpoint
